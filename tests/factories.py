@@ -1,0 +1,37 @@
+"""Small factories for tests: real model instances saved through the real save() path."""
+
+from datetime import datetime, timezone
+from itertools import count
+
+from linkblog import Blogmark, Entry, Quotation, Tag
+
+_numbers = count(1)
+
+
+def at(year, month=1, day=1, hour=12, minute=0):
+    return datetime(year, month, day, hour, minute, tzinfo=timezone.utc)
+
+
+class Factories:
+    def tag(self, name, description=""):
+        tag, _ = Tag.objects.get_or_create(tag=name, defaults={"description": description})
+        return tag
+
+    def _tagged(self, post, tags):
+        post.save()
+        post.tags.set([self.tag(name) if isinstance(name, str) else name for name in tags])
+        return post
+
+    def entry(self, title=None, body="A paragraph.", tags=(), **fields):
+        title = title or f"Entry {next(_numbers)}"
+        return self._tagged(Entry(title=title, body=body, **fields), tags)
+
+    def blogmark(self, link_title=None, link_url="https://example.com/", commentary="", tags=(), **fields):
+        link_title = link_title or f"Link {next(_numbers)}"
+        return self._tagged(
+            Blogmark(link_title=link_title, link_url=link_url, commentary=commentary, **fields), tags
+        )
+
+    def quotation(self, quotation="Words worth keeping.", source=None, tags=(), **fields):
+        source = source or f"Someone {next(_numbers)}"
+        return self._tagged(Quotation(quotation=quotation, source=source, **fields), tags)
