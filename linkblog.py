@@ -92,6 +92,8 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator  # noqa
 from django.db import models  # noqa: E402
 from django.db.models import Count, OuterRef, Q, Subquery, Value  # noqa: E402
 from django.db.models.functions import Coalesce  # noqa: E402
+from django.db.models.signals import m2m_changed, post_delete, post_save  # noqa: E402
+from django.dispatch import Signal  # noqa: E402
 from django.http import Http404  # noqa: E402
 from django.shortcuts import get_object_or_404, render  # noqa: E402
 from django.urls import reverse  # noqa: E402
@@ -334,6 +336,21 @@ class Quotation(Post):
 
 
 POST_MODELS = {"entry": Entry, "blogmark": Blogmark, "quotation": Quotation}
+
+# Sent after any write that readers could see: a post or tag saved or deleted, a post's tags
+# changed, and (explicitly, since bulk writes send no model signals) after an import.
+posts_changed = Signal()
+
+
+def announce_change(sender, **kwargs):
+    posts_changed.send(sender=sender)
+
+
+for model in [Tag, *POST_MODELS.values()]:
+    post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
+    post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
+for model in POST_MODELS.values():
+    m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
 
 
 def published(model):
