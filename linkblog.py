@@ -346,11 +346,15 @@ def announce_change(sender, **kwargs):
     posts_changed.send(sender=sender)
 
 
-for model in [Tag, *POST_MODELS.values()]:
-    post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
-    post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
-for model in POST_MODELS.values():
-    m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
+def connect_change_signals():
+    for model in [Tag, *POST_MODELS.values()]:
+        post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
+        post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
+    for model in POST_MODELS.values():
+        m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
+
+
+connect_change_signals()
 
 
 def published(model):
