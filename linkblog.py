@@ -518,7 +518,40 @@ def permalink(request, year, month, day, slug):
     return render(request, "post.html", {"post": post})
 
 
+# --- Serving: Django's WSGI handler, built once per worker process ---------------------------
+
+
+def wsgi_application():
+    """The production handler: `gunicorn 'linkblog:wsgi_application()'` builds it once per worker.
+
+    (nanodjango's own `app.wsgi` rebuilds Django's handler on every request.)
+    """
+    from django.core.wsgi import get_wsgi_application
+
+    app._prepare()
+    return get_wsgi_application()
+
+
+# --- Commands: `python linkblog.py NAME ...` for our own commands, nanodjango's for the rest ------
+
+COMMANDS = {}
+
+
+def command(function):
+    """Register `function(args)` as `python linkblog.py NAME ARGS...`, NAME being its name without `_command`."""
+    COMMANDS[function.__name__.removesuffix("_command").replace("_", "-")] = function
+    return function
+
+
+def main(argv):
+    """Run one of our commands, or hand the arguments to nanodjango (`run`, `manage`, `serve`, ...)."""
+    if argv and argv[0] in COMMANDS:
+        app._prepare()
+        return COMMANDS[argv[0]](argv[1:])
+    app.invoke(default="run 127.0.0.1:8000")
+
+
 # --- Entry point: `python linkblog.py run` works like `nanodjango run linkblog.py` ----------
 
 if __name__ == "__main__":
-    app.invoke(default="run 127.0.0.1:8000")
+    sys.exit(main(sys.argv[1:]))
