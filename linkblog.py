@@ -236,6 +236,10 @@ class Post(models.Model):
     class Meta:
         abstract = True
         ordering = ["-created", "-id"]
+        constraints = [
+            # Every post has a permalink: bulk writes that skip save() cannot store an empty slug.
+            models.CheckConstraint(condition=~Q(slug=""), name="%(app_label)s_%(class)s_has_slug"),
+        ]
 
     def __str__(self):
         return getattr(self, self.slug_source_field) or self.slug
@@ -324,6 +328,9 @@ class Blogmark(Post):
     slug_source_field = "link_title"
     markdown_field = "commentary"
 
+    class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
+        pass
+
 
 class Quotation(Post):
     quotation = models.TextField(help_text="Markdown")
@@ -333,6 +340,9 @@ class Quotation(Post):
     kind = "quotation"
     slug_source_field = "source"
     markdown_field = "quotation"
+
+    class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
+        pass
 
 
 POST_MODELS = {"entry": Entry, "blogmark": Blogmark, "quotation": Quotation}
