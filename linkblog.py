@@ -77,6 +77,7 @@ app = Django(
     CSRF_TRUSTED_ORIGINS=env_list("CSRF_TRUSTED_ORIGINS", []),
     DATABASES={"default": database_settings()},
     ADMIN_URL="admin/",
+    FORMS_URLFIELD_ASSUME_HTTPS=True,
     EXTRA_APPS=["django.contrib.humanize"],
     TIME_ZONE="UTC",
     LINKBLOG_TITLE=os.environ.get("LINKBLOG_TITLE", "linkblog"),
@@ -85,7 +86,8 @@ app = Django(
     LINKBLOG_PAGE_SIZE=30,
 )
 
-from django.conf import settings  # noqa: E402  (configured by Django() above)
+from django.apps import apps as django_apps  # noqa: E402  (configured by Django() above)
+from django.conf import settings  # noqa: E402
 from django.contrib import admin  # noqa: E402
 from django.core.exceptions import ValidationError  # noqa: E402
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator  # noqa: E402
@@ -278,18 +280,23 @@ class Post(models.Model):
             slug, number = f"{base}-{number}", number + 1
         return slug
 
+    def fill_in_defaults(self):
+        """The date and slug a post gets when its author leaves them empty."""
+        if self.created is None:
+            self.created = timezone.now()
+        if not self.slug:
+            self.slug = self.make_unique_slug()
+
     def clean(self):
         super().clean()
         if self.slug and self.same_day_posts(type(self)).filter(slug=self.slug).exists():
             raise ValidationError(
                 {"slug": f"Another {self.kind} on this day already uses the slug “{self.slug}”."}
             )
+        self.fill_in_defaults()
 
     def save(self, *args, **kwargs):
-        if self.created is None:
-            self.created = timezone.now()
-        if not self.slug:
-            self.slug = self.make_unique_slug()
+        self.fill_in_defaults()
         self.render()
         super().save(*args, **kwargs)
 
@@ -346,6 +353,11 @@ class Quotation(Post):
 
 
 POST_MODELS = {"entry": Entry, "blogmark": Blogmark, "quotation": Quotation}
+
+# nanodjango never sets our app's models module, so Django's post_migrate handlers would skip
+# the app: no content types and no permissions for these models (admin history and per-user
+# permissions both need them).
+django_apps.get_app_config(app.app_name).models_module = app.app_module
 
 # Sent after any write that readers could see: a post or tag saved or deleted, a post's tags
 # changed, and (explicitly, since bulk writes send no model signals) after an import.
