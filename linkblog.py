@@ -212,6 +212,9 @@ class Tag(models.Model):
     def __str__(self):
         return self.tag
 
+    def clean(self):
+        self.tag = self.tag.strip().lower()  # before the uniqueness check, so "Django" clashes with "django"
+
     def save(self, *args, **kwargs):
         self.tag = self.tag.strip().lower()
         self.description_html = render_markdown(self.description)

@@ -109,3 +109,10 @@ def test_migrate_creates_permissions_so_staff_can_be_given_rights(client, django
         {"title": "By an editor", "slug": "", "body": "b", "created_0": "2024-09-25", "created_1": "18:00:00"},
     )
     assert response.status_code == 302
+
+
+def test_a_tag_differing_only_in_case_is_a_form_error(admin_client, make):
+    make.tag("django")
+    response = admin_client.post("/admin/linkblog/tag/add/", {"tag": "Django", "description": ""})
+    assert response.status_code == 200
+    assert "Tag with this Tag already exists." in response.content.decode()
