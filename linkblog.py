@@ -10,12 +10,17 @@ entry point. Templates live in templates/, the stylesheet in static/.
     nanodjango run linkblog.py          # development server, migrates first
 """
 
+import math
 import os
+import random
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone as dt_timezone
+from functools import wraps
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import markdown
@@ -78,7 +83,7 @@ app = Django(
     DATABASES={"default": database_settings()},
     ADMIN_URL="admin/",
     FORMS_URLFIELD_ASSUME_HTTPS=True,
-    EXTRA_APPS=["django.contrib.humanize"],
+    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps"],
     TIME_ZONE="UTC",
     LINKBLOG_TITLE=os.environ.get("LINKBLOG_TITLE", "linkblog"),
     LINKBLOG_AUTHOR=os.environ.get("LINKBLOG_AUTHOR", "The author"),
@@ -97,8 +102,8 @@ from django.db.models.functions import Coalesce  # noqa: E402
 from django.db.models.signals import m2m_changed, post_delete, post_save  # noqa: E402
 from django.dispatch import Signal  # noqa: E402
 from django.http import Http404  # noqa: E402
-from django.shortcuts import get_object_or_404, render  # noqa: E402
-from django.urls import reverse  # noqa: E402
+from django.shortcuts import redirect, render  # noqa: E402
+from django.urls import register_converter, reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django.utils.html import strip_tags  # noqa: E402
 from django.utils.text import slugify  # noqa: E402
@@ -502,26 +507,111 @@ def home(request):
 
 @app.route("/tags/", name="tag_list")
 def tag_list(request):
-    tags = tags_with_counts().filter(post_count__gt=0).order_by("tag")
+    """Every tag with published posts, drawn as a cloud: the more posts, the bigger."""
+    tags = list(tags_with_counts().filter(post_count__gt=0).order_by("tag"))
+    most = max((tag.post_count for tag in tags), default=0)
+    for tag in tags:
+        tag.size = cloud_size(tag.post_count, most)
     return render(request, "tags.html", {"tags": tags})
 
 
-@app.route("/tags/<slug:tag>/", name="tag_page")
-def tag_page(request, tag):
-    tag = get_object_or_404(Tag, tag=tag)
-    page = posts_page(request, {kind: published(model).filter(tags=tag) for kind, model in POST_MODELS.items()})
-    return render(request, "tag.html", {"tag": tag, "page": page})
+MAX_COMBINED_TAGS = 3
+
+
+class TagsConverter:
+    """One tag (`django`) or several joined with `+` (`django+python`) in a URL, as a list of names."""
+
+    regex = r"[-a-zA-Z0-9_]+(?:\+[-a-zA-Z0-9_]+)*"
+
+    def to_python(self, value):
+        return value.split("+")
+
+    def to_url(self, value):
+        return value if isinstance(value, str) else "+".join(value)
+
+
+register_converter(TagsConverter, "tags")
+
+
+class TooManyTags(Exception):
+    """A URL combines more tags than a page may: answered with a 400 page."""
+
+
+def tags_named(names):
+    """The tags named in a URL, in its order and without repeats: 404 if one is unknown."""
+    if len(names) > MAX_COMBINED_TAGS:
+        raise TooManyTags(f"A page can combine at most {MAX_COMBINED_TAGS} tags; this address names {len(names)}.")
+    names = list(dict.fromkeys(names))
+    found = {tag.tag: tag for tag in Tag.objects.filter(tag__in=names)}
+    if len(found) < len(names):
+        raise Http404("No such tag")
+    return [found[name] for name in names]
+
+
+def tagged_posts(tags):
+    """Published posts of every kind that carry all of `tags`, as querysets by kind."""
+    querysets = {}
+    for kind, model in POST_MODELS.items():
+        posts = published(model)
+        for tag in tags:
+            posts = posts.filter(tags=tag)
+        querysets[kind] = posts
+    return querysets
+
+
+def too_many_tags_is_400(view):
+    """Answer TooManyTags with a 400 page that says what went wrong."""
+
+    @wraps(view)
+    def view_with_tag_limit(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except TooManyTags as error:
+            return render(request, "400.html", {"message": str(error)}, status=400)
+
+    return view_with_tag_limit
+
+
+@app.route("/tags/<tags:names>/", name="tag_page")
+@too_many_tags_is_400
+def tag_page(request, names):
+    """One tag's page, or the posts carrying all of two or three tags (`/tags/a+b/`)."""
+    tags = tags_named(names)
+    names = [tag.tag for tag in tags]
+    posts = tagged_posts(tags)
+    page = posts_page(request, posts)
+    context = {
+        "tags": tags,
+        "names": names,
+        "page": page,
+        "canonical": canonical_tag_page(names, page),
+        "related": related_tags(tags, posts),
+    }
+    return render(request, "tag.html", context)
+
+
+def utc_datetime(year, month=1, day=1):
+    """Midnight UTC on a date named in a URL, or 404 if there is no such date (Feb 30, year 0 or 99999)."""
+    try:
+        return datetime(year, month, day, tzinfo=dt_timezone.utc)
+    except (ValueError, OverflowError):
+        raise Http404("No such date")
+
+
+def month_number(month):
+    """1 for "Jan" ... 12 for "Dec"; 404 for anything else."""
+    if month not in MONTHS:
+        raise Http404("No such month")
+    return MONTHS.index(month) + 1
 
 
 def day_range(year, month, day):
     """The UTC start and end of a day named in a URL, or 404 if there is no such day."""
-    if month not in MONTHS:
-        raise Http404("No such month")
+    start = utc_datetime(year, month_number(month), day)
     try:
-        start = datetime(year, MONTHS.index(month) + 1, day, tzinfo=dt_timezone.utc)
-    except ValueError:
+        return start, start + timedelta(days=1)
+    except OverflowError:
         raise Http404("No such day")
-    return start, start + timedelta(days=1)
 
 
 def find_post(request, start, end, slug):
@@ -541,6 +631,385 @@ def permalink(request, year, month, day, slug):
     start, end = day_range(year, month, day)
     post = find_post(request, start, end, slug)
     return render(request, "post.html", {"post": post})
+
+
+# --- Feeds: Atom for everything, for each kind and for each tag or combination of tags --------
+
+from django.contrib.syndication.views import Feed  # noqa: E402
+from django.template.loader import render_to_string  # noqa: E402
+from django.utils.feedgenerator import Atom1Feed  # noqa: E402
+
+FEED_LENGTH = 30
+
+
+@app.templatetag.filter(name="absolute")
+def absolute_url(path):
+    """A site path as a full URL on LINKBLOG_BASE_URL: for feeds, the sitemap and cards."""
+    return settings.LINKBLOG_BASE_URL + path
+
+
+class AtomWithContent(Atom1Feed):
+    """Atom whose entries carry the whole post as <content> (Django's Atom1Feed writes only a
+    <summary>), with xml:base so that relative links inside posts resolve on the site."""
+
+    def root_attributes(self):
+        return {**super().root_attributes(), "xml:base": absolute_url("/")}
+
+    def add_item_elements(self, handler, item):
+        super().add_item_elements(handler, item)
+        handler.addQuickElement("content", item["content"], {"type": "html"})
+
+
+class PostsFeed(Feed):
+    """The 30 newest published posts of some kinds; subclasses choose the kinds and the tags."""
+
+    feed_type = AtomWithContent
+    kinds = tuple(POST_MODELS)
+    name = None  # what the feed holds, for its title: "entries", "links", ...
+    url_name = None
+
+    def querysets(self, obj):
+        return {kind: published(POST_MODELS[kind]) for kind in self.kinds}
+
+    def items(self, obj):
+        return load_posts(mixed_posts(self.querysets(obj))[:FEED_LENGTH])
+
+    def title(self, obj):
+        return f"{settings.LINKBLOG_TITLE}: {self.name}" if self.name else settings.LINKBLOG_TITLE
+
+    def link(self, obj):
+        return absolute_url(reverse("home"))
+
+    def feed_url(self, obj):
+        return absolute_url(reverse(self.url_name))
+
+    def feed_guid(self, obj):
+        return self.feed_url(obj)
+
+    def author_name(self):
+        return settings.LINKBLOG_AUTHOR
+
+    def item_title(self, post):
+        # Atom titles are plain text: Django's default would escape them a second time.
+        return f"Quoting {post.source}" if post.kind == "quotation" else str(post)
+
+    def item_description(self, post):
+        return None  # the whole post goes into <content>, see item_extra_kwargs
+
+    def item_link(self, post):
+        return absolute_url(post.get_absolute_url())
+
+    def item_guid(self, post):
+        """A tag: URI from the site's host and the permalink: the same on every request, and
+        unchanged by edits to the title or text, or by moving the site from http to https."""
+        host = urlsplit(settings.LINKBLOG_BASE_URL).hostname
+        return f"tag:{host},{post.created:%Y-%m-%d}:{post.get_absolute_url()}"
+
+    item_guid_is_permalink = False
+
+    def item_pubdate(self, post):
+        return post.created
+
+    def item_updateddate(self, post):
+        return post.created
+
+    def item_categories(self, post):
+        return [tag.tag for tag in post.tags.all()]
+
+    def item_extra_kwargs(self, post):
+        return {"content": render_to_string(f"feeds/_{post.kind}.html", {"post": post})}
+
+
+class EverythingFeed(PostsFeed):
+    url_name = "feed_everything"
+
+
+class EntriesFeed(PostsFeed):
+    kinds = ("entry",)
+    name = "entries"
+    url_name = "feed_entries"
+
+
+class LinksFeed(PostsFeed):
+    kinds = ("blogmark",)
+    name = "links"
+    url_name = "feed_links"
+
+
+class QuotationsFeed(PostsFeed):
+    kinds = ("quotation",)
+    name = "quotations"
+    url_name = "feed_quotations"
+
+
+class TagFeed(PostsFeed):
+    """Posts carrying one tag, or all of two or three (`/tags/a+b.atom`)."""
+
+    def get_object(self, request, names):
+        return tags_named(names)
+
+    def querysets(self, tags):
+        return tagged_posts(tags)
+
+    def title(self, tags):
+        names = " + ".join(tag.tag for tag in tags)
+        return f"{settings.LINKBLOG_TITLE}: posts tagged {names}"
+
+    def link(self, tags):
+        return absolute_url(reverse("tag_page", args=[[tag.tag for tag in tags]]))
+
+    def feed_url(self, tags):
+        return absolute_url(reverse("tag_feed", args=[[tag.tag for tag in tags]]))
+
+
+@app.route("/atom/everything/", name="feed_everything")
+def everything_feed(request):
+    return EverythingFeed()(request)
+
+
+@app.route("/atom/entries/", name="feed_entries")
+def entries_feed(request):
+    return EntriesFeed()(request)
+
+
+@app.route("/atom/links/", name="feed_links")
+def links_feed(request):
+    return LinksFeed()(request)
+
+
+@app.route("/atom/quotations/", name="feed_quotations")
+def quotations_feed(request):
+    return QuotationsFeed()(request)
+
+
+@app.route("/tags/<tags:names>.atom", name="tag_feed")
+@too_many_tags_is_400
+def tag_feed(request, names):
+    return TagFeed()(request, names)
+
+
+# --- Archives: a year's months, a month's and a day's posts, with links to their neighbours --
+
+from django.db.models.functions import ExtractMonth, ExtractYear  # noqa: E402
+
+
+def year_range(year):
+    """The UTC start and end of a year named in a URL, or 404."""
+    return utc_datetime(year), utc_datetime(year + 1)
+
+
+def month_range(year, month):
+    """The UTC start and end of a month named in a URL ("Jan"...), or 404."""
+    number = month_number(month)
+    return utc_datetime(year, number), utc_datetime(year + number // 12, number % 12 + 1)
+
+
+def published_posts(**filters):
+    """Published posts of every kind matching `filters`, as querysets by kind (for mixed_posts)."""
+    return {kind: published(model).filter(**filters) for kind, model in POST_MODELS.items()}
+
+
+def summed_counts(querysets):
+    """Add up per-kind (key..., count) rows into one Counter, in one UNION query."""
+    first, *rest = querysets
+    totals = Counter()
+    for *key, count in first.union(*rest, all=True):
+        totals[tuple(key)] += count
+    return totals
+
+
+def monthly_counts(**filters):
+    """Published posts per (year, month) as a sorted list of (year, month, count)."""
+    per_kind = [
+        posts.order_by()
+        .annotate(year=ExtractYear("created"), month=ExtractMonth("created"))
+        .values_list("year", "month")
+        .annotate(count=Count("pk"))
+        for posts in published_posts(**filters).values()
+    ]
+    return sorted((year, month, count) for (year, month), count in summed_counts(per_kind).items())
+
+
+def months_by_year(counts):
+    """(year, month, count) rows grouped as [{"year", "count", "months": [{"name", "date", "count"}]}]."""
+    years = {}
+    for year, month, count in counts:
+        entry = years.setdefault(year, {"year": year, "count": 0, "months": []})
+        entry["count"] += count
+        entry["months"].append({"name": MONTHS[month - 1], "date": datetime(year, month, 1), "count": count})
+    return list(years.values())
+
+
+ARCHIVE_PAGES = ("archive_year", "archive_month", "archive_day")
+
+
+def archive_link(moment, depth):
+    """The archive page of the year (depth 1), month (2) or day (3) that `moment` falls in."""
+    moment = moment.astimezone(dt_timezone.utc)
+    args = [moment.year, MONTHS[moment.month - 1], moment.day][:depth]
+    return {"date": moment, "url": reverse(ARCHIVE_PAGES[depth - 1], args=args)}
+
+
+def neighbours(start, end, depth):
+    """Links to the archive pages of the nearest published posts before `start` and from `end` on."""
+    earlier = mixed_posts(published_posts(created__lt=start)).first()
+    later = mixed_posts(published_posts(created__gte=end)).order_by("created", "pk").first()
+    return [row and archive_link(row["created"], depth) for row in (earlier, later)]
+
+
+def archive_page(request, template, start, end, depth):
+    """A month's or a day's posts, newest first and paginated: 404 if there are none."""
+    page = posts_page(request, published_posts(created__gte=start, created__lt=end))
+    if not page.paginator.count:
+        raise Http404("Nothing was published then")
+    earlier, later = neighbours(start, end, depth)
+    context = {"page": page, "start": start, "month": MONTHS[start.month - 1], "earlier": earlier, "later": later}
+    return render(request, template, context)
+
+
+@app.route("/archive/", name="archive_index")
+def archive_index(request):
+    return render(request, "archive_index.html", {"years": months_by_year(monthly_counts())})
+
+
+@app.route("/<int:year>/", name="archive_year")
+def archive_year(request, year):
+    start, end = year_range(year)
+    years = months_by_year(monthly_counts(created__gte=start, created__lt=end))
+    if not years:
+        raise Http404("Nothing was published that year")
+    earlier, later = neighbours(start, end, depth=1)
+    return render(request, "archive_year.html", {"year": years[0], "earlier": earlier, "later": later})
+
+
+@app.route("/<int:year>/<str:month>/", name="archive_month")
+def archive_month(request, year, month):
+    start, end = month_range(year, month)
+    return archive_page(request, "archive_month.html", start, end, depth=2)
+
+
+@app.route("/<int:year>/<str:month>/<int:day>/", name="archive_day")
+def archive_day(request, year, month, day):
+    start, end = day_range(year, month, day)
+    return archive_page(request, "archive_day.html", start, end, depth=3)
+
+
+# --- Discovery: related tags, the tag cloud, random posts, sitemap, robots.txt, cards ---------
+
+from django.contrib.sitemaps import Sitemap  # noqa: E402
+from django.contrib.sitemaps.views import sitemap as sitemap_view  # noqa: E402
+from django.views.decorators.cache import never_cache  # noqa: E402
+
+RELATED_TAGS = 10
+CLOUD_SIZES = 5
+DESCRIPTION_LENGTH = 200
+
+
+def related_tags(tags, posts):
+    """The tags most often found on `posts` (querysets by kind) besides `tags` themselves, as
+    [{"tag", "count"}], most shared first: one query however many posts there are."""
+    per_kind = [
+        POST_MODELS[kind].tags.through.objects.filter(**{f"{kind}__in": queryset.values("pk")})
+        .exclude(tag__in=tags)
+        .values_list("tag__tag")
+        .annotate(count=Count("*"))
+        for kind, queryset in posts.items()
+    ]
+    counts = summed_counts(per_kind)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:RELATED_TAGS]
+    can_combine = len(tags) < MAX_COMBINED_TAGS
+    names = [tag.tag for tag in tags]
+    return [
+        {"tag": name, "count": count, "combined": names + [name] if can_combine else None}
+        for (name,), count in ranked
+    ]
+
+
+def canonical_tag_page(names, page):
+    """The one address search engines should know a tag page by: tags in alphabetical order."""
+    url = reverse("tag_page", args=[sorted(names)])
+    return f"{url}?page={page.number}" if page.number > 1 else url
+
+
+def cloud_size(count, most):
+    """1 (smallest) to CLOUD_SIZES: how big a tag with `count` posts is drawn, on a log scale."""
+    if most <= 1:
+        return 1
+    return 1 + round((CLOUD_SIZES - 1) * math.log(count) / math.log(most))
+
+
+@app.templatetag.filter(name="description")
+def description(html):
+    """Plain text of stored HTML for meta descriptions: no markup, no entities, trimmed on a word."""
+    text = unescape(plain_text(html))
+    if len(text) <= DESCRIPTION_LENGTH:
+        return text
+    return text[: DESCRIPTION_LENGTH - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+@app.route("/random/<tags:names>/", name="random_post")
+@never_cache
+@too_many_tags_is_400
+def random_post(request, names):
+    """A 302 to a random published post with this tag (or all of these tags)."""
+    rows = mixed_posts(tagged_posts(tags_named(names)))
+    count = rows.count()
+    if not count:
+        raise Http404("No published post has this tag")
+    row = rows[random.randrange(count)]
+    return redirect(POST_MODELS[row["kind"]].objects.get(pk=row["pk"]))
+
+
+class SiteSitemap(Sitemap):
+    """Sitemap URLs on LINKBLOG_BASE_URL, whatever host the request came in on."""
+
+    def get_protocol(self, protocol=None):
+        return urlsplit(settings.LINKBLOG_BASE_URL).scheme
+
+    def get_domain(self, site=None):
+        base = urlsplit(settings.LINKBLOG_BASE_URL)
+        return base.netloc + base.path  # a base URL may include a path: https://example.com/blog
+
+
+class PostSitemap(SiteSitemap):
+    def items(self):
+        return [post for model in POST_MODELS.values() for post in published(model).only("created", "slug")]
+
+    def lastmod(self, post):
+        return post.created
+
+
+class TagSitemap(SiteSitemap):
+    def items(self):
+        return tags_with_counts().filter(post_count__gt=0).order_by("tag")
+
+
+class PageSitemap(SiteSitemap):
+    """The home page, the tag cloud and the date archives: (url name, args) pairs."""
+
+    def items(self):
+        pages = [("home", []), ("tag_list", []), ("archive_index", [])]
+        for year in months_by_year(monthly_counts()):
+            pages.append(("archive_year", [year["year"]]))
+            pages.extend(("archive_month", [year["year"], month["name"]]) for month in year["months"])
+        return pages
+
+    def location(self, page):
+        name, args = page
+        return reverse(name, args=args)
+
+
+SITEMAPS = {"pages": PageSitemap, "tags": TagSitemap, "posts": PostSitemap}
+
+
+@app.route("/sitemap.xml", name="sitemap")
+def sitemap(request):
+    return sitemap_view(request, SITEMAPS)
+
+
+@app.route("/robots.txt", name="robots_txt")
+def robots_txt(request):
+    return render(request, "robots.txt", content_type="text/plain; charset=utf-8")
 
 
 # --- Serving: Django's WSGI handler, built once per worker process ---------------------------
