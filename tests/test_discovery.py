@@ -1,0 +1,310 @@
+"""Finding more to read: combined tags, related tags, the tag cloud, random posts, the sitemap,
+robots.txt, and the canonical URL and cards that search engines and link previews read."""
+
+import re
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+from factories import at
+from reader_helpers import add_posts, assert_queries_do_not_grow, head, post_links, text
+
+pytestmark = pytest.mark.django_db
+
+BASE = "https://blog.example.com"
+
+
+@pytest.fixture
+def base_url(settings):
+    settings.LINKBLOG_BASE_URL = BASE
+    return BASE
+
+
+# --- Combined tags -----------------------------------------------------------------------------
+
+
+def test_combined_tags_show_posts_carrying_all_of_them(client, make):
+    both = make.entry("Both", tags=["django", "python"], created=at(2024, 1, 1))
+    three = make.blogmark("Three", tags=["python", "django", "sql"], created=at(2024, 1, 2))
+    make.entry("Only django", tags=["django"])
+    make.entry("Only python", tags=["python"])
+    make.entry("Draft with both", tags=["django", "python"], is_draft=True)
+    response = client.get("/tags/django+python/")
+    assert response.status_code == 200
+    assert "2 items tagged “django” and “python”" in text(response)
+    assert post_links(response) == [three.get_absolute_url(), both.get_absolute_url()]
+    assert "Draft" not in text(response)
+
+
+def test_three_tags_can_be_combined(client, make):
+    three = make.blogmark(tags=["python", "django", "sql"])
+    make.entry(tags=["django", "python"])
+    response = client.get("/tags/django+python+sql/")
+    assert "1 item tagged “django”, “python” and “sql”" in text(response)
+    assert post_links(response) == [three.get_absolute_url()]
+
+
+def test_more_than_three_tags_is_a_400_page_with_a_message(client, make):
+    make.entry(tags=["a", "b", "c", "d"])
+    response = client.get("/tags/a+b+c+d/")
+    assert response.status_code == 400
+    html = text(response)
+    assert "A page can combine at most 3 tags; this address names 4." in html
+    assert '<a class="site-title"' in html  # the site's own page, not a traceback
+
+
+def test_an_unknown_tag_in_a_combination_is_404(client, make):
+    make.entry(tags=["django"])
+    assert client.get("/tags/django+nope/").status_code == 404
+    assert client.get("/tags/nope+django/").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["/tags/django+/", "/tags/+django/", "/tags/django++python/", "/tags/a b/"])
+def test_malformed_combinations_are_404(client, make, url):
+    make.entry(tags=["django", "python"])
+    assert client.get(url).status_code == 404
+
+
+def test_combination_order_does_not_matter_and_the_canonical_url_is_sorted(client, make, base_url):
+    make.entry(tags=["django", "python"])
+    forward, backward = client.get("/tags/django+python/"), client.get("/tags/python+django/")
+    assert post_links(forward) == post_links(backward)
+    assert canonical(forward) == canonical(backward) == BASE + "/tags/django+python/"
+
+
+def test_a_repeated_tag_counts_once(client, make):
+    post = make.entry(tags=["django"])
+    response = client.get("/tags/django+django/")
+    assert response.status_code == 200
+    assert "1 item tagged “django”</h1>" in text(response)
+    assert post_links(response) == [post.get_absolute_url()]
+
+
+def test_combined_tag_pages_paginate(client, make):
+    add_posts(make, 32, tags=("django", "python"))
+    first = client.get("/tags/django+python/")
+    assert len(post_links(first)) == 30
+    assert len(post_links(client.get("/tags/django+python/?page=2"))) == 2
+
+
+# --- Related tags ------------------------------------------------------------------------------
+
+
+def related(response):
+    """(tag, shared count) for each related tag, in order."""
+    section = text(response).partition('<aside class="related-tags">')[2].partition("</aside>")[0]
+    return re.findall(r'rel="tag">([^<]+)</a> <span class="count">(\d+)</span>', section)
+
+
+def test_related_tags_are_the_ones_most_often_found_together(client, make):
+    make.entry(tags=["django", "python", "orm"])
+    make.blogmark(tags=["django", "python"])
+    make.quotation(tags=["django", "python", "testing"])
+    make.entry(tags=["django", "orm"])
+    make.entry(tags=["python", "numpy"])  # not with django
+    make.entry(tags=["django", "secret"], is_draft=True)  # drafts do not count
+    assert related(client.get("/tags/django/")) == [("python", "3"), ("orm", "2"), ("testing", "1")]
+
+
+def test_related_tags_of_a_combination_exclude_its_own_tags(client, make):
+    make.entry(tags=["django", "python", "orm"])
+    make.entry(tags=["django", "python", "orm", "sql"])
+    make.entry(tags=["django", "sql"])
+    response = client.get("/tags/django+python/")
+    assert related(response) == [("orm", "2"), ("sql", "1")]
+    # Each related tag offers to narrow the combination further.
+    assert 'class="combine" href="/tags/django+python+orm/"' in text(response)
+
+
+def test_related_tags_are_at_most_ten(client, make):
+    for number in range(12):
+        make.entry(tags=["hub", f"spoke-{number:02}"] + [f"spoke-{n:02}" for n in range(number)])
+    names = [name for name, _ in related(client.get("/tags/hub/"))]
+    assert names == [f"spoke-{number:02}" for number in range(10)]
+
+
+def test_a_three_tag_page_offers_no_further_combination(client, make):
+    make.entry(tags=["a", "b", "c", "d"])
+    response = client.get("/tags/a+b+c/")
+    assert related(response) == [("d", "1")]
+    assert 'class="combine"' not in text(response)
+
+
+# --- The tag cloud -----------------------------------------------------------------------------
+
+
+def test_tag_cloud_sizes_tags_by_count_with_classes(client, make):
+    for _ in range(20):
+        make.entry(tags=["big"])
+    for _ in range(4):
+        make.entry(tags=["middle"])
+    make.entry(tags=["small"])
+    make.entry(tags=["hidden"], is_draft=True)
+    html = text(client.get("/tags/"))
+    sizes = dict(re.findall(r'<li class="size-(\d)"><a href="/tags/([^/]+)/"', html))
+    assert sizes == {"5": "big", "3": "middle", "1": "small"}
+    assert "style=" not in html  # sizes come from the stylesheet (a CSP forbids inline styles)
+
+
+def test_tag_cloud_with_one_count_draws_every_tag_alike(client, make):
+    make.entry(tags=["one", "two"])
+    html = text(client.get("/tags/"))
+    assert re.findall(r'<li class="size-(\d)">', html) == ["1", "1"]
+
+
+# --- Random --------------------------------------------------------------------------------------
+
+
+def test_random_redirects_to_a_published_post_with_the_tag(client, make):
+    posts = [make.entry(tags=["django"]), make.blogmark(tags=["django"]), make.quotation(tags=["django"])]
+    make.entry(tags=["django"], is_draft=True)
+    make.entry(tags=["python"])
+    seen = set()
+    for _ in range(60):
+        response = client.get("/random/django/")
+        assert response.status_code == 302
+        assert "no-cache" in response["Cache-Control"]
+        seen.add(response["Location"])
+    # Every published post is reachable, and nothing else is (missing one in 60 tries: < 1e-9).
+    assert seen == {post.get_absolute_url() for post in posts}
+
+
+def test_random_works_for_combined_tags(client, make):
+    both = make.entry(tags=["django", "python"])
+    make.entry(tags=["django"])
+    for _ in range(10):
+        assert client.get("/random/django+python/")["Location"] == both.get_absolute_url()
+
+
+def test_random_without_a_published_post_is_404(client, make):
+    make.entry(tags=["drafty"], is_draft=True)
+    assert client.get("/random/drafty/").status_code == 404
+    assert client.get("/random/unknown/").status_code == 404
+    assert client.get("/random/a+b+c+d/").status_code == 400
+
+
+def test_tag_page_links_to_a_random_post(client, make):
+    make.entry(tags=["django"])
+    assert 'href="/random/django/"' in text(client.get("/tags/django/"))
+
+
+# --- Sitemap and robots.txt -------------------------------------------------------------------------
+
+
+def sitemap_urls(client):
+    response = client.get("/sitemap.xml")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/xml")
+    namespace = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+    root = ElementTree.fromstring(response.content)
+    return [loc.text for loc in root.findall("s:url/s:loc", namespace)]
+
+
+def test_sitemap_lists_permalinks_tag_pages_and_archives_on_the_base_url(client, make, base_url):
+    entry = make.entry(tags=["django"], created=at(2024, 3, 5))
+    link = make.blogmark(tags=["python"], created=at(2023, 7, 1))
+    quote = make.quotation(created=at(2023, 7, 2))
+    urls = sitemap_urls(client)
+    for post in (entry, link, quote):
+        assert BASE + post.get_absolute_url() in urls
+    for path in ["/", "/tags/", "/archive/", "/tags/django/", "/tags/python/", "/2024/", "/2024/Mar/", "/2023/", "/2023/Jul/"]:
+        assert BASE + path in urls, path
+    assert len(urls) == len(set(urls))
+    assert all(url.startswith(BASE + "/") for url in urls)
+
+
+def test_sitemap_never_lists_drafts_or_their_tags_and_months(client, make, base_url):
+    make.entry(created=at(2024, 3, 5))
+    draft = make.entry("Secret", tags=["secret"], created=at(2022, 1, 1), is_draft=True)
+    urls = sitemap_urls(client)
+    assert BASE + draft.get_absolute_url() not in urls
+    assert BASE + "/tags/secret/" not in urls
+    assert BASE + "/2022/" not in urls and BASE + "/2022/Jan/" not in urls
+
+
+def test_sitemap_follows_a_base_url_with_a_path(client, make, settings):
+    settings.LINKBLOG_BASE_URL = "https://example.com/blog"
+    post = make.entry()
+    assert "https://example.com/blog" + post.get_absolute_url() in sitemap_urls(client)
+
+
+def test_robots_txt_points_to_the_sitemap(client, base_url):
+    response = client.get("/robots.txt")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    lines = response.content.decode().splitlines()
+    assert "Sitemap: https://blog.example.com/sitemap.xml" in lines
+    assert "User-agent: *" in lines
+    assert "Disallow: /admin/" in lines
+
+
+# --- Canonical URLs and cards ------------------------------------------------------------------------
+
+
+def canonical(response):
+    return [link["href"] for link in head(response).links if link.get("rel") == "canonical"][0]
+
+
+def test_permalink_carries_canonical_url_and_cards(client, make, base_url):
+    post = make.entry("Fish & chips", body="The *best* fish & chips in <town>.\n\nSecond paragraph.", tags=["food"])
+    response = client.get(post.get_absolute_url())
+    meta = head(response).meta
+    assert canonical(response) == BASE + post.get_absolute_url()
+    assert meta["og:url"] == BASE + post.get_absolute_url()
+    assert meta["og:type"] == "article"
+    assert meta["og:title"] == meta["twitter:title"] == "Fish & chips"
+    assert meta["twitter:card"] == "summary"
+    description = "The best fish & chips in . Second paragraph."
+    assert meta["description"] == meta["og:description"] == meta["twitter:description"] == description
+
+
+def test_descriptions_are_plain_text_without_markup_or_entities(client, make):
+    body = 'Use `<b>` & **bold** with [a link](https://example.com/?a=1&b=2) &mdash; "quoted" it\'s &amp; done'
+    post = make.entry(body=body)
+    description = head(client.get(post.get_absolute_url())).meta["description"]
+    assert description == "Use <b> & bold with a link — \"quoted\" it's & done"
+    # The HTML attribute itself is escaped exactly once.
+    assert 'content="Use &lt;b&gt; &amp; bold with a link — &quot;quoted&quot; it&#x27;s &amp; done"' in text(
+        client.get(post.get_absolute_url())
+    )
+
+
+def test_long_descriptions_are_trimmed_on_a_word_boundary(client, make):
+    words = " ".join(f"word{number}" for number in range(100))
+    post = make.entry(body=words)
+    description = head(client.get(post.get_absolute_url())).meta["description"]
+    assert len(description) <= 200
+    assert description.endswith("…")
+    assert words.startswith(description[:-1])
+    assert description[:-1].split(" ")[-1] in words.split(" ")  # no word cut in half
+
+
+def test_blogmark_and_quotation_cards(client, make):
+    link = make.blogmark("A great article", commentary="")
+    quote = make.quotation("Simple is *better*.", source="Tim")
+    link_meta = head(client.get(link.get_absolute_url())).meta
+    assert link_meta["og:title"] == "A great article"
+    assert link_meta["og:description"] == "A great article"  # nothing else to describe it
+    quote_meta = head(client.get(quote.get_absolute_url())).meta
+    assert quote_meta["og:description"] == "Simple is better."
+
+
+def test_tag_page_carries_canonical_url_and_cards(client, make, base_url):
+    make.tag("django", description="The **Django** web framework & friends.")
+    add_posts(make, 31, tags=("django",))
+    response = client.get("/tags/django/")
+    meta = head(response).meta
+    assert canonical(response) == BASE + "/tags/django/"
+    assert meta["og:type"] == "website"
+    assert meta["og:title"] == "Posts tagged django"
+    assert meta["og:description"] == "The Django web framework & friends."
+    assert canonical(client.get("/tags/django/?page=2")) == BASE + "/tags/django/?page=2"
+
+
+# --- Speed ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/", "/tags/django/", "/tags/django+python/", "/tags/django+python+topic-1/", "/tags/"])
+def test_page_queries_do_not_grow_with_posts(client, make, django_assert_max_num_queries, url):
+    assert_queries_do_not_grow(
+        client, make, url, django_assert_max_num_queries, limit=10, tags=("django", "python")
+    )
