@@ -16,7 +16,8 @@ def month_counts(response):
 
 def archive_nav(response):
     """The earlier/later links of an archive page: {"prev": href, "next": href}."""
-    return dict(re.findall(r'<a rel="(prev|next)" href="([^"]+)">', text(response)))
+    nav = text(response).partition('<nav class="pagination archive-nav"')[2].partition("</nav>")[0]
+    return dict(re.findall(r'<a rel="(prev|next)" href="([^"]+)">', nav))
 
 
 # --- The year ----------------------------------------------------------------------------------
@@ -69,6 +70,16 @@ def test_month_mixes_every_kind_newest_first(client, make):
     assert "<h1>March" in text(response)
 
 
+def test_month_groups_posts_by_day_linking_to_each_days_archive(client, make):
+    make.entry(created=at(2024, 3, 1))
+    make.blogmark(created=at(2024, 3, 1, hour=18))
+    make.quotation(created=at(2024, 3, 15))
+    response = client.get("/2024/Mar/")
+    headings = re.findall(r'<h2 class="year"><a href="([^"]+)">([^<]+)</a></h2>', text(response))
+    assert headings == [("/2024/Mar/15/", "Friday 15th March"), ("/2024/Mar/1/", "Friday 1st March")]
+    assert client.get("/2024/Mar/15/").status_code == 200
+
+
 def test_month_is_paginated(client, make):
     posts = [make.entry(created=at(2024, 3, 1 + number % 28, minute=number)) for number in range(32)]
     newest_first = sorted(posts, key=lambda post: post.created, reverse=True)
@@ -86,6 +97,7 @@ def test_month_links_to_the_nearest_months_with_posts(client, make):
     make.entry(created=at(2024, 2, 10))
     make.entry(created=at(2024, 5, 1))
     assert archive_nav(client.get("/2024/Feb/")) == {"prev": "/2023/Nov/", "next": "/2024/May/"}
+    assert archive_nav(client.get("/2023/Nov/")) == {"next": "/2024/Feb/"}
 
 
 # --- The day -----------------------------------------------------------------------------------
