@@ -661,27 +661,15 @@ class AtomWithContent(Atom1Feed):
 
 
 class PostsFeed(Feed):
-    """The 30 newest published posts of some kinds; subclasses choose the kinds and the tags."""
+    """The 30 newest published posts of a feed's querysets; subclasses say which posts."""
 
     feed_type = AtomWithContent
-    kinds = tuple(POST_MODELS)
-    name = None  # what the feed holds, for its title: "entries", "links", ...
-    url_name = None
 
     def querysets(self, obj):
-        return {kind: published(POST_MODELS[kind]) for kind in self.kinds}
+        raise NotImplementedError
 
     def items(self, obj):
         return load_posts(mixed_posts(self.querysets(obj))[:FEED_LENGTH])
-
-    def title(self, obj):
-        return f"{settings.LINKBLOG_TITLE}: {self.name}" if self.name else settings.LINKBLOG_TITLE
-
-    def link(self, obj):
-        return absolute_url(reverse("home"))
-
-    def feed_url(self, obj):
-        return absolute_url(reverse(self.url_name))
 
     def feed_guid(self, obj):
         return self.feed_url(obj)
@@ -720,26 +708,34 @@ class PostsFeed(Feed):
         return {"content": render_to_string(f"feeds/_{post.kind}.html", {"post": post})}
 
 
-class EverythingFeed(PostsFeed):
-    url_name = "feed_everything"
+# The site-wide feeds, /atom/<name>/: the kinds of post each one holds.
+KIND_FEEDS = {
+    "everything": tuple(POST_MODELS),
+    "entries": ("entry",),
+    "links": ("blogmark",),
+    "quotations": ("quotation",),
+}
 
 
-class EntriesFeed(PostsFeed):
-    kinds = ("entry",)
-    name = "entries"
-    url_name = "feed_entries"
+class KindFeed(PostsFeed):
+    """Everything, or the posts of one kind."""
 
+    def get_object(self, request, name):
+        if name not in KIND_FEEDS:
+            raise Http404("No such feed")
+        return name
 
-class LinksFeed(PostsFeed):
-    kinds = ("blogmark",)
-    name = "links"
-    url_name = "feed_links"
+    def querysets(self, name):
+        return {kind: published(POST_MODELS[kind]) for kind in KIND_FEEDS[name]}
 
+    def title(self, name):
+        return settings.LINKBLOG_TITLE if name == "everything" else f"{settings.LINKBLOG_TITLE}: {name}"
 
-class QuotationsFeed(PostsFeed):
-    kinds = ("quotation",)
-    name = "quotations"
-    url_name = "feed_quotations"
+    def link(self, name):
+        return absolute_url(reverse("home"))
+
+    def feed_url(self, name):
+        return absolute_url(reverse("feed", args=[name]))
 
 
 class TagFeed(PostsFeed):
@@ -762,24 +758,9 @@ class TagFeed(PostsFeed):
         return absolute_url(reverse("tag_feed", args=[[tag.tag for tag in tags]]))
 
 
-@app.route("/atom/everything/", name="feed_everything")
-def everything_feed(request):
-    return EverythingFeed()(request)
-
-
-@app.route("/atom/entries/", name="feed_entries")
-def entries_feed(request):
-    return EntriesFeed()(request)
-
-
-@app.route("/atom/links/", name="feed_links")
-def links_feed(request):
-    return LinksFeed()(request)
-
-
-@app.route("/atom/quotations/", name="feed_quotations")
-def quotations_feed(request):
-    return QuotationsFeed()(request)
+@app.route("/atom/<slug:name>/", name="feed")
+def kind_feed(request, name):
+    return KindFeed()(request, name)
 
 
 @app.route("/tags/<tags:names>.atom", name="tag_feed")

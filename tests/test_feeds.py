@@ -45,6 +45,10 @@ def test_everything_feed_has_every_kind_newest_first_without_drafts(client, make
     assert "Secret" not in str(feed)
 
 
+def test_unknown_feed_is_404(client):
+    assert client.get("/atom/comments/").status_code == 404
+
+
 def test_feed_holds_the_thirty_newest_posts(client, make):
     posts = add_posts(make, 35)
     feed = parse(client, "/atom/everything/")
