@@ -308,3 +308,44 @@ def test_page_queries_do_not_grow_with_posts(client, make, django_assert_max_num
     assert_queries_do_not_grow(
         client, make, url, django_assert_max_num_queries, limit=10, tags=("django", "python")
     )
+
+
+# --- In a browser --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_finds_posts_through_the_cloud_related_tags_and_archives(page, live_server, make, artifacts):
+    for number in range(12):
+        make.entry(f"Django and Python {number}", tags=["django", "python"], created=at(2024, 3, 1 + number))
+    for number in range(3):
+        make.blogmark(f"Django only {number}", tags=["django"], created=at(2024, 2, 10 + number))
+    make.quotation(source="Someone", tags=["rust"], created=at(2023, 12, 24))
+
+    page.goto(f"{live_server.url}/tags/")
+    font_size = "el => parseFloat(getComputedStyle(el).fontSize)"
+    biggest = page.locator("li.size-5 a").first.evaluate(font_size)
+    smallest = page.locator("li.size-1 a").evaluate(font_size)
+    assert biggest > 1.5 * smallest
+    page.screenshot(path=str(artifacts / "tag-cloud.png"), full_page=True)
+
+    page.get_by_role("link", name="django", exact=True).click()
+    page.wait_for_url(f"{live_server.url}/tags/django/")
+    assert page.locator(".related-tags li").all_inner_texts() == ["python 12 +"]
+    page.locator(".related-tags a.combine").click()
+    page.wait_for_url(f"{live_server.url}/tags/django+python/")
+    assert page.locator("h1").inner_text() == "12 items tagged “django” and “python”"
+    assert page.locator('link[rel="alternate"]').get_attribute("href") == "/tags/django+python.atom"
+    page.screenshot(path=str(artifacts / "combined-tags.png"), full_page=True)
+
+    page.get_by_role("link", name="Archive").click()
+    page.get_by_role("link", name="2024").click()
+    page.get_by_role("link", name="March").click()
+    page.wait_for_url(f"{live_server.url}/2024/Mar/")
+    assert page.locator("article.post").count() == 12
+    page.get_by_role("link", name="Friday 1st March").click()
+    page.wait_for_url(f"{live_server.url}/2024/Mar/1/")
+    assert page.locator("article.post h3").all_inner_texts() == ["Django and Python 0"]
+    page.get_by_role("link", name="← 12th February 2024").click()
+    page.wait_for_url(f"{live_server.url}/2024/Feb/12/")
+    assert page.locator("article.post").count() == 1
+    page.screenshot(path=str(artifacts / "day-archive.png"), full_page=True)
