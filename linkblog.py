@@ -887,8 +887,9 @@ DESCRIPTION_LENGTH = 200
 
 
 def related_tags(tags, posts):
-    """The tags most often found on `posts` (querysets by kind) besides `tags` themselves, as
-    [{"tag", "count"}], most shared first: one query however many posts there are."""
+    """The tags most often found on `posts` (querysets by kind) besides `tags` themselves, most
+    shared first, as [{"tag", "count", "combined"}] where `combined` names the tag page that adds
+    this tag to `tags` (None past MAX_COMBINED_TAGS). One query however many posts there are."""
     per_kind = [
         POST_MODELS[kind].tags.through.objects.filter(**{f"{kind}__in": queryset.values("pk")})
         .exclude(tag__in=tags)
