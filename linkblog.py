@@ -13,6 +13,7 @@ entry point. Templates live in templates/, the stylesheet in static/.
 import math
 import os
 import random
+import re
 import sys
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -83,7 +84,7 @@ app = Django(
     DATABASES={"default": database_settings()},
     ADMIN_URL="admin/",
     FORMS_URLFIELD_ASSUME_HTTPS=True,
-    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps"],
+    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja"],  # ninja: the API docs UI, served locally
     TIME_ZONE="UTC",
     LINKBLOG_TITLE=os.environ.get("LINKBLOG_TITLE", "linkblog"),
     LINKBLOG_AUTHOR=os.environ.get("LINKBLOG_AUTHOR", "The author"),
@@ -227,6 +228,16 @@ class Tag(models.Model):
 
     def get_absolute_url(self):
         return reverse("tag_page", args=[self.tag])
+
+
+class TagRedirect(models.Model):
+    """An old tag name left behind by a rename or merge: its page redirects to `tag`."""
+
+    old_tag = models.SlugField(max_length=64, unique=True)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="redirects")
+
+    def __str__(self):
+        return f"{self.old_tag} → {self.tag}"
 
 
 
@@ -385,6 +396,7 @@ def connect_change_signals():
 
 
 connect_change_signals()
+
 
 
 def published(model):
@@ -572,11 +584,25 @@ def too_many_tags_is_400(view):
     return view_with_tag_limit
 
 
+def redirect_renamed_tags(request, names):
+    """A 301 to the current page when the URL names a tag by an old name (renamed or merged
+    through the API); a 404 when a name is neither a tag nor an old name."""
+    new_names = dict(TagRedirect.objects.filter(old_tag__in=names).values_list("old_tag", "tag__tag"))
+    if not new_names:
+        raise Http404("No such tag")
+    current = list(dict.fromkeys(new_names.get(name, name) for name in names))
+    query = request.GET.urlencode()
+    return redirect(reverse("tag_page", args=[current]) + (f"?{query}" if query else ""), permanent=True)
+
+
 @app.route("/tags/<tags:names>/", name="tag_page")
 @too_many_tags_is_400
 def tag_page(request, names):
     """One tag's page, or the posts carrying all of two or three tags (`/tags/a+b/`)."""
-    tags = tags_named(names)
+    try:
+        tags = tags_named(names)
+    except Http404:
+        return redirect_renamed_tags(request, names)
     names = [tag.tag for tag in tags]
     posts = tagged_posts(tags)
     page = posts_page(request, posts)
@@ -992,6 +1018,677 @@ def sitemap(request):
 @app.route("/robots.txt", name="robots_txt")
 def robots_txt(request):
     return render(request, "robots.txt", content_type="text/plain; charset=utf-8")
+# --- API: a JSON API under /api/ (django-ninja): read, write, tags, tokens ----------------------
+#
+# Reads of published posts are public; writes need `Authorization: Bearer <token>` (tokens made by
+# `python linkblog.py token USERNAME`) or a logged-in staff session, and the Django permission for
+# the change. Every mistake gets a 4xx with a JSON body {"detail": ..., "errors": [{field, message}]}.
+
+import hashlib  # noqa: E402
+import secrets  # noqa: E402
+from typing import Annotated, Literal, Optional, Union  # noqa: E402
+
+from django.db import transaction  # noqa: E402
+from ninja import Field, NinjaAPI, Path, Query, Schema, Status, Swagger  # noqa: E402
+from ninja.errors import AuthenticationError, HttpError  # noqa: E402
+from ninja.errors import ValidationError as NinjaValidationError  # noqa: E402
+from ninja.security import HttpBearer, SessionAuthIsStaff  # noqa: E402
+from pydantic import AfterValidator, BeforeValidator, StrictBool, StringConstraints, create_model, model_validator  # noqa: E402
+
+API_PAGE_SIZE = 30
+API_MAX_PAGE_SIZE = 200
+TAG_PATTERN = r"^[-a-zA-Z0-9_]+$"
+NO_NUL_PATTERN = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text
+
+
+class ApiToken(models.Model):
+    """A named API token of a user. Only its SHA-256 hash is stored: the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for, e.g. “phone”")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    is_active = models.BooleanField(default=True, help_text="Untick to revoke the token")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"{self.name or 'token'} of {self.user}"
+
+    @staticmethod
+    def hash(raw_token):
+        return hashlib.sha256(raw_token.encode("utf-8", "replace")).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name=""):
+        """Create a token for `user` and return its raw value: the only time it is ever known."""
+        raw_token = "lb_" + secrets.token_urlsafe(32)
+        cls.objects.create(user=user, name=name, token_hash=cls.hash(raw_token))
+        return raw_token
+
+    def mark_used(self):
+        """Record use, writing at most once a minute per token."""
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at > timedelta(minutes=1):
+            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Staff see who holds which token and when it was last used, and revoke it; never the token."""
+
+    list_display = ["name", "user", "created", "last_used_at", "is_active"]
+    list_filter = ["is_active"]
+    fields = ["name", "user", "created", "last_used_at", "is_active"]
+    readonly_fields = ["name", "user", "created", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # tokens are made with `python linkblog.py token USERNAME`, which shows them once
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.update(is_active=False)
+        self.message_user(request, f"Revoked {count} token(s).")
+
+
+# Authentication: a bearer token, a staff session, or (for reads) nobody at all.
+
+
+class BearerToken(HttpBearer):
+    """`Authorization: Bearer <token>`: a missing header lets the next method try; a bad token is a 401."""
+
+    def authenticate(self, request, token):
+        found = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash(token), is_active=True).first()
+        if found is None or not found.user.is_active:
+            raise AuthenticationError(message="Invalid or revoked API token.")
+        found.mark_used()
+        return found.user
+
+
+class Anonymous:
+    """Lets a request through unauthenticated: public reads. Shown in the schema as optional auth."""
+
+    openapi_security_schema = None
+
+    def __call__(self, request):
+        return "anonymous"
+
+
+class StaffSession(SessionAuthIsStaff):
+    """A logged-in staff browser session, with Django's CSRF check as for any form. Without one,
+    the caller hears "401: send a token" rather than a CSRF failure."""
+
+    def __call__(self, request):
+        if not (request.user.is_authenticated and request.user.is_staff):
+            return None
+        return super().__call__(request)
+
+
+WRITERS = [BearerToken(), StaffSession()]
+READERS = [*WRITERS, Anonymous()]
+
+
+def caller(request):
+    """The authenticated user behind a request, or None for an anonymous reader."""
+    return request.auth if request.auth != "anonymous" else None
+
+
+def require_permission(request, action, model):
+    """403 unless the caller holds Django's `linkblog.<action>_<model>` permission."""
+    permission = f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+    if not caller(request).has_perm(permission):
+        raise ApiProblem(403, f"Your account lacks the “{permission}” permission.")
+
+
+def may_see_drafts(request, model):
+    user = caller(request)
+    return user is not None and user.has_perm(f"{model._meta.app_label}.view_{model._meta.model_name}")
+
+
+class LinkblogAPI(NinjaAPI):
+    """NinjaAPI whose schema marks public reads as "auth optional" (an empty security requirement)."""
+
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                security = operation.get("security", [])
+                if {"Anonymous": []} in security:
+                    security[security.index({"Anonymous": []})] = {}
+        schema["components"].get("securitySchemes", {}).pop("Anonymous", None)
+        return schema
+
+    def get_openapi_operation_id(self, operation):
+        return operation.view_func.__name__  # plain names: list_items, rename_tag, ...
+
+
+api = LinkblogAPI(
+    title="linkblog API",
+    version="1.0",
+    description="Read and write the blog's entries, blogmarks, quotations and tags.",
+    urls_namespace="api",
+    auth=WRITERS,
+    docs=Swagger(settings={"validatorUrl": None}),  # no call to an online validator: works offline
+)
+
+
+# Errors: one JSON shape for every 4xx.
+
+
+class FieldProblem(Schema):
+    field: str
+    message: str
+
+
+class Problem(Schema):
+    detail: str
+    errors: list[FieldProblem] = []
+
+
+class ApiProblem(HttpError):
+    """An error answer with a status, a message and optionally the fields at fault."""
+
+    def __init__(self, status_code, detail, errors=()):
+        super().__init__(status_code, detail)
+        self.errors = list(errors)
+
+
+def errors_of(validation_error):
+    """Django's ValidationError as a list of {field, message}."""
+    return [
+        {"field": field, "message": message}
+        for field, messages in validation_error.message_dict.items()
+        for message in messages
+    ]
+
+
+def field_name(location):
+    """Where pydantic found a problem, as a dotted field name: ("body", "payload", "tags", 0) → "tags.0"."""
+    parts = [str(part) for part in location[1:]]
+    if parts and parts[0] == "payload":
+        parts = parts[1:]
+    return ".".join(parts) or str(location[0])
+
+
+@api.exception_handler(NinjaValidationError)
+def invalid_input(request, error):
+    errors = [{"field": field_name(item.get("loc", ())), "message": item.get("msg", "Invalid value")} for item in error.errors]
+    detail = "; ".join(f"{item['field']}: {item['message']}" for item in errors) or "Invalid input."
+    return api.create_response(request, {"detail": detail, "errors": errors}, status=422)
+
+
+@api.exception_handler(HttpError)
+def http_error(request, error):
+    detail = str(error)
+    if isinstance(error, AuthenticationError) and detail == "Unauthorized":
+        detail = "Authentication required: send the header `Authorization: Bearer <token>`."
+    body = {"detail": detail, "errors": getattr(error, "errors", [])}
+    response = api.create_response(request, body, status=error.status_code)
+    if error.status_code == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="linkblog"'
+    return response
+
+
+@api.exception_handler(Http404)
+def not_found(request, error):
+    return api.create_response(request, {"detail": str(error) or "Not found.", "errors": []}, status=404)
+
+
+def responses(ok_status, ok_schema, *error_statuses):
+    return {ok_status: ok_schema, **{status: Problem for status in error_statuses}}
+
+
+READ_ERRORS = (401, 422)
+WRITE_ERRORS = (400, 401, 403, 404, 409, 422)
+
+
+# Schemas: what the API reads and writes. Inputs mirror the models' rules so the schema tells the truth.
+
+
+RFC3339_DATETIME = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def rfc3339_text(value):
+    """Only the date-time form the schema promises: no Unix timestamps, no dates without a zone."""
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339_DATETIME.match(value)):
+        return value
+    raise ValueError("Expected a date-time with a time zone, e.g. 2024-05-01T12:00:00Z")
+
+
+def as_utc(value):
+    """A datetime as UTC, refusing ones too near the ends of the calendar to convert."""
+    if value is None:
+        return value
+    try:
+        value = value.astimezone(dt_timezone.utc)
+        value + timedelta(days=1)  # a post's day must have an end
+    except OverflowError:
+        raise ValueError("Date is out of range.")
+    return value
+
+
+def utf8_text(value):
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Text must be valid Unicode (no lone surrogates).")
+    return value
+
+
+def drop_default(field_schema):
+    """An optional field whose absence means "unchanged" or "made for you": null is no valid value."""
+    field_schema.pop("default", None)
+
+
+TagName = Annotated[
+    str,
+    StringConstraints(pattern=TAG_PATTERN, min_length=1, max_length=64, to_lower=True),
+    Field(description="A tag: letters, digits, hyphens and underscores; stored lower case.", examples=["django"]),
+]
+When = Annotated[datetime, BeforeValidator(rfc3339_text), AfterValidator(as_utc)]
+PostId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+TagInPath = Annotated[str, Path(pattern=TAG_PATTERN, max_length=64)]
+
+
+def text(max_length=None, min_length=0, pattern=NO_NUL_PATTERN, **extra):
+    """A string field with the model's length limits, no NUL characters and valid Unicode."""
+    return Annotated[
+        str,
+        StringConstraints(pattern=pattern, max_length=max_length, min_length=min_length),
+        AfterValidator(utf8_text),
+        Field(**extra),
+    ]
+
+
+Url = text(1000, 1, pattern=r"^https?://[^\x00\s]+$", description="An http(s) URL", examples=["https://example.com/"])
+OptionalUrl = text(1000, pattern=r"^(https?://[^\x00\s]+)?$", description="An http(s) URL, or empty")
+
+
+class InputSchema(Schema):
+    """A JSON object sent to the API: anything else (a list, a number) is refused."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def must_be_an_object(cls, value):
+        if not isinstance(getattr(value, "_obj", value), dict):  # ninja wraps what it validates
+            raise ValueError("Expected a JSON object.")
+        return value
+
+
+class PostIn(InputSchema):
+    """Fields every kind shares. `created` defaults to now, `slug` is made from the title when empty."""
+
+    created: When = Field(None, description="Defaults to now (or, when editing, the post's date)", json_schema_extra=drop_default)
+    slug: Annotated[str, StringConstraints(pattern=r"^[-a-zA-Z0-9_]*$", max_length=64)] = Field(
+        "", description="Empty: keep the post's slug, or make one from the title for a new post"
+    )
+    tags: list[TagName] = Field(default=[], max_length=100)
+    is_draft: StrictBool = False
+
+
+class EntryIn(PostIn):
+    title: text(255, 1)
+    body: text(min_length=1, description="Markdown")
+
+
+class BlogmarkIn(PostIn):
+    link_url: Url
+    link_title: text(255, 1)
+    via_url: OptionalUrl = ""
+    via_title: text(255) = ""
+    commentary: text(description="Markdown") = ""
+
+
+class QuotationIn(PostIn):
+    quotation: text(min_length=1, description="Markdown")
+    source: text(255, 1)
+    source_url: OptionalUrl = ""
+
+
+def patch_schema(schema):
+    """The same fields, each optional: a PATCH changes only the fields it sends."""
+    fields = {}
+    for name, info in schema.model_fields.items():
+        fields[name] = (info.rebuild_annotation(), Field(None, description=info.description, json_schema_extra=drop_default))
+    return create_model(schema.__name__.removesuffix("In") + "Patch", __base__=InputSchema, **fields)
+
+
+class PostOut(Schema):
+    id: int
+    created: datetime
+    slug: str
+    tags: list[str]
+    is_draft: bool
+    url: str = Field(description="The post's permalink")
+    html: str = Field(description="The rendered, sanitized HTML")
+
+    @staticmethod
+    def resolve_tags(post):
+        return [tag.tag for tag in post.tags.all()]
+
+    @staticmethod
+    def resolve_url(post):
+        return settings.LINKBLOG_BASE_URL + post.get_absolute_url()
+
+
+class EntryOut(PostOut):
+    type: Literal["entry"]
+    title: str
+    body: str
+    excerpt_html: str
+    word_count: int
+
+    @staticmethod
+    def resolve_type(post):
+        return post.kind
+
+
+class BlogmarkOut(PostOut):
+    type: Literal["blogmark"]
+    link_url: str
+    link_title: str
+    via_url: str
+    via_title: str
+    commentary: str
+
+    @staticmethod
+    def resolve_type(post):
+        return post.kind
+
+
+class QuotationOut(PostOut):
+    type: Literal["quotation"]
+    quotation: str
+    source: str
+    source_url: str
+
+    @staticmethod
+    def resolve_type(post):
+        return post.kind
+
+
+Item = Union[EntryOut, BlogmarkOut, QuotationOut]  # told apart by `type`
+
+
+class Page(Schema):
+    """Which slice of a list to return: `limit` posts after skipping `offset`, newest first."""
+
+    limit: int = Field(API_PAGE_SIZE, ge=1, le=API_MAX_PAGE_SIZE, description=f"At most {API_MAX_PAGE_SIZE}; more is refused with 422")
+    offset: int = Field(0, ge=0, le=10**9)
+
+
+class PostFilters(Schema):
+    tag: list[TagName] = Field([], description="Only posts with every one of these tags (repeatable)")
+    year: Optional[int] = Field(None, ge=1, le=9999)
+    month: Optional[int] = Field(None, ge=1, le=12)
+    since: Optional[When] = Field(None, description="Only posts created at or after this time")
+    before: Optional[When] = Field(None, description="Only posts created before this time")
+    is_draft: Optional[bool] = Field(None, description="true: only drafts, false: only published. Needs auth.")
+
+
+class ItemFilters(PostFilters):
+    type: list[Literal["entry", "blogmark", "quotation"]] = Field([], description="Only these kinds (repeatable)")
+
+
+class ItemsPage(Schema):
+    count: int = Field(description="How many posts match, over all pages")
+    items: list[Item]
+
+
+class TagOut(Schema):
+    tag: str
+    description: str
+    description_html: str
+    post_count: int = Field(description="Published posts with this tag")
+    url: str
+
+    @staticmethod
+    def resolve_url(tag):
+        return settings.LINKBLOG_BASE_URL + tag.get_absolute_url()
+
+
+class TagsPage(Schema):
+    count: int
+    items: list[TagOut]
+
+
+class TagPatch(InputSchema):
+    description: text(description="Markdown, shown on the tag page")
+
+
+class TagRename(InputSchema):
+    to: TagName
+
+
+class TagMerge(InputSchema):
+    into: TagName
+
+
+# Reading.
+
+
+def visible_posts(request, model):
+    """All posts of a kind for a caller allowed to see drafts, published ones for everyone else."""
+    return model.objects.all() if may_see_drafts(request, model) else published(model)
+
+
+def filter_posts(request, model, filters):
+    posts = visible_posts(request, model)
+    if filters.is_draft is not None:
+        if caller(request) is None:
+            raise ApiProblem(401, "Only authenticated callers can filter by draft status.")
+        posts = posts.filter(is_draft=filters.is_draft)
+    for tag in dict.fromkeys(filters.tag):
+        posts = posts.filter(tags__tag=tag)
+    if filters.year is not None:
+        posts = posts.filter(created__year=filters.year)
+    if filters.month is not None:
+        posts = posts.filter(created__month=filters.month)
+    if filters.since is not None:
+        posts = posts.filter(created__gte=filters.since)
+    if filters.before is not None:
+        posts = posts.filter(created__lt=filters.before)
+    return posts
+
+
+def page_of(queryset, page, load=list):
+    """One slice of a newest-first list and the total count: two queries, plus `load`'s."""
+    return {"count": queryset.count(), "items": load(queryset[page.offset : page.offset + page.limit])}
+
+
+@api.get("/items", auth=READERS, response=responses(200, ItemsPage, *READ_ERRORS), tags=["Posts of every kind"],
+         summary="List posts of every kind")
+def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
+    """Posts of every kind, newest first, each with its `type`. Drafts only for authenticated callers."""
+    kinds = filters.type or list(POST_MODELS)
+    querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in dict.fromkeys(kinds)}
+    return page_of(mixed_posts(querysets), page, load_posts)
+
+
+def get_post(request, model, post_id):
+    post = visible_posts(request, model).filter(pk=post_id).prefetch_related("tags").first()
+    if post is None:
+        raise ApiProblem(404, f"No {model.kind} with id {post_id}.")
+    return post
+
+
+# Writing: validate with the model's own rules, then save post and tags in one transaction.
+
+
+def get_or_create_tags(names):
+    """The tags with these names, created when new."""
+    return [Tag.objects.get_or_create(tag=name)[0] for name in dict.fromkeys(names)]
+
+
+def validate_post(post):
+    """The model's rules: 422 for a bad field, 409 for a slug another post uses that day."""
+    try:
+        post.clean_fields()
+    except ValidationError as error:
+        raise ApiProblem(422, "Invalid post: " + " ".join(error.messages), errors_of(error))
+    try:
+        post.clean()
+        post.validate_constraints()
+    except ValidationError as error:
+        status = 409 if "slug" in error.message_dict else 422
+        raise ApiProblem(status, " ".join(error.messages), errors_of(error))
+
+
+def save_post(post, fields):
+    """Apply `fields` (tags included) to `post` and store it, all or nothing."""
+    tags = fields.pop("tags", None)
+    if not fields.get("created"):
+        fields.pop("created", None)  # keep the post's date (a new post's defaults to now)
+    if not fields.get("slug"):
+        fields.pop("slug", None)  # keep the post's slug (a new post gets one from its title)
+    for name, value in fields.items():
+        setattr(post, name, value)
+    with transaction.atomic():
+        validate_post(post)
+        post.save()
+        if tags is not None:
+            post.tags.set(get_or_create_tags(tags))
+    return type(post).objects.prefetch_related("tags").get(pk=post.pk)
+
+
+def register_kind(model, schema_in, schema_out, path):
+    """List, create, read, replace, update and delete endpoints for one kind of post."""
+    kind = model.kind
+    one = f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+    schema_patch = patch_schema(schema_in)
+    item_path = f"{path}/{{post_id}}"
+    page_schema = type(f"{model.__name__}Page", (Schema,), {"__annotations__": {"count": int, "items": list[schema_out]}})
+
+    def list_posts(request, filters: Query[PostFilters], page: Query[Page]):
+        posts = filter_posts(request, model, filters).order_by("-created", "-pk").prefetch_related("tags")
+        return page_of(posts, page)
+
+    def create_post(request, payload: schema_in):
+        require_permission(request, "add", model)
+        return Status(201, save_post(model(), payload.dict()))
+
+    def read_post(request, post_id: PostId):
+        return get_post(request, model, post_id)
+
+    def replace_post(request, post_id: PostId, payload: schema_in):
+        require_permission(request, "change", model)
+        return save_post(get_post(request, model, post_id), payload.dict())
+
+    def update_post(request, post_id: PostId, payload: schema_patch):
+        require_permission(request, "change", model)
+        return save_post(get_post(request, model, post_id), payload.dict(exclude_unset=True))
+
+    def delete_post(request, post_id: PostId):
+        require_permission(request, "delete", model)
+        get_post(request, model, post_id).delete()
+        return Status(204, None)
+
+    label = {"tags": [model._meta.verbose_name_plural.capitalize()]}
+    api.get(path, auth=READERS, response=responses(200, page_schema, *READ_ERRORS), operation_id=f"list_{model._meta.verbose_name_plural}",
+            summary=f"List {model._meta.verbose_name_plural}", **label)(list_posts)
+    api.post(path, response=responses(201, schema_out, *WRITE_ERRORS), operation_id=f"create_{kind}",
+             summary=f"Create {one}", **label)(create_post)
+    api.get(item_path, auth=READERS, response=responses(200, schema_out, 401, 404, 422), operation_id=f"get_{kind}",
+            summary=f"Read {one}", **label)(read_post)
+    api.put(item_path, response=responses(200, schema_out, *WRITE_ERRORS), operation_id=f"replace_{kind}",
+            summary=f"Replace {one} (every field)", **label)(replace_post)
+    api.patch(item_path, response=responses(200, schema_out, *WRITE_ERRORS), operation_id=f"update_{kind}",
+              summary=f"Update some fields of {one}", **label)(update_post)
+    api.delete(item_path, response=responses(204, None, 401, 403, 404, 422), operation_id=f"delete_{kind}",
+               summary=f"Delete {one}", **label)(delete_post)
+
+
+register_kind(Entry, EntryIn, EntryOut, "/entries")
+register_kind(Blogmark, BlogmarkIn, BlogmarkOut, "/blogmarks")
+register_kind(Quotation, QuotationIn, QuotationOut, "/quotations")
+
+
+# Tags: list with counts, describe, rename and merge (old names redirect to the new tag page).
+
+TAG_SORTS = {"name": ["tag"], "count": ["-post_count", "tag"]}
+
+
+def get_tag(name):
+    tag = tags_with_counts().filter(tag=name.lower()).first()
+    if tag is None:
+        raise ApiProblem(404, f"No tag “{name}”.")
+    return tag
+
+
+def with_count(tag):
+    return get_tag(tag.tag)
+
+
+@api.get("/tags", auth=READERS, response=responses(200, TagsPage, *READ_ERRORS), tags=["Tags"])
+def list_tags(request, page: Query[Page], sort: Literal["name", "count"] = "name"):
+    """Every tag with its number of published posts, by name or by count (most used first)."""
+    return page_of(tags_with_counts().order_by(*TAG_SORTS[sort]), page)
+
+
+@api.get("/tags/{tag}", auth=READERS, response=responses(200, TagOut, 401, 404, 422), tags=["Tags"])
+def read_tag(request, tag: TagInPath):
+    return get_tag(tag)
+
+
+@api.patch("/tags/{tag}", response=responses(200, TagOut, *WRITE_ERRORS), tags=["Tags"])
+def describe_tag(request, tag: TagInPath, payload: TagPatch):
+    """Change a tag's description (Markdown)."""
+    require_permission(request, "change", Tag)
+    found = get_tag(tag)
+    found.description = payload.description
+    found.save()
+    return with_count(found)
+
+
+@api.post("/tags/{tag}/rename", response=responses(200, TagOut, *WRITE_ERRORS), tags=["Tags"])
+def rename_tag(request, tag: TagInPath, payload: TagRename):
+    """Give a tag a new name; its old page then redirects (301) to the new one. 409 if the name is taken."""
+    require_permission(request, "change", Tag)
+    found = get_tag(tag)
+    with transaction.atomic():
+        if Tag.objects.filter(tag=payload.to).exclude(pk=found.pk).exists():
+            raise ApiProblem(409, f"A tag “{payload.to}” already exists: merge into it instead.", [{"field": "to", "message": "Tag exists."}])
+        old_name = found.tag
+        if payload.to != old_name:
+            TagRedirect.objects.filter(old_tag=payload.to).delete()
+            found.tag = payload.to
+            found.save()
+            TagRedirect.objects.update_or_create(old_tag=old_name, defaults={"tag": found})
+    return with_count(found)
+
+
+def move_tagged_posts(source, target):
+    """Give every post tagged `source` the tag `target` too (bulk, no duplicates)."""
+    for model in POST_MODELS.values():
+        through = model.tags.through
+        post_ids = through.objects.filter(tag=source).values_list(f"{model.kind}_id", flat=True)
+        links = [through(**{f"{model.kind}_id": post_id, "tag_id": target.pk}) for post_id in post_ids]
+        through.objects.bulk_create(links, ignore_conflicts=True)
+
+
+@api.post("/tags/{tag}/merge", response=responses(200, TagOut, *WRITE_ERRORS), tags=["Tags"])
+def merge_tag(request, tag: TagInPath, payload: TagMerge):
+    """Move every post of this tag to another tag and delete this one; its page redirects to the other."""
+    require_permission(request, "change", Tag)
+    require_permission(request, "delete", Tag)
+    source, target = get_tag(tag), get_tag(payload.into)
+    if source.pk == target.pk:
+        raise ApiProblem(422, "A tag cannot be merged into itself.", [{"field": "into", "message": "Same tag."}])
+    with transaction.atomic():
+        move_tagged_posts(source, target)
+        TagRedirect.objects.filter(tag=source).update(tag=target)
+        old_name = source.tag
+        source.delete()
+        TagRedirect.objects.update_or_create(old_tag=old_name, defaults={"tag": target})
+    posts_changed.send(sender=Tag)
+    return with_count(target)
+
+
+app.route("api/", include=api.urls)
 
 
 # --- Serving: Django's WSGI handler, built once per worker process ---------------------------
@@ -1017,6 +1714,25 @@ def command(function):
     """Register `function(args)` as `python linkblog.py NAME ARGS...`, NAME being its name without `_command`."""
     COMMANDS[function.__name__.removesuffix("_command").replace("_", "-")] = function
     return function
+
+
+@command
+def token_command(args):
+    """`python linkblog.py token USERNAME [--name NAME]`: make an API token and print it, once."""
+    import argparse
+
+    from django.contrib.auth import get_user_model
+
+    parser = argparse.ArgumentParser(prog="linkblog.py token", description="Create an API token for a user.")
+    parser.add_argument("username")
+    parser.add_argument("--name", default="", help="what the token is for, e.g. phone")
+    options = parser.parse_args(args)
+    user = get_user_model().objects.filter(username=options.username).first()
+    if user is None:
+        print(f"linkblog: no user named “{options.username}”.", file=sys.stderr)
+        return 2
+    print(ApiToken.issue(user, options.name[:100]))
+    return 0
 
 
 def main(argv):
