@@ -56,7 +56,8 @@ def test_a_script_with_a_token_creates_edits_tags_lists_renames_and_deletes(serv
 
 
 def run_schemathesis(server, *extra):
-    config = Path(tempfile.mkdtemp(prefix="linkblog-fuzz-")) / "schemathesis.toml"
+    workdir = Path(tempfile.mkdtemp(prefix="linkblog-fuzz-"))  # schemathesis keeps its cache there
+    config = workdir / "schemathesis.toml"
     config.write_text(SCHEMATHESIS_CONFIG)
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color", "run", f"{server.base}/api/openapi.json",
@@ -67,7 +68,7 @@ def run_schemathesis(server, *extra):
         "--workers", "1",
         "--request-timeout", "30", "--output-truncate", "false", *extra,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_break(server):
