@@ -111,6 +111,8 @@ def test_items_filter_by_tags_needs_every_tag(anon, make):
     assert [item["title"] for item in both["items"]] == ["Both"]
     assert anon.get("/api/items", tag="Django").json()["count"] == 2  # tag names are lower case
     assert anon.get("/api/items", tag="nope").json()["count"] == 0
+    assert anon.get("/api/items", tag=["django", "django"]).json()["count"] == 2  # a repeat changes nothing
+    assert anon.get("/api/items", tag=[f"t{number}" for number in range(11)]).status_code == 422
 
 
 def test_items_filter_by_year_month_since_and_before(anon, make):
