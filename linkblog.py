@@ -1051,6 +1051,7 @@ IMPORT_BATCH = 1000
 MAX_LINE_BYTES = 2 * 1024 * 1024  # one NDJSON line: the longest blog post is far shorter
 MAX_DOCUMENT_BYTES = 200 * 1024 * 1024  # a bookmarks file, Pinboard export or feed, parsed whole
 web_url_validator = URLValidator(schemes=["http", "https"])
+LAST_DAY = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)  # a post's day must end before datetime's range does
 
 
 class ImportFailed(Exception):
@@ -1142,7 +1143,7 @@ def parse_json_line(raw):
     except UnicodeDecodeError as error:
         return BadRecord(f"is not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); NDJSON files are UTF-8")
     except json.JSONDecodeError as error:
-        return BadRecord(f"is not valid JSON: {error.msg} at column {error.colno}")
+        return BadRecord(f"is not valid JSON: {error.msg} (column {error.colno})")
     if not isinstance(record, dict):
         return BadRecord("is not a JSON object")
     return record
@@ -1434,12 +1435,13 @@ def clean_created(value):
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             raise BadRecord(f"has a created date that is not ISO 8601: “{value[:40]}”")
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt_timezone.utc)
     try:
-        return moment.astimezone(dt_timezone.utc)
+        moment = moment.replace(tzinfo=dt_timezone.utc) if moment.tzinfo is None else moment.astimezone(dt_timezone.utc)
     except OverflowError:
-        raise BadRecord(f"has a created date outside the years 1 to 9999 in UTC: “{value}”")
+        moment = LAST_DAY
+    if moment >= LAST_DAY:
+        raise BadRecord(f"has a created date past the end of 9999-12-30 UTC (a post needs a day after it): “{value}”")
+    return moment
 
 
 def clean_tags(value):
@@ -1475,32 +1477,42 @@ class Pending:
     where: str
 
 
+# A post given without a slug is found again by these fields: a blogmark by its link (on any day),
+# an entry by its title and a quotation by its source and words (on the same UTC day).
+NATURAL_KEYS = {"entry": ("title",), "blogmark": ("link_url",), "quotation": ("source", "quotation")}
+
+
+def natural_key(kind, created, values):
+    day = None if kind == "blogmark" else utc_day(created)
+    return (kind, day, *(hash(value) for value in values))
+
+
 class PostIndex:
-    """Every existing post's identity, loaded once: (kind, UTC day, slug) and blogmarks' link_url."""
+    """Every existing post's identity, loaded once: (kind, UTC day, slug) and its natural key."""
 
     def __init__(self):
-        self.by_slug, self.by_url = {}, {}
+        self.by_slug, self.by_natural_key = {}, {}
         for kind, model in POST_MODELS.items():
-            for pk, created, slug in model.objects.order_by("created", "pk").values_list("pk", "created", "slug").iterator(5000):
+            rows = model.objects.order_by("created", "pk").values_list("pk", "created", "slug", *NATURAL_KEYS[kind])
+            for pk, created, slug, *values in rows.iterator(5000):
                 self.by_slug[kind, utc_day(created), slug] = pk
-        for pk, url in Blogmark.objects.order_by("created", "pk").values_list("pk", "link_url").iterator(5000):
-            self.by_url.setdefault(url, pk)
+                self.by_natural_key.setdefault(natural_key(kind, created, values), pk)
 
-    def find(self, post, model_post):
+    @staticmethod
+    def natural_key(post):
+        return natural_key(post.kind, post.created, [post.fields[name] for name in NATURAL_KEYS[post.kind]])
+
+    def find(self, post):
         """The id (or Pending) of the post this record is, or None for a new post."""
-        day = utc_day(post.created)
         if post.slug:
-            return self.by_slug.get((post.kind, day, post.slug))
-        if post.kind == "blogmark":
-            return self.by_url.get(post.fields["link_url"])
-        return self.by_slug.get((post.kind, day, model_post.slug_base()))
+            return self.by_slug.get((post.kind, utc_day(post.created), post.slug))
+        return self.by_natural_key.get(self.natural_key(post))
 
     def new_slug(self, post, model_post):
         """The slug a new post gets: its own, or one made from its title, unique on its day across kinds."""
-        day = utc_day(post.created)
         if post.slug:
             return post.slug
-        base = model_post.slug_base()
+        day, base = utc_day(post.created), model_post.slug_base()
         slug, number = base, 2
         while any((kind, day, slug) in self.by_slug for kind in POST_MODELS):
             slug, number = f"{base}-{number}", number + 1
@@ -1508,8 +1520,7 @@ class PostIndex:
 
     def add(self, post, slug, where):
         self.by_slug[post.kind, utc_day(post.created), slug] = Pending(where)
-        if post.kind == "blogmark":
-            self.by_url.setdefault(post.fields["link_url"], Pending(where))
+        self.by_natural_key.setdefault(self.natural_key(post), Pending(where))
 
 
 class Importer:
@@ -1611,7 +1622,7 @@ class Importer:
         new = {kind: [] for kind in POST_MODELS}  # kind -> [(model object, Incoming)]
         for post in posts:
             model_post = POST_MODELS[post.kind](**post.fields)
-            found = self.index.find(post, model_post)
+            found = self.index.find(post)
             if isinstance(found, Pending) or (post.kind, found) in self.seen_existing:
                 first = found.where if isinstance(found, Pending) else self.seen_existing[post.kind, found]
                 self.note_duplicate(post.kind, post.where, f"is the same {post.kind} as {first}, left out")
