@@ -1025,6 +1025,7 @@ import io  # noqa: E402
 import time  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -1341,6 +1342,8 @@ def open_feed_url(url):
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "linkblog-import"}), timeout=30) as response:
             return io.BytesIO(response.read(MAX_DOCUMENT_BYTES + 1))
+    except urllib.error.HTTPError as error:
+        raise ImportFailed(f"could not fetch {url}: HTTP {error.code} {error.reason}")
     except (OSError, ValueError) as error:
         raise ImportFailed(f"could not fetch {url}: {getattr(error, 'reason', error)}")
 
@@ -1942,6 +1945,8 @@ def export_to_file(name, chunks):
         with open(partial, "w", encoding="utf-8", newline="\n") as output:
             output.writelines(chunks)
         os.replace(partial, name)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, name)
     finally:
         partial.unlink(missing_ok=True)
 
