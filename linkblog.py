@@ -1830,9 +1830,9 @@ def admin_page(request, template, status=200, **context):
 @staff_member_required
 def admin_import(request):
     """Upload a file to import (same rules and summary as the command line), or download an export."""
-    form = ImportForm(request.POST or None, request.FILES or None)
+    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
     report, error, status = None, None, 200
-    if request.method == "POST" and form.is_valid():
+    if form.is_bound and form.is_valid():
         try:
             report = import_file(form.cleaned_data["file"].file, form.cleaned_data["format"] or None,
                                  skip_bad=form.cleaned_data["skip_bad"], dry_run=form.cleaned_data["dry_run"],
@@ -1841,7 +1841,7 @@ def admin_import(request):
             error = str(failure)
         if error or report.failed:
             status = 400
-    elif request.method == "POST":
+    elif form.is_bound:
         status = 400
     return admin_page(request, "admin/linkblog/import_export.html", status, title="Import and export",
                       form=form, export_form=ExportForm(), report=report, error=error)
