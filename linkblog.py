@@ -14,6 +14,7 @@ import math
 import os
 import random
 import sys
+import threading
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone as dt_timezone
 from functools import wraps
@@ -134,9 +135,19 @@ SAFE_ATTRIBUTES = {
 }
 
 
+markdown_converters = threading.local()
+
+
+def markdown_converter():
+    """This thread's Markdown converter: building one costs as much as converting a post, so reuse it."""
+    if not hasattr(markdown_converters, "converter"):
+        markdown_converters.converter = markdown.Markdown(extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    return markdown_converters.converter.reset()
+
+
 def render_markdown(text):
     """Markdown to HTML that is safe to show: no scripts, event handlers or javascript: URLs."""
-    return sanitize_html(markdown.markdown(text or "", extensions=MARKDOWN_EXTENSIONS, output_format="html"))
+    return sanitize_html(markdown_converter().convert(text or ""))
 
 
 def sanitize_html(html):
@@ -1522,8 +1533,9 @@ class PostIndex:
         return slug
 
     def add(self, post, slug, where):
-        self.by_slug[post.kind, utc_day(post.created), slug] = Pending(where)
-        self.by_natural_key.setdefault(self.natural_key(post), Pending(where))
+        pending = Pending(where)
+        self.by_slug[post.kind, utc_day(post.created), slug] = pending
+        self.by_natural_key.setdefault(self.natural_key(post), pending)
 
 
 class Importer:
