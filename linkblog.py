@@ -1215,13 +1215,15 @@ class NetscapeBookmarks(HTMLParser):
         self.folders, self.pending_folder = [], None
         self.bookmarks = []  # [line, attributes, title, note, folders]
         self.capture, self.ignoring = None, 0
+        self.note_owner = None  # the bookmark a <DD> right after it describes
 
     def handle_starttag(self, tag, attrs):
         if tag in self.IGNORED:
             self.ignoring += 1
         elif tag == "a":
             self.end_note()
-            self.bookmarks.append([self.getpos()[0], dict(attrs), "", None, list(self.folders)])
+            self.note_owner = [self.getpos()[0], dict(attrs), "", None, list(self.folders)]
+            self.bookmarks.append(self.note_owner)
             self.capture = "title"
         elif tag == "h3":
             self.end_note()
@@ -1230,8 +1232,8 @@ class NetscapeBookmarks(HTMLParser):
             self.end_note()
             self.folders.append(self.pending_folder)
             self.pending_folder = None
-        elif tag == "dd" and self.bookmarks and self.capture is None and self.bookmarks[-1][3] is None:
-            self.bookmarks[-1][3], self.capture = "", "note"
+        elif tag == "dd" and self.note_owner and self.capture is None and self.note_owner[3] is None:
+            self.note_owner[3], self.capture = "", "note"
         elif tag == "dt":
             self.end_note()
 
@@ -1256,8 +1258,10 @@ class NetscapeBookmarks(HTMLParser):
             self.pending_folder += data
 
     def end_note(self):
+        """A note ends at the next item or folder; a folder's own <DD> describes no bookmark."""
         if self.capture == "note":
             self.capture = None
+        self.note_owner = None
 
     def records(self):
         for line, attributes, title, note, folders in self.bookmarks:
@@ -1382,6 +1386,8 @@ def detect_format(stream):
 def clean_record(record, report, now):
     """A tag as (name, description), or an Incoming post; BadRecord says what is wrong."""
     kind = record.get("type")
+    if kind is None:
+        raise BadRecord('has no "type" (tag, entry, blogmark or quotation)')
     if kind == "tag":
         report.unknown_keys.update(key for key in record if key not in TAG_KEYS)
         name = clean_tag_name(record.get("tag"), "tag")

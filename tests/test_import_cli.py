@@ -172,3 +172,18 @@ def test_other_commands_still_reach_nanodjango(database):
     result = run(database, "manage", "check")
     assert result.returncode == 0
     assert b"System check identified no issues" in result.stdout
+
+
+def test_a_terminal_gets_a_progress_bar_on_stderr(database):
+    import pty
+
+    controller, terminal = pty.openpty()
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    result = subprocess.run([sys.executable, "linkblog.py", "import", str(DATA / "blog.ndjson")], cwd=ROOT, env=environment,
+                            stdout=subprocess.PIPE, stderr=terminal, timeout=120)
+    os.close(terminal)
+    shown = os.read(controller, 65536).decode()
+    os.close(controller)
+    assert result.returncode == 0
+    assert "importing [##############################] 100%" in shown
+    assert b"importing" not in result.stdout  # the summary on stdout stays clean for scripts

@@ -293,6 +293,12 @@ def test_bookmark_folders_are_not_tags_by_default():
     import_path("bookmarks-chrome.html")
     assert not Tag.objects.exists()
     assert Blogmark.objects.get(link_url="https://jvns.ca/").created == datetime.fromtimestamp(1620000000, timezone.utc)
+    assert Blogmark.objects.get(link_url="https://www.python.org/").commentary == ""  # the folder's note is not its
+
+
+def test_a_line_without_a_type_is_refused():
+    report = import_bytes(b'{"title": "T", "body": "B"}\n')
+    assert report.problems == [("line 1", 'has no "type" (tag, entry, blogmark or quotation)')]
 
 
 def test_a_bookmarks_file_is_decoded_in_the_character_set_it_declares():
