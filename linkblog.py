@@ -1033,19 +1033,18 @@ import argparse  # noqa: E402
 import codecs  # noqa: E402
 import heapq  # noqa: E402
 import io  # noqa: E402
-import time  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
-from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from itertools import islice  # noqa: E402
 
 import feedparser  # noqa: E402
 from django.core.validators import URLValidator, validate_slug  # noqa: E402
 from django.db import DatabaseError, transaction  # noqa: E402
-from django.template.loader import get_template, render_to_string  # noqa: E402
+from django.template.loader import get_template  # noqa: E402
 
 IMPORT_FORMATS = ("ndjson", "netscape", "pinboard", "feed")
 EXPORT_FORMATS = ("ndjson", "netscape")

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from factories import at
 
 from linkblog import (
     Blogmark, Entry, ImportFailed, Quotation, Tag, export_ndjson, export_netscape, import_file, posts_changed,
