@@ -440,3 +440,31 @@ def test_one_change_signal_after_commit_and_none_when_nothing_changed(django_cap
         assert len(received) == 1
     finally:
         posts_changed.disconnect(listener)
+
+
+# --- Bulk: queries do not grow with the number of lines ------------------------------------------
+
+
+def many_blogmarks(count, title="Link"):
+    return ndjson(*({"type": "blogmark", "slug": f"link-{number}", "link_url": f"https://example.com/{number}",
+                     "link_title": f"{title} {number}", "created": f"2024-01-{1 + number % 28:02}T10:00:00Z",
+                     "tags": [f"tag-{number % 7}", "common"]} for number in range(count)))
+
+
+@pytest.mark.parametrize("outcome", ["created", "unchanged", "updated"])
+def test_an_import_makes_no_query_per_line(outcome):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queries = []
+    for count in (30, 600):
+        Blogmark.objects.all().delete()
+        Tag.objects.all().delete()
+        if outcome != "created":
+            import_bytes(many_blogmarks(count))
+        with CaptureQueriesContext(connection) as captured:
+            report = import_bytes(many_blogmarks(count, title="Changed" if outcome == "updated" else "Link"))
+        assert counts(report)["blogmark"][("created", "updated", "unchanged").index(outcome)] == count
+        queries.append(len(captured))
+    # 570 more lines cost at most a few more batched INSERTs (SQLite caps the parameters of one statement)
+    assert queries[1] - queries[0] <= 570 / 50
