@@ -1927,6 +1927,8 @@ def import_command(args):
                                  progress=Progress(sys.stderr, size))
     except (ImportFailed, OSError, DatabaseError) as error:
         return command_error("import", error)
+    except KeyboardInterrupt:
+        return command_error("import", "interrupted, nothing was written")
     context = {"report": report, "source": options.file}
     print(render_to_string("import_problems.txt", context), end="", file=sys.stderr)
     if report.failed:
@@ -1950,8 +1952,14 @@ def export_command(args):
             output = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=True)
             output.writelines(EXPORTERS[options.format](not options.no_drafts))
             output.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`export | head`): not an error worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (OSError, DatabaseError) as error:
         return command_error("export", error)
+    except KeyboardInterrupt:
+        return command_error("export", "interrupted")
     return 0
 
 

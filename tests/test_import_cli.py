@@ -187,3 +187,46 @@ def test_a_terminal_gets_a_progress_bar_on_stderr(database):
     assert result.returncode == 0
     assert "importing [##############################] 100%" in shown
     assert b"importing" not in result.stdout  # the summary on stdout stays clean for scripts
+
+
+def test_an_interrupted_import_writes_nothing_and_says_so(database, tmp_path):
+    import json
+    import pty
+    import signal
+
+    big = tmp_path / "big.ndjson"
+    with open(big, "w") as output:
+        for number in range(20000):
+            output.write(json.dumps({"type": "entry", "slug": f"e-{number}", "title": f"Entry {number}",
+                                     "body": "A *paragraph* of text.\n\n- one\n- two", "created": "2024-01-01T00:00:00Z"}) + "\n")
+    controller, terminal = pty.openpty()
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    process = subprocess.Popen([sys.executable, "linkblog.py", "import", str(big)], cwd=ROOT, env=environment,
+                               stdout=subprocess.PIPE, stderr=terminal)
+    shown = b""
+    while b"importing [" not in shown:  # wait until the import itself is under way
+        shown += os.read(controller, 4096)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    os.close(terminal)
+    shown += os.read(controller, 65536)
+    os.close(controller)
+    assert process.returncode == 1
+    assert "linkblog import: interrupted, nothing was written" in shown.decode()
+    assert "Traceback" not in shown.decode()
+    assert run(database, "export").stdout == b""
+
+
+def test_export_into_a_closed_pipe_is_quiet(database, tmp_path):
+    import json
+
+    many = tmp_path / "many.ndjson"  # far more than a pipe holds, so the export meets the closed pipe
+    many.write_text("".join(json.dumps({"type": "blogmark", "slug": f"b-{number}", "link_url": f"https://example.com/{number}",
+                                        "link_title": f"Link {number} " + "x" * 200, "created": "2024-01-01T00:00:00Z"}) + "\n"
+                            for number in range(3000)))
+    assert run(database, "import", str(many)).returncode == 0
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    result = subprocess.run(f"{sys.executable} linkblog.py export | head -c 10", shell=True, cwd=ROOT, env=environment,
+                            capture_output=True, timeout=120)
+    assert result.stdout == b'{"type": "'
+    assert result.stderr == b""
