@@ -9,7 +9,9 @@ dates), then measures, each in a fresh process so that peak memory is the phase'
 - baseline: render() alone (Markdown + sanitizing), no database: the least an import must do per post;
 - import: `import_file()` of the whole file into a freshly migrated SQLite database (one transaction);
 - reimport: the same file again (every post found and unchanged);
-- export: the whole blog back out as NDJSON.
+- export: the whole blog back out as NDJSON;
+- import with Markdown switched off (a diagnostic, into another fresh database): what everything but
+  rendering costs.
 
 Prints a table and writes the numbers as JSON to bench/results/import-<time>.json. Speed is reported
 as a ratio against the baseline measured in the same run, since the machine's speed varies.
@@ -150,6 +152,13 @@ def phase_import(path, database, _):
     return {"posts": sum(outcomes.values()), "seconds": seconds, "failed": report.failed, **outcomes}
 
 
+def phase_import_without_markdown(path, database, _):
+    """Diagnostic: the same import with Markdown rendering switched off, to show what the rest costs."""
+    linkblog = load_linkblog(database)
+    linkblog.render_markdown = lambda text: ""
+    return phase_import(path, database, _)
+
+
 def phase_export(path, database, _):
     linkblog = load_linkblog(database)
     started = time.perf_counter()
@@ -161,7 +170,8 @@ def phase_export(path, database, _):
     return {"lines": lines, "seconds": time.perf_counter() - started}
 
 
-PHASES = {"baseline": phase_baseline, "import": phase_import, "reimport": phase_import, "export": phase_export}
+PHASES = {"baseline": phase_baseline, "import": phase_import, "reimport": phase_import,
+          "import-without-markdown": phase_import_without_markdown, "export": phase_export}
 
 
 def run_phase(name, path, database, limit=0):
@@ -202,6 +212,9 @@ def main(argv=None):
         results["import"] = run_phase("import", data, database)
         results["reimport"] = run_phase("reimport", data, database)
         results["export"] = run_phase("export", folder / "export.ndjson", database)
+        plain = folder / "plain.sqlite3"
+        migrate(plain)
+        results["import_without_markdown"] = run_phase("import-without-markdown", data, plain)
     report(results)
 
 
@@ -216,6 +229,7 @@ def report(results):
         ("import into empty SQLite", results["import"]["created"], results["import"]),
         ("re-import (all unchanged)", results["reimport"]["unchanged"], results["reimport"]),
         ("export NDJSON", results["export"]["lines"], results["export"]),
+        ("import, Markdown off (diag.)", results["import_without_markdown"]["created"], results["import_without_markdown"]),
     ]
     print(f"\n{results['posts']:,} posts, {results['file_mb']} MB of NDJSON, {results['cpus']} CPUs, load {results['load_average']:.1f}")
     print(f"{'phase':28} {'items':>8} {'seconds':>8} {'per s':>8} {'x base':>7} {'peak RSS':>9}")
