@@ -1036,10 +1036,10 @@ import io  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from itertools import islice  # noqa: E402
+from urllib.error import HTTPError  # noqa: E402
+from urllib.request import Request, urlopen  # noqa: E402
 
 import feedparser  # noqa: E402
 from django.core.validators import URLValidator, validate_slug  # noqa: E402
@@ -1354,9 +1354,9 @@ def feed_record(item):
 def open_feed_url(url):
     """Fetch a feed over HTTP(S) with a time limit; what comes back is parsed like a file."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "linkblog-import"}), timeout=30) as response:
+        with urlopen(Request(url, headers={"User-Agent": "linkblog-import"}), timeout=30) as response:
             return io.BytesIO(response.read(MAX_DOCUMENT_BYTES + 1))
-    except urllib.error.HTTPError as error:
+    except HTTPError as error:
         raise ImportFailed(f"could not fetch {url}: HTTP {error.code} {error.reason}")
     except (OSError, ValueError) as error:
         raise ImportFailed(f"could not fetch {url}: {getattr(error, 'reason', error)}")
