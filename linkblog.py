@@ -1088,6 +1088,7 @@ class Incoming:
     created: datetime | None = None
     tags: list | None = None
     is_draft: bool | None = None
+    left_out_tags: list = field(default_factory=list)  # other services' tags that cannot become slugs
 
 
 @dataclass
@@ -1198,11 +1199,6 @@ def unix_time(value):
     return datetime(1970, 1, 1, tzinfo=dt_timezone.utc) + timedelta(seconds=seconds)
 
 
-def tag_slugs(names):
-    """Tags from other services (“Web Dev”, “C++”) as our lower-case slugs, duplicates dropped."""
-    return list(dict.fromkeys(slug for slug in (slugify(name)[:64] for name in names) if slug))
-
-
 class NetscapeBookmarks(HTMLParser):
     """Browser bookmark files: <DT><A HREF ADD_DATE TAGS PRIVATE>title</A> then an optional <DD>note."""
 
@@ -1276,7 +1272,7 @@ class NetscapeBookmarks(HTMLParser):
         if self.folders_as_tags:
             tags += [name for name in folders if name]
         record = {"type": "blogmark", "link_url": url, "link_title": title or url, "commentary": note,
-                  "tags": tag_slugs(tags), "is_draft": attributes.get("private") == "1"}
+                  "tags": tags, "is_draft": attributes.get("private") == "1"}
         if attributes.get("add_date"):
             try:
                 record["created"] = unix_time(attributes["add_date"])
@@ -1320,7 +1316,7 @@ def pinboard_record(item):
     if item.get("toread") == "yes":
         tags.append("toread")
     record = {"type": "blogmark", "link_url": url.strip(), "link_title": item.get("description") or url.strip(),
-              "commentary": item.get("extended") or "", "tags": tag_slugs(tags), "is_draft": item.get("shared") == "no"}
+              "commentary": item.get("extended") or "", "tags": tags, "is_draft": item.get("shared") == "no"}
     if item.get("time"):
         record["created"] = item["time"]
     return record
@@ -1344,7 +1340,7 @@ def feed_record(item):
         commentary = item.content[0].get("value") or commentary
     record = {"type": "blogmark", "link_url": url, "link_title": " ".join((item.get("title") or url).split()),
               "commentary": sanitize_html(commentary),
-              "tags": tag_slugs(tag.get("term") or "" for tag in item.get("tags") or [])}
+              "tags": [tag.get("term") or "" for tag in item.get("tags") or []]}
     moment = item.get("published_parsed") or item.get("updated_parsed")
     if moment:
         record["created"] = datetime(*moment[:6], tzinfo=dt_timezone.utc)
@@ -1382,8 +1378,10 @@ def detect_format(stream):
 # Validating: one record of the file against the model's rules
 
 
-def clean_record(record, report, now):
-    """A tag as (name, description), or an Incoming post; BadRecord says what is wrong."""
+def clean_record(record, report, now, foreign_tags=False):
+    """A tag as (name, description), or an Incoming post; BadRecord says what is wrong.
+
+    With `foreign_tags` (bookmarks, Pinboard, feeds) tags are other services' names, made into slugs."""
     kind = record.get("type")
     if kind is None:
         raise BadRecord('has no "type" (tag, entry, blogmark or quotation)')
@@ -1402,7 +1400,7 @@ def clean_record(record, report, now):
     post.slug = clean_slug(record.get("slug"))
     post.created = clean_created(record["created"]) if record.get("created") is not None else None
     if "tags" in record:
-        post.tags = clean_tags(record["tags"])
+        post.tags, post.left_out_tags = slugified_tags(record["tags"]) if foreign_tags else (clean_tags(record["tags"]), [])
     if "is_draft" in record:
         if not isinstance(record["is_draft"], bool):
             raise BadRecord("has an is_draft that is not true or false")
@@ -1467,6 +1465,12 @@ def clean_tags(value):
     if not isinstance(value, list):
         raise BadRecord("has tags that are not a list")
     return list(dict.fromkeys(clean_tag_name(name, "tags") for name in value))
+
+
+def slugified_tags(names):
+    """Other services' tags (“Web Dev”, “C++”) as our slugs, and the names no slug can be made from."""
+    slugs = {name: slugify(name)[:64] for name in names if name.strip()}
+    return list(dict.fromkeys(slug for slug in slugs.values() if slug)), [name for name, slug in slugs.items() if not slug]
 
 
 def clean_tag_name(value, key):
@@ -1546,8 +1550,8 @@ class PostIndex:
 class Importer:
     """Reads records, validates them, and writes them in bulk inside ONE transaction."""
 
-    def __init__(self, skip_bad=False, dry_run=False):
-        self.skip_bad, self.report = skip_bad, ImportReport(dry_run=dry_run)
+    def __init__(self, skip_bad=False, dry_run=False, foreign_tags=False):
+        self.skip_bad, self.report, self.foreign_tags = skip_bad, ImportReport(dry_run=dry_run), foreign_tags
         self.now = timezone.now().replace(microsecond=0)
         self.seen_existing = {}  # (kind, pk) -> where it was first seen in this file
         self.declared_tags = {}  # tag name -> where this file declared it
@@ -1578,6 +1582,8 @@ class Importer:
             if isinstance(cleaned, Incoming):
                 cleaned.where = where
                 posts.append(cleaned)
+                self.report.skipped += [(where, f"has the tag “{name}”, which cannot become a slug (a-z, 0-9, -), left out")
+                                        for name in cleaned.left_out_tags]
             else:
                 tags.append((where, *cleaned))
         if self.report.problems and not self.skip_bad:
@@ -1588,7 +1594,7 @@ class Importer:
     def clean(self, record):
         if isinstance(record, BadRecord):
             raise record
-        return clean_record(record, self.report, self.now)
+        return clean_record(record, self.report, self.now, self.foreign_tags)
 
     def refuse(self, where, record, problem):
         kind = record.get("type") if isinstance(record, dict) else None
@@ -1757,7 +1763,7 @@ def import_file(stream, format=None, skip_bad=False, dry_run=False, folders_as_t
         "feed": lambda: read_feed(stream, progress),
     }
     try:
-        return Importer(skip_bad=skip_bad, dry_run=dry_run).run(readers[format]())
+        return Importer(skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson").run(readers[format]())
     finally:
         progress.finish()
 

@@ -331,6 +331,14 @@ def test_pinboard_export_keeps_titles_notes_tags_dates_and_privacy():
     assert sorted(symbols.tags.values_list("tag", flat=True)) == ["c", "python", "web_dev"]
 
 
+def test_tags_that_cannot_become_slugs_are_listed_not_lost_silently():
+    item = {"href": "https://example.jp/", "description": "Japanese", "time": "2024-01-01T00:00:00Z", "tags": "日本語 Café python"}
+    report = import_bytes(json.dumps([item]).encode(), format="pinboard")
+    assert not report.failed
+    assert report.skipped == [("item 1", "has the tag “日本語”, which cannot become a slug (a-z, 0-9, -), left out")]
+    assert sorted(Blogmark.objects.get().tags.values_list("tag", flat=True)) == ["cafe", "python"]
+
+
 def test_a_broken_pinboard_file_is_refused_with_its_position():
     with pytest.raises(ImportFailed, match=r"not valid JSON: Expecting \',\' delimiter \(line 1, column 33\)"):
         import_bytes(b'[{"href": "https://example.com" "description": "x"}]', format="pinboard")
