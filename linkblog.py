@@ -15,6 +15,7 @@ import os
 import random
 import re
 import sys
+import threading
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone as dt_timezone
 from functools import wraps
@@ -135,11 +136,25 @@ SAFE_ATTRIBUTES = {
 }
 
 
+markdown_converters = threading.local()
+
+
+def markdown_converter():
+    """This thread's Markdown converter: building one costs as much as converting a post, so reuse it."""
+    if not hasattr(markdown_converters, "converter"):
+        markdown_converters.converter = markdown.Markdown(extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    return markdown_converters.converter.reset()
+
+
 def render_markdown(text):
     """Markdown to HTML that is safe to show: no scripts, event handlers or javascript: URLs."""
-    html = markdown.markdown(text or "", extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    return sanitize_html(markdown_converter().convert(text or ""))
+
+
+def sanitize_html(html):
+    """HTML from anywhere (rendered Markdown, an imported feed) cut down to the safe allowlist."""
     return nh3.clean(
-        html,
+        html or "",
         tags=SAFE_TAGS,
         attributes=SAFE_ATTRIBUTES,
         url_schemes=SAFE_URL_SCHEMES,
@@ -288,9 +303,13 @@ class Post(models.Model):
             posts = posts.exclude(pk=self.pk)
         return posts
 
+    def slug_base(self):
+        """The slug this post's title gives, before any -2, -3 that keeps it unique on its day."""
+        return slugify(getattr(self, self.slug_source_field) or "")[:56].strip("-") or self.kind
+
     def make_unique_slug(self):
         """A slug from the title that no post of any kind uses on the same day."""
-        base = slugify(getattr(self, self.slug_source_field) or "")[:56].strip("-") or self.kind
+        base = self.slug_base()
         taken = set()
         for model in POST_MODELS.values():
             taken.update(self.same_day_posts(model).filter(slug__startswith=base).values_list("slug", flat=True))
@@ -1029,7 +1048,8 @@ import secrets  # noqa: E402
 from typing import Annotated, Literal, Optional, Union  # noqa: E402
 
 from django.db import transaction  # noqa: E402
-from ninja import Field, NinjaAPI, Path, Query, Schema, Status, Swagger  # noqa: E402
+from ninja import Field, NinjaAPI, Query, Schema, Status, Swagger  # noqa: E402
+from ninja import Path as PathParam  # noqa: E402  (not pathlib.Path, which the file also uses)
 from ninja.errors import AuthenticationError, HttpError  # noqa: E402
 from ninja.errors import ValidationError as NinjaValidationError  # noqa: E402
 from ninja.security import HttpBearer, SessionAuthIsStaff  # noqa: E402
@@ -1290,8 +1310,8 @@ TagName = Annotated[
     Field(description="A tag: letters, digits, hyphens and underscores; stored lower case.", examples=["django"]),
 ]
 When = Annotated[datetime, BeforeValidator(rfc3339_text), AfterValidator(as_utc)]
-PostId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-TagInPath = Annotated[str, Path(pattern=TAG_PATTERN, max_length=64)]
+PostId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+TagInPath = Annotated[str, PathParam(pattern=TAG_PATTERN, max_length=64)]
 
 
 def text(max_length=None, min_length=0, pattern=NO_NUL_PATTERN, **extra):
@@ -1714,6 +1734,872 @@ def wsgi_application():
     return get_wsgi_application()
 
 
+# --- Import and export: our NDJSON format, browser bookmarks, Pinboard and feeds in; NDJSON and bookmarks out
+
+import argparse  # noqa: E402
+import codecs  # noqa: E402
+import heapq  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from itertools import islice  # noqa: E402
+from urllib.error import HTTPError  # noqa: E402
+from urllib.request import Request, urlopen  # noqa: E402
+
+import feedparser  # noqa: E402
+from django.core.validators import URLValidator, validate_slug  # noqa: E402
+from django.db import DatabaseError, transaction  # noqa: E402
+from django.template.loader import get_template  # noqa: E402
+
+IMPORT_FORMATS = ("ndjson", "netscape", "pinboard", "feed")
+EXPORT_FORMATS = ("ndjson", "netscape")
+# Each kind's own keys, in the order an export writes them (between "slug" and "created").
+POST_FIELDS = {
+    "entry": ("title", "body"),
+    "blogmark": ("link_url", "link_title", "via_url", "via_title", "commentary"),
+    "quotation": ("quotation", "source", "source_url"),
+}
+REQUIRED_FIELDS = {"entry": ("title", "body"), "blogmark": ("link_url", "link_title"), "quotation": ("quotation", "source")}
+URL_FIELDS = {"link_url", "via_url", "source_url"}
+COMMON_KEYS = {"type", "slug", "created", "tags", "is_draft"}
+TAG_KEYS = {"type", "tag", "description"}
+IMPORT_BATCH = 1000
+MAX_LINE_BYTES = 2 * 1024 * 1024  # one NDJSON line: the longest blog post is far shorter
+MAX_DOCUMENT_BYTES = 200 * 1024 * 1024  # a bookmarks file, Pinboard export or feed, parsed whole
+web_url_validator = URLValidator(schemes=["http", "https"])
+LAST_DAY = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)  # a post's day must end before datetime's range does
+
+
+class ImportFailed(Exception):
+    """The import cannot go on (unreadable file, unknown format): nothing was written."""
+
+
+class BadRecord(Exception):
+    """One record that cannot be imported; the message says why."""
+
+
+class NotALink(BadRecord):
+    """A bookmark that is not a web link (javascript:, place:, file:): left out, never an error."""
+
+
+@dataclass
+class Incoming:
+    """A validated post from an import file: only the keys the file gave are set."""
+
+    kind: str
+    where: str
+    fields: dict
+    slug: str = ""
+    created: datetime | None = None
+    tags: list | None = None
+    is_draft: bool | None = None
+    left_out_tags: list = field(default_factory=list)  # other services' tags that cannot become slugs
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, in a dry run, would do), per kind."""
+
+    counts: Counter = field(default_factory=Counter)  # (kind, outcome) -> number
+    problems: list = field(default_factory=list)  # (where, message): bad records
+    skipped: list = field(default_factory=list)  # (where, message): left out on purpose or by --skip-bad
+    unknown_keys: Counter = field(default_factory=Counter)
+    dry_run: bool = False
+    failed: bool = False
+
+    OUTCOMES = ("created", "updated", "unchanged", "skipped")
+    KINDS = ("tag", "entry", "blogmark", "quotation")
+
+    def rows(self):
+        """(kind, [count per outcome]) for every kind the import touched."""
+        kinds = [kind for kind in self.KINDS if any(self.counts[kind, outcome] for outcome in self.OUTCOMES)]
+        if self.counts["other", "skipped"]:
+            kinds.append("other")
+        return [(kind, [self.counts[kind, outcome] for outcome in self.OUTCOMES]) for kind in kinds]
+
+    def unknown_key_counts(self):
+        """[(key, how often)], most frequent first: for the summary."""
+        return self.unknown_keys.most_common()
+
+    @property
+    def changed(self):
+        return any(self.counts[kind, outcome] for kind in self.KINDS for outcome in ("created", "updated"))
+
+
+# Reading: each reader yields (where, dict in our NDJSON shape) or (where, BadRecord)
+
+
+def read_ndjson(stream, progress):
+    """One JSON object per line, read line by line: the file is never held in memory whole."""
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        where = f"line {number}"
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            skip_rest_of_line(stream)
+            yield where, BadRecord(f"is longer than {MAX_LINE_BYTES // (1024 * 1024)} MB")
+            continue
+        progress.update(stream)
+        if number == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        if raw.strip():
+            yield where, parse_json_line(raw)
+
+
+def skip_rest_of_line(stream):
+    while (chunk := stream.readline(MAX_LINE_BYTES)) and not chunk.endswith(b"\n"):
+        pass
+
+
+def parse_json_line(raw):
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        return BadRecord(f"is not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); NDJSON files are UTF-8")
+    except json.JSONDecodeError as error:
+        return BadRecord(f"is not valid JSON: {error.msg} (column {error.colno})")
+    if not isinstance(record, dict):
+        return BadRecord("is not a JSON object")
+    return record
+
+
+def read_document(stream):
+    """A whole bookmarks file, Pinboard export or feed (these formats are parsed in one piece)."""
+    data = stream.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ImportFailed(f"the file is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MB")
+    return data
+
+
+def decode_text(data, encoding, what):
+    """Bytes to text in the declared encoding, or a clear error naming the line of the first bad byte."""
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise ImportFailed(f"the {what} declares an unknown character set “{encoding}”")
+    try:
+        return data.decode(codec.name).removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ImportFailed(
+            f"the {what} is not valid {encoding} text (byte 0x{data[error.start]:02x} on line {line}); "
+            "save it as UTF-8 or declare its character set"
+        )
+
+
+def declared_charset(data):
+    """The charset an HTML file names in its first few kilobytes, e.g. <META ... charset=UTF-8>."""
+    match = re.search(rb"""charset=["']?([A-Za-z0-9_.:-]+)""", data[:4096], re.I)
+    return match.group(1).decode("ascii") if match else "utf-8"
+
+
+def unix_time(value):
+    """A browser's ADD_DATE (seconds since 1970; some write milli- or microseconds) as a UTC datetime."""
+    seconds = float(value)
+    while abs(seconds) > 1e11:
+        seconds /= 1000
+    return datetime(1970, 1, 1, tzinfo=dt_timezone.utc) + timedelta(seconds=seconds)
+
+
+class NetscapeBookmarks(HTMLParser):
+    """Browser bookmark files: <DT><A HREF ADD_DATE TAGS PRIVATE>title</A> then an optional <DD>note."""
+
+    IGNORED = {"script", "style", "title"}
+
+    def __init__(self, folders_as_tags):
+        super().__init__(convert_charrefs=True)
+        self.folders_as_tags = folders_as_tags
+        self.folders, self.pending_folder = [], None
+        self.bookmarks = []  # [line, attributes, title, note, folders]
+        self.capture, self.ignoring = None, 0
+        self.note_owner = None  # the bookmark a <DD> right after it describes
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.IGNORED:
+            self.ignoring += 1
+        elif tag == "a":
+            self.end_note()
+            self.note_owner = [self.getpos()[0], dict(attrs), "", None, list(self.folders)]
+            self.bookmarks.append(self.note_owner)
+            self.capture = "title"
+        elif tag == "h3":
+            self.end_note()
+            self.pending_folder, self.capture = "", "folder"
+        elif tag == "dl":
+            self.end_note()
+            self.folders.append(self.pending_folder)
+            self.pending_folder = None
+        elif tag == "dd" and self.note_owner and self.capture is None and self.note_owner[3] is None:
+            self.note_owner[3], self.capture = "", "note"
+        elif tag == "dt":
+            self.end_note()
+
+    def handle_endtag(self, tag):
+        if tag in self.IGNORED:
+            self.ignoring = max(0, self.ignoring - 1)
+        elif tag in ("a", "h3"):
+            self.capture = None
+        elif tag == "dl":
+            self.end_note()
+            if self.folders:
+                self.folders.pop()
+
+    def handle_data(self, data):
+        if self.ignoring:
+            return
+        if self.capture == "title":
+            self.bookmarks[-1][2] += data
+        elif self.capture == "note":
+            self.bookmarks[-1][3] += data
+        elif self.capture == "folder":
+            self.pending_folder += data
+
+    def end_note(self):
+        """A note ends at the next item or folder; a folder's own <DD> describes no bookmark."""
+        if self.capture == "note":
+            self.capture = None
+        self.note_owner = None
+
+    def records(self):
+        for line, attributes, title, note, folders in self.bookmarks:
+            yield f"line {line}", self.record(attributes, " ".join(title.split()), (note or "").strip(), folders)
+
+    def record(self, attributes, title, note, folders):
+        url = (attributes.get("href") or "").strip()
+        if not url:
+            return BadRecord("has a bookmark without HREF")
+        if not is_web_url(url):
+            return NotALink(f"is not a web link ({url.partition(':')[0]}:), left out")
+        tags = (attributes.get("tags") or "").split(",")
+        if self.folders_as_tags:
+            tags += [name for name in folders if name]
+        record = {"type": "blogmark", "link_url": url, "link_title": title or url, "commentary": note,
+                  "tags": tags, "is_draft": attributes.get("private") == "1"}
+        if attributes.get("add_date"):
+            try:
+                record["created"] = unix_time(attributes["add_date"])
+            except (ValueError, OverflowError):
+                return BadRecord(f"has an ADD_DATE that is not a date: “{attributes['add_date'][:40]}”")
+        return record
+
+
+def is_web_url(url):
+    return url.partition(":")[0].lower() in ("http", "https")
+
+
+def read_netscape(stream, progress, folders_as_tags=False):
+    data = read_document(stream)
+    parser = NetscapeBookmarks(folders_as_tags)
+    parser.feed(decode_text(data, declared_charset(data), "bookmarks file"))
+    parser.close()
+    yield from progress.counted(parser.records(), len(parser.bookmarks))
+
+
+def read_pinboard(stream, progress):
+    """Pinboard's JSON export: a list of {href, description, extended, time, shared, toread, tags}."""
+    text = decode_text(read_document(stream), "utf-8", "Pinboard file")
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ImportFailed(f"the Pinboard file is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})")
+    if not isinstance(items, list):
+        raise ImportFailed("the Pinboard file is not a JSON list of bookmarks")
+    numbered = ((f"item {number}", pinboard_record(item)) for number, item in enumerate(items, 1))
+    yield from progress.counted(numbered, len(items))
+
+
+def pinboard_record(item):
+    if not isinstance(item, dict):
+        return BadRecord("is not a JSON object")
+    url = item.get("href")
+    if not isinstance(url, str) or not url.strip():
+        return BadRecord("has no href")
+    tags = str(item.get("tags") or "").split()
+    if item.get("toread") == "yes":
+        tags.append("toread")
+    record = {"type": "blogmark", "link_url": url.strip(), "link_title": item.get("description") or url.strip(),
+              "commentary": item.get("extended") or "", "tags": tags, "is_draft": item.get("shared") == "no"}
+    if item.get("time"):
+        record["created"] = item["time"]
+    return record
+
+
+def read_feed(stream, progress):
+    """An Atom or RSS feed: every item becomes a blogmark (its summary, sanitized, the commentary)."""
+    parsed = feedparser.parse(read_document(stream))
+    if parsed.bozo and not parsed.entries:
+        raise ImportFailed(f"not a readable Atom or RSS feed: {parsed.bozo_exception}")
+    numbered = ((f"item {number}", feed_record(item)) for number, item in enumerate(parsed.entries, 1))
+    yield from progress.counted(numbered, len(parsed.entries))
+
+
+def feed_record(item):
+    url = (item.get("link") or "").strip()
+    if not url:
+        return BadRecord("has no link")
+    commentary = item.get("summary") or ""
+    if item.get("content"):
+        commentary = item.content[0].get("value") or commentary
+    record = {"type": "blogmark", "link_url": url, "link_title": " ".join((item.get("title") or url).split()),
+              "commentary": sanitize_html(commentary),
+              "tags": [tag.get("term") or "" for tag in item.get("tags") or []]}
+    moment = item.get("published_parsed") or item.get("updated_parsed")
+    if moment:
+        record["created"] = datetime(*moment[:6], tzinfo=dt_timezone.utc)
+    return record
+
+
+def open_feed_url(url):
+    """Fetch a feed over HTTP(S) with a time limit; what comes back is parsed like a file."""
+    try:
+        with urlopen(Request(url, headers={"User-Agent": "linkblog-import"}), timeout=30) as response:
+            return io.BytesIO(response.read(MAX_DOCUMENT_BYTES + 1))
+    except HTTPError as error:
+        raise ImportFailed(f"could not fetch {url}: HTTP {error.code} {error.reason}")
+    except (OSError, ValueError) as error:
+        raise ImportFailed(f"could not fetch {url}: {getattr(error, 'reason', error)}")
+
+
+def detect_format(stream):
+    """Guess the format from the first bytes: NDJSON, Pinboard JSON, bookmarks HTML, or a feed."""
+    head = stream.read(4096)
+    stream.seek(0)
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff").lstrip()
+    lowered = text[:2048].lower()
+    if text.startswith("{"):
+        return "ndjson"
+    if text.startswith("["):
+        return "pinboard"
+    if "netscape-bookmark-file" in lowered or re.match(r"(<!--.*?-->\s*)*<(dl|dt|meta|title|h1)\b", lowered, re.S):
+        return "netscape"
+    if re.search(r"<(rss|feed|rdf:rdf)\b", lowered):
+        return "feed"
+    raise ImportFailed("cannot tell the file's format: give --format ndjson, netscape, pinboard or feed")
+
+
+# Validating: one record of the file against the model's rules
+
+
+def clean_record(record, report, now, foreign_tags=False):
+    """A tag as (name, description), or an Incoming post; BadRecord says what is wrong.
+
+    With `foreign_tags` (bookmarks, Pinboard, feeds) tags are other services' names, made into slugs."""
+    kind = record.get("type")
+    if kind is None:
+        raise BadRecord('has no "type" (tag, entry, blogmark or quotation)')
+    if kind == "tag":
+        report.unknown_keys.update(key for key in record if key not in TAG_KEYS)
+        name = clean_tag_name(record.get("tag"), "tag")
+        return name, clean_text(record, "description", Tag, required=False)
+    if kind not in POST_MODELS:
+        raise BadRecord(f"has an unknown type {json.dumps(kind)[:40]} (expected tag, entry, blogmark or quotation)")
+    report.unknown_keys.update(key for key in record if key not in COMMON_KEYS and key not in POST_FIELDS[kind])
+    model = POST_MODELS[kind]
+    post = Incoming(kind=kind, where="", fields={})
+    for name in POST_FIELDS[kind]:
+        if name in record or name in REQUIRED_FIELDS[kind]:
+            post.fields[name] = clean_text(record, name, model, required=name in REQUIRED_FIELDS[kind])
+    post.slug = clean_slug(record.get("slug"))
+    post.created = clean_created(record["created"]) if record.get("created") is not None else None
+    if "tags" in record:
+        post.tags, post.left_out_tags = slugified_tags(record["tags"]) if foreign_tags else (clean_tags(record["tags"]), [])
+    if "is_draft" in record:
+        if not isinstance(record["is_draft"], bool):
+            raise BadRecord("has an is_draft that is not true or false")
+        post.is_draft = record["is_draft"]
+    if post.created is None:
+        post.created = now
+    return post
+
+
+def clean_text(record, name, model, required):
+    value = record.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise BadRecord(f"has no {name} (required)")
+        return ""
+    if not isinstance(value, str):
+        raise BadRecord(f"has a {name} that is not text")
+    max_length = model._meta.get_field(name).max_length
+    if max_length and len(value) > max_length:
+        raise BadRecord(f"has a {name} longer than {max_length} characters")
+    if name in URL_FIELDS:
+        try:
+            web_url_validator(value)
+        except ValidationError:
+            raise BadRecord(f"has a {name} that is not an http(s) URL: “{value[:80]}”")
+    return value
+
+
+def clean_slug(value):
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or len(value) > 64:
+        raise BadRecord("has a slug that is not text of at most 64 characters")
+    try:
+        validate_slug(value)
+    except ValidationError:
+        raise BadRecord(f"has a slug with characters other than letters, digits, - and _: “{value}”")
+    return value
+
+
+def clean_created(value):
+    """ISO 8601 with or without an offset (none means UTC), as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        if not isinstance(value, str):
+            raise BadRecord("has a created date that is not text")
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise BadRecord(f"has a created date that is not ISO 8601: “{value[:40]}”")
+    try:
+        moment = moment.replace(tzinfo=dt_timezone.utc) if moment.tzinfo is None else moment.astimezone(dt_timezone.utc)
+    except OverflowError:
+        moment = LAST_DAY
+    if moment >= LAST_DAY:
+        raise BadRecord(f"has a created date past the end of 9999-12-30 UTC (a post needs a day after it): “{value}”")
+    return moment
+
+
+def clean_tags(value):
+    if not isinstance(value, list):
+        raise BadRecord("has tags that are not a list")
+    return list(dict.fromkeys(clean_tag_name(name, "tags") for name in value))
+
+
+def slugified_tags(names):
+    """Other services' tags (“Web Dev”, “C++”) as our slugs, and the names no slug can be made from."""
+    slugs = {name: slugify(name)[:64] for name in names if name.strip()}
+    return list(dict.fromkeys(slug for slug in slugs.values() if slug)), [name for name, slug in slugs.items() if not slug]
+
+
+def clean_tag_name(value, key):
+    if not isinstance(value, str) or not value.strip():
+        raise BadRecord(f"has an empty or non-text {key} entry")
+    name = value.strip().lower()
+    if len(name) > 64:
+        raise BadRecord(f"has a tag longer than 64 characters: “{name[:40]}…”")
+    try:
+        validate_slug(name)
+    except ValidationError:
+        raise BadRecord(f"has a tag that is not a slug (letters, digits, - and _): “{name[:64]}”")
+    return name
+
+
+# Writing: tags and posts in bulk, one transaction, existing posts matched without a query per line
+
+
+def utc_day(moment):
+    return moment.astimezone(dt_timezone.utc).date()
+
+
+@dataclass
+class Pending:
+    """A post this import creates, found again by a later line of the same file."""
+
+    where: str
+
+
+# A post given without a slug is found again by these fields: a blogmark by its link (on any day),
+# an entry by its title and a quotation by its source and words (on the same UTC day).
+NATURAL_KEYS = {"entry": ("title",), "blogmark": ("link_url",), "quotation": ("source", "quotation")}
+
+
+def natural_key(kind, created, values):
+    day = None if kind == "blogmark" else utc_day(created)
+    return (kind, day, *(hash(value) for value in values))
+
+
+class PostIndex:
+    """Every existing post's identity, loaded once: (kind, UTC day, slug) and its natural key."""
+
+    def __init__(self):
+        self.by_slug, self.by_natural_key = {}, {}
+        for kind, model in POST_MODELS.items():
+            rows = model.objects.order_by("created", "pk").values_list("pk", "created", "slug", *NATURAL_KEYS[kind])
+            for pk, created, slug, *values in rows.iterator(5000):
+                self.by_slug[kind, utc_day(created), slug] = pk
+                self.by_natural_key.setdefault(natural_key(kind, created, values), pk)
+
+    @staticmethod
+    def natural_key(post):
+        return natural_key(post.kind, post.created, [post.fields[name] for name in NATURAL_KEYS[post.kind]])
+
+    def find(self, post):
+        """The id (or Pending) of the post this record is, or None for a new post."""
+        if post.slug:
+            return self.by_slug.get((post.kind, utc_day(post.created), post.slug))
+        return self.by_natural_key.get(self.natural_key(post))
+
+    def new_slug(self, post, model_post):
+        """The slug a new post gets: its own, or one made from its title, unique on its day across kinds."""
+        if post.slug:
+            return post.slug
+        day, base = utc_day(post.created), model_post.slug_base()
+        slug, number = base, 2
+        while any((kind, day, slug) in self.by_slug for kind in POST_MODELS):
+            slug, number = f"{base}-{number}", number + 1
+        return slug
+
+    def add(self, post, slug, where):
+        pending = Pending(where)
+        self.by_slug[post.kind, utc_day(post.created), slug] = pending
+        self.by_natural_key.setdefault(self.natural_key(post), pending)
+
+
+class Importer:
+    """Reads records, validates them, and writes them in bulk inside ONE transaction."""
+
+    def __init__(self, skip_bad=False, dry_run=False, foreign_tags=False):
+        self.skip_bad, self.report, self.foreign_tags = skip_bad, ImportReport(dry_run=dry_run), foreign_tags
+        self.now = timezone.now().replace(microsecond=0)
+        self.seen_existing = {}  # (kind, pk) -> where it was first seen in this file
+        self.declared_tags = {}  # tag name -> where this file declared it
+
+    def run(self, records):
+        """Import every record; on a bad record (without --skip-bad) nothing at all is written."""
+        with transaction.atomic():
+            self.tags = dict(Tag.objects.values_list("tag", "pk"))
+            self.tag_descriptions = dict(Tag.objects.values_list("tag", "description"))
+            self.index = PostIndex()
+            while chunk := list(islice(records, IMPORT_BATCH)):
+                self.import_chunk(chunk)
+            self.report.failed = bool(self.report.problems) and not self.skip_bad
+            if self.report.failed or self.report.dry_run:
+                transaction.set_rollback(True)
+            elif self.report.changed:
+                transaction.on_commit(lambda: posts_changed.send(sender=Importer))
+        return self.report
+
+    def import_chunk(self, chunk):
+        tags, posts = [], []
+        for where, record in chunk:
+            try:
+                cleaned = self.clean(record)
+            except BadRecord as problem:
+                self.refuse(where, record, problem)
+                continue
+            if isinstance(cleaned, Incoming):
+                cleaned.where = where
+                posts.append(cleaned)
+                self.report.skipped += [(where, f"has the tag “{name}”, which cannot become a slug (a-z, 0-9, -), left out")
+                                        for name in cleaned.left_out_tags]
+            else:
+                tags.append((where, *cleaned))
+        if self.report.problems and not self.skip_bad:
+            return  # the import will be rolled back: only keep finding problems
+        self.write_tags(tags, posts)
+        self.write_posts(posts)
+
+    def clean(self, record):
+        if isinstance(record, BadRecord):
+            raise record
+        return clean_record(record, self.report, self.now, self.foreign_tags)
+
+    def refuse(self, where, record, problem):
+        kind = record.get("type") if isinstance(record, dict) else None
+        kind = "blogmark" if isinstance(problem, NotALink) else kind
+        self.report.counts[kind if kind in ImportReport.KINDS else "other", "skipped"] += 1
+        if isinstance(problem, NotALink):
+            self.report.skipped.append((where, str(problem)))
+        elif self.skip_bad:
+            self.report.skipped.append((where, str(problem)))
+        else:
+            self.report.problems.append((where, str(problem)))
+
+    # Tags
+
+    def write_tags(self, declared, posts):
+        """Create the tags declared or used in this chunk, and update changed descriptions."""
+        new, changed = {}, []
+        for where, name, description in declared:
+            if name in self.declared_tags:
+                self.note_duplicate("tag", where, f"declares the tag “{name}” again ({self.declared_tags[name]} did), left out")
+                continue
+            self.declared_tags[name] = where
+            if name not in self.tags:
+                new[name] = Tag(tag=name, description=description, description_html=render_markdown(description))
+            elif self.tag_descriptions[name] != description:
+                changed.append(name)
+                self.tag_descriptions[name] = description
+            else:
+                self.report.counts["tag", "unchanged"] += 1
+        for post in posts:
+            for name in post.tags or ():
+                if name not in self.tags and name not in new:
+                    new[name] = Tag(tag=name)
+        Tag.objects.bulk_create(new.values())
+        for tag in new.values():
+            self.tags[tag.tag], self.tag_descriptions[tag.tag] = tag.pk, tag.description
+        updated = [Tag(pk=self.tags[name], tag=name, description=self.tag_descriptions[name],
+                       description_html=render_markdown(self.tag_descriptions[name])) for name in changed]
+        Tag.objects.bulk_update(updated, ["description", "description_html"])
+        self.report.counts["tag", "created"] += len(new)
+        self.report.counts["tag", "updated"] += len(changed)
+
+    def note_duplicate(self, kind, where, message):
+        self.report.counts[kind, "skipped"] += 1
+        self.report.skipped.append((where, message))
+
+    # Posts
+
+    def write_posts(self, posts):
+        matches = {kind: {} for kind in POST_MODELS}  # kind -> {pk: Incoming}
+        new = {kind: [] for kind in POST_MODELS}  # kind -> [(model object, Incoming)]
+        for post in posts:
+            model_post = POST_MODELS[post.kind](**post.fields)
+            found = self.index.find(post)
+            if isinstance(found, Pending) or (post.kind, found) in self.seen_existing:
+                first = found.where if isinstance(found, Pending) else self.seen_existing[post.kind, found]
+                self.note_duplicate(post.kind, post.where, f"is the same {post.kind} as {first}, left out")
+            elif found is None:
+                model_post.slug = self.index.new_slug(post, model_post)
+                model_post.created, model_post.is_draft = post.created, bool(post.is_draft)
+                self.index.add(post, model_post.slug, post.where)
+                new[post.kind].append((model_post, post))
+            else:
+                self.seen_existing[post.kind, found] = post.where
+                matches[post.kind][found] = post
+        for kind, model in POST_MODELS.items():
+            self.create_posts(model, new[kind])
+            self.update_posts(model, matches[kind])
+
+    def create_posts(self, model, pairs):
+        for model_post, _ in pairs:
+            model_post.render()
+        model.objects.bulk_create([model_post for model_post, _ in pairs])
+        self.link_tags(model, [(model_post.pk, post.tags or []) for model_post, post in pairs])
+        self.report.counts[model.kind, "created"] += len(pairs)
+
+    def link_tags(self, model, tags_by_post):
+        through, column = model.tags.through, f"{model.kind}_id"
+        links = [through(**{column: pk, "tag_id": self.tags[name]}) for pk, names in tags_by_post for name in names]
+        through.objects.bulk_create(links)
+
+    def update_posts(self, model, posts_by_pk):
+        """Apply what changed to existing posts; a post whose record matches it stays untouched."""
+        if not posts_by_pk:
+            return
+        existing = model.objects.in_bulk(posts_by_pk)
+        current_tags = defaultdict(set)
+        column = f"{model.kind}_id"
+        for pk, name in model.tags.through.objects.filter(**{f"{column}__in": posts_by_pk}).values_list(column, "tag__tag"):
+            current_tags[pk].add(name)
+        changed, retagged = [], []
+        for pk, post in posts_by_pk.items():
+            model_post = existing[pk]
+            fields_changed = self.apply_changes(model_post, post)
+            tags_changed = post.tags is not None and set(post.tags) != current_tags[pk]
+            if fields_changed:
+                model_post.render()
+                changed.append(model_post)
+            if tags_changed:
+                retagged.append((pk, post.tags))
+            outcome = "updated" if fields_changed or tags_changed else "unchanged"
+            self.report.counts[model.kind, outcome] += 1
+        model.objects.bulk_update(changed, [*POST_FIELDS[model.kind], "created", "is_draft", *self.rendered_fields(model)])
+        model.tags.through.objects.filter(**{f"{column}__in": [pk for pk, _ in retagged]}).delete()
+        self.link_tags(model, retagged)
+
+    @staticmethod
+    def rendered_fields(model):
+        return [field.name for field in model._meta.concrete_fields if not field.editable and not field.primary_key]
+
+    @staticmethod
+    def apply_changes(model_post, post):
+        """Copy the record's values onto the post; True when any differed."""
+        values = dict(post.fields)
+        if post.slug:  # matched by its day and slug: the time of day may change too
+            values["created"] = post.created
+        if post.is_draft is not None:
+            values["is_draft"] = post.is_draft
+        changed = False
+        for name, value in values.items():
+            if getattr(model_post, name) != value:
+                setattr(model_post, name, value)
+                changed = True
+        return changed
+
+
+class Progress:
+    """A progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream=None, total_bytes=0):
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.total_bytes, self.shown_at = total_bytes, 0.0
+
+    def update(self, source):
+        if self.stream and self.total_bytes:
+            self.show(source.tell() / self.total_bytes)
+
+    def counted(self, items, total):
+        for number, item in enumerate(items, 1):
+            if self.stream and total:
+                self.show(number / total)
+            yield item
+
+    def show(self, fraction):
+        if time.monotonic() - self.shown_at < 0.2 and fraction < 1:
+            return
+        self.shown_at = time.monotonic()
+        done = int(fraction * 30)
+        self.stream.write(f"\rimporting [{'#' * done}{' ' * (30 - done)}] {fraction:4.0%}")
+        self.stream.flush()
+
+    def finish(self):
+        if self.stream and self.shown_at:
+            self.stream.write("\r" + " " * 50 + "\r")
+            self.stream.flush()
+
+
+def import_file(stream, format=None, skip_bad=False, dry_run=False, folders_as_tags=False, progress=None):
+    """Import a binary file object (NDJSON is read line by line); returns an ImportReport."""
+    progress = progress or Progress()
+    format = format or detect_format(stream)
+    readers = {
+        "ndjson": lambda: read_ndjson(stream, progress),
+        "netscape": lambda: read_netscape(stream, progress, folders_as_tags),
+        "pinboard": lambda: read_pinboard(stream, progress),
+        "feed": lambda: read_feed(stream, progress),
+    }
+    try:
+        return Importer(skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson").run(readers[format]())
+    finally:
+        progress.finish()
+
+
+# Exporting: deterministic, so that export, import into an empty database, export is byte-identical
+
+
+def export_created(moment):
+    return moment.astimezone(dt_timezone.utc).isoformat()
+
+
+def export_ndjson(include_drafts=True):
+    """Lines of our NDJSON: tags by name, then posts by created, kind and slug; keys in a fixed order."""
+    for tag in Tag.objects.order_by("tag").iterator(2000):
+        yield json_line({"type": "tag", "tag": tag.tag, "description": tag.description})
+    for kind, post in exported_posts(POST_MODELS, include_drafts):
+        record = {"type": kind, "slug": post.slug}
+        record.update((name, getattr(post, name)) for name in POST_FIELDS[kind])
+        record.update(created=export_created(post.created), tags=sorted(tag.tag for tag in post.tags.all()),
+                      is_draft=post.is_draft)
+        yield json_line(record)
+
+
+def json_line(record):
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def exported_posts(models, include_drafts):
+    """(kind, post) for every post of these models, oldest first, merged across kinds without loading all."""
+    streams = [sorted_posts(kind, model, include_drafts) for kind, model in models.items()]
+    for _, kind, post in heapq.merge(*streams, key=lambda item: item[0]):
+        yield kind, post
+
+
+def sorted_posts(kind, model, include_drafts):
+    posts = model.objects.all() if include_drafts else published(model)
+    for post in posts.order_by("created", "slug").prefetch_related("tags").iterator(2000):
+        yield (post.created, kind, post.slug), kind, post
+
+
+def export_netscape(include_drafts=True):
+    """The blogmarks as a browser bookmarks file (entries and quotations are not bookmarks)."""
+    yield get_template("export/bookmarks_start.html").render({})
+    bookmark = get_template("export/bookmark.html")
+    for _, post in exported_posts({"blogmark": Blogmark}, include_drafts):
+        yield bookmark.render({"post": post, "add_date": int(post.created.timestamp()),
+                               "tags": ",".join(sorted(tag.tag for tag in post.tags.all()))})
+    yield get_template("export/bookmarks_end.html").render({})
+
+
+EXPORTERS = {"ndjson": export_ndjson, "netscape": export_netscape}
+
+
+# --- Import and export in the admin: upload a file, download an export, the bookmarklet
+
+from django import forms  # noqa: E402
+from django.contrib.admin.views.decorators import staff_member_required  # noqa: E402
+from django.http import StreamingHttpResponse  # noqa: E402
+
+# Unknown /admin/... URLs fall through to the routes below instead of the admin's own 404 view.
+admin.site.final_catch_all_view = False
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField()
+    format = forms.ChoiceField(
+        choices=[("", "Detect from the content"), ("ndjson", "linkblog NDJSON"), ("netscape", "Browser bookmarks (HTML)"),
+                 ("pinboard", "Pinboard JSON"), ("feed", "Atom or RSS feed")],
+        required=False,
+    )
+    folders_as_tags = forms.BooleanField(required=False, label="Bookmark folders become tags")
+    skip_bad = forms.BooleanField(required=False, label="Skip bad records and import the rest")
+    dry_run = forms.BooleanField(required=False, label="Dry run: check and count, write nothing")
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=[("ndjson", "linkblog NDJSON (everything)"), ("netscape", "Browser bookmarks (blogmarks)")])
+    drafts = forms.BooleanField(required=False, initial=True, label="Include drafts")
+
+
+def admin_page(request, template, status=200, **context):
+    context = {**admin.site.each_context(request), **context}
+    return render(request, template, context, status=status)
+
+
+@app.route("admin/linkblog/import/", name="admin_import")
+@staff_member_required
+def admin_import(request):
+    """Upload a file to import (same rules and summary as the command line), or download an export."""
+    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
+    report, error, status = None, None, 200
+    if form.is_bound and form.is_valid():
+        try:
+            report = import_file(form.cleaned_data["file"].file, form.cleaned_data["format"] or None,
+                                 skip_bad=form.cleaned_data["skip_bad"], dry_run=form.cleaned_data["dry_run"],
+                                 folders_as_tags=form.cleaned_data["folders_as_tags"])
+        except ImportFailed as failure:
+            error = str(failure)
+        if error or report.failed:
+            status = 400
+    elif form.is_bound:
+        status = 400
+    return admin_page(request, "admin/linkblog/import_export.html", status, title="Import and export",
+                      form=form, export_form=ExportForm(), report=report, error=error)
+
+
+@app.route("admin/linkblog/export/", name="admin_export")
+@staff_member_required
+def admin_export(request):
+    """Download the whole blog as NDJSON, or the blogmarks as a bookmarks file."""
+    form = ExportForm(request.GET)
+    if not form.is_valid():
+        return admin_page(request, "admin/linkblog/import_export.html", 400, title="Import and export",
+                          form=ImportForm(), export_form=form, error="Choose an export format.")
+    format = form.cleaned_data["format"]
+    extension, content_type = {"ndjson": ("ndjson", "application/x-ndjson"), "netscape": ("html", "text/html")}[format]
+    response = StreamingHttpResponse(EXPORTERS[format](form.cleaned_data["drafts"]), content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="linkblog-{timezone.now():%Y-%m-%d}.{extension}"'
+    return response
+
+
+@app.route("admin/linkblog/bookmarklet/", name="admin_bookmarklet")
+@staff_member_required
+def admin_bookmarklet(request):
+    """A link to drag to the bookmarks bar: it opens the add-blogmark form filled in from the page."""
+    add_url = request.build_absolute_uri(reverse("admin:linkblog_blogmark_add"))
+    return admin_page(request, "admin/linkblog/bookmarklet.html", title="Bookmarklet", add_url=add_url)
+
+
 # --- Commands: `python linkblog.py NAME ...` for our own commands, nanodjango's for the rest ------
 
 COMMANDS = {}
@@ -1728,8 +2614,6 @@ def command(function):
 @command
 def token_command(args):
     """`python linkblog.py token USERNAME [--name NAME]`: make an API token and print it, once."""
-    import argparse
-
     from django.contrib.auth import get_user_model
 
     parser = argparse.ArgumentParser(prog="linkblog.py token", description="Create an API token for a user.")
@@ -1742,6 +2626,96 @@ def token_command(args):
         return 2
     print(ApiToken.issue(user, options.name[:100]))
     return 0
+
+
+def import_arguments():
+    parser = argparse.ArgumentParser(prog="python linkblog.py import", description="Import posts and tags from a file or feed URL.")
+    parser.add_argument("file", metavar="FILE", help="an NDJSON, bookmarks HTML, Pinboard JSON or feed file, or a feed URL")
+    parser.add_argument("--format", choices=IMPORT_FORMATS, help="the file's format (detected from its content when not given)")
+    parser.add_argument("--skip-bad", action="store_true", help="import the good records and list the bad ones")
+    parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    parser.add_argument("--folders-as-tags", action="store_true", help="bookmark folder names become tags (netscape)")
+    return parser
+
+
+def open_import_source(name):
+    """A binary file object for a path or, for an http(s) address, the fetched feed."""
+    if is_web_url(name):
+        return open_feed_url(name)
+    return open(name, "rb")
+
+
+@command
+def import_command(args):
+    """`python linkblog.py import FILE`: one transaction; a summary on stdout, problems on stderr."""
+    options = import_arguments().parse_args(args)
+    format = options.format or ("feed" if is_web_url(options.file) else None)
+    try:
+        with open_import_source(options.file) as stream:
+            size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_web_url(options.file) else 0
+            report = import_file(stream, format, options.skip_bad, options.dry_run, options.folders_as_tags,
+                                 progress=Progress(sys.stderr, size))
+    except (ImportFailed, OSError, DatabaseError) as error:
+        return command_error("import", error)
+    except KeyboardInterrupt:
+        return command_error("import", "interrupted, nothing was written")
+    context = {"report": report, "source": options.file}
+    print(render_to_string("import_problems.txt", context), end="", file=sys.stderr)
+    if report.failed:
+        return 1
+    print(render_to_string("import_summary.txt", context), end="")
+    return 0
+
+
+@command
+def export_command(args):
+    """`python linkblog.py export [FILE]`: the whole blog (or its blogmarks as bookmarks) to a file or stdout."""
+    parser = argparse.ArgumentParser(prog="python linkblog.py export", description="Export the blog.")
+    parser.add_argument("file", metavar="FILE", nargs="?", help="where to write (standard output when not given)")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="ndjson")
+    parser.add_argument("--no-drafts", action="store_true", help="leave drafts out")
+    options = parser.parse_args(args)
+    try:
+        if options.file:
+            export_to_file(options.file, EXPORTERS[options.format](not options.no_drafts))
+        else:
+            output = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=True)
+            output.writelines(EXPORTERS[options.format](not options.no_drafts))
+            output.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`export | head`): not an error worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OSError, DatabaseError) as error:
+        return command_error("export", error)
+    except KeyboardInterrupt:
+        return command_error("export", "interrupted")
+    return 0
+
+
+def export_to_file(name, chunks):
+    """Write beside the target and rename at the end, so a failed export never leaves half a file."""
+    partial = Path(f"{name}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="\n") as output:
+            output.writelines(chunks)
+        os.replace(partial, name)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, name)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def command_error(name, error):
+    """One line on stderr and exit status 1: never a traceback."""
+    if isinstance(error, OSError) and error.filename:
+        message = f"{error.filename}: {error.strerror}"
+    elif isinstance(error, DatabaseError):
+        message = f"database error: {error} (is the database migrated? nanodjango manage linkblog.py migrate)"
+    else:
+        message = str(error)
+    print(f"linkblog {name}: {' '.join(message.split())}", file=sys.stderr)
+    return 1
 
 
 def main(argv):

@@ -1,0 +1,232 @@
+"""`python linkblog.py import/export` as a person runs them: real processes on a real SQLite file."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+
+
+def run(database, *args, stdin=None):
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, "linkblog.py", *args], cwd=ROOT, env=environment, input=stdin,
+                          capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory):
+    """A migrated SQLite file, made once and copied for each test."""
+    database = tmp_path_factory.mktemp("template") / "blog.sqlite3"
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    subprocess.run(["nanodjango", "manage", "linkblog.py", "migrate", "-v0"], cwd=ROOT, env=environment, check=True, timeout=120)
+    return database
+
+
+@pytest.fixture
+def database(migrated, tmp_path):
+    copy = tmp_path / "blog.sqlite3"
+    shutil.copy(migrated, copy)
+    return copy
+
+
+def lines(stream):
+    return stream.decode().splitlines()
+
+
+def assert_clean_failure(result, *expected):
+    """Exit status 1, the given one-line messages on stderr, and never a traceback."""
+    assert result.returncode == 1
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    for line in expected:
+        assert line in lines(result.stderr)
+
+
+def test_import_prints_a_summary_per_kind(database):
+    result = run(database, "import", str(DATA / "blog.ndjson"))
+    assert result.returncode == 0, result.stderr
+    assert lines(result.stdout) == [
+        f"Imported {DATA / 'blog.ndjson'}.",
+        "kind         created   updated unchanged   skipped",
+        "tag                4         0         0         0",
+        "entry              3         0         0         0",
+        "blogmark           2         0         0         0",
+        "quotation          1         0         0         0",
+    ]
+    again = run(database, "import", str(DATA / "blog.ndjson"))
+    assert lines(again.stdout)[3] == "entry              0         0         3         0"
+
+
+def test_a_bad_file_is_refused_with_the_line_and_nothing_is_written(database):
+    result = run(database, "import", str(DATA / "missing-field.ndjson"))
+    assert_clean_failure(
+        result,
+        "linkblog import: line 2: has no link_title (required)",
+        "linkblog import: line 3: has no source (required)",
+        "linkblog import: line 4: has a link_url that is not an http(s) URL: “javascript:alert(document.cookie)”",
+        f"linkblog import: 3 bad records in {DATA / 'missing-field.ndjson'}, nothing was written "
+        "(fix them or use --skip-bad to import the rest)",
+    )
+    assert result.stdout == b""
+    assert run(database, "export").stdout == b""
+
+
+def test_skip_bad_imports_the_rest_and_lists_every_skipped_line(database):
+    result = run(database, "import", "--skip-bad", str(DATA / "missing-field.ndjson"))
+    assert result.returncode == 0
+    assert lines(result.stderr) == [
+        "linkblog import: skipped line 2: has no link_title (required)",
+        "linkblog import: skipped line 3: has no source (required)",
+        "linkblog import: skipped line 4: has a link_url that is not an http(s) URL: “javascript:alert(document.cookie)”",
+    ]
+    assert "blogmark           1         0         0         2" in lines(result.stdout)
+    assert run(database, "export").stdout.count(b"\n") == 2
+
+
+def test_a_dry_run_reports_and_writes_nothing(database):
+    result = run(database, "import", "--dry-run", str(DATA / "pinboard.json"))
+    assert result.returncode == 0
+    assert lines(result.stdout)[0] == f"Dry run of {DATA / 'pinboard.json'}: nothing was written."
+    assert "blogmark           4         0         0         0" in lines(result.stdout)
+    assert run(database, "export").stdout == b""
+
+
+def test_export_import_export_through_the_command_line_is_byte_identical(database, migrated, tmp_path):
+    for name in ("blog.ndjson", "dates.ndjson", "bookmarks-firefox.html", "pinboard.json", "feed-atom.xml"):
+        assert run(database, "import", str(DATA / name)).returncode == 0
+    first = run(database, "export")
+    assert first.returncode == 0 and b'"is_draft": true' in first.stdout
+    exported = tmp_path / "blog.ndjson"
+    assert run(database, "export", str(exported)).returncode == 0
+    assert exported.read_bytes() == first.stdout
+
+    empty = tmp_path / "empty.sqlite3"
+    shutil.copy(migrated, empty)
+    assert run(empty, "import", str(exported)).returncode == 0
+    assert run(empty, "export").stdout == first.stdout
+
+
+def test_export_leaves_drafts_out_on_request_and_writes_bookmarks(database, tmp_path):
+    run(database, "import", str(DATA / "blog.ndjson"))
+    assert b"draft-notes" in run(database, "export").stdout
+    assert b"draft-notes" not in run(database, "export", "--no-drafts").stdout
+    bookmarks = run(database, "export", "--format", "netscape").stdout.decode()
+    assert bookmarks.startswith("<!DOCTYPE NETSCAPE-Bookmark-file-1>")
+    assert '<DT><A HREF="https://github.com/radiac/nanodjango" ADD_DATE="1727197800" PRIVATE="0" TAGS="django,python">nanodjango</A>' in bookmarks
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["import", "/no/such/file.ndjson"], "linkblog import: /no/such/file.ndjson: No such file or directory"),
+    (["import", str(DATA / "bookmarks-latin1-undeclared.html")],
+     "linkblog import: the bookmarks file is not valid utf-8 text (byte 0xe7 on line 5); save it as UTF-8 or declare its character set"),
+    (["import", str(ROOT / "README.md")],
+     "linkblog import: cannot tell the file's format: give --format ndjson, netscape, pinboard or feed"),
+    (["export", "/no/such/dir/blog.ndjson"], "linkblog export: /no/such/dir/blog.ndjson: No such file or directory"),
+])
+def test_unusable_input_gets_one_line_and_exit_status_one(database, arguments, message):
+    result = run(database, *arguments)
+    assert_clean_failure(result)
+    assert lines(result.stderr) == [message]
+
+
+def test_an_unmigrated_database_is_explained(tmp_path):
+    result = run(tmp_path / "new.sqlite3", "import", str(DATA / "blog.ndjson"))
+    assert_clean_failure(result)
+    assert lines(result.stderr) == ["linkblog import: database error: no such table: linkblog_tag "
+                                    "(is the database migrated? nanodjango manage linkblog.py migrate)"]
+
+
+def test_wrong_arguments_get_usage_and_exit_status_two(database):
+    result = run(database, "import", "--format", "csv", str(DATA / "blog.ndjson"))
+    assert result.returncode == 2
+    assert "invalid choice: 'csv'" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+def test_a_feed_url_is_fetched_over_http(database):
+    handler = partial(SimpleHTTPRequestHandler, directory=str(DATA))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/feed-atom.xml"
+        result = run(database, "import", url)
+        assert result.returncode == 0, result.stderr
+        assert "blogmark           2         0         0         0" in lines(result.stdout)
+        missing = run(database, "import", url.replace("feed-atom", "missing"))
+        assert_clean_failure(missing)
+        assert lines(missing.stderr) == [f"linkblog import: could not fetch {url.replace('feed-atom', 'missing')}: HTTP 404 File not found"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_other_commands_still_reach_nanodjango(database):
+    result = run(database, "manage", "check")
+    assert result.returncode == 0
+    assert b"System check identified no issues" in result.stdout
+
+
+def test_a_terminal_gets_a_progress_bar_on_stderr(database):
+    import pty
+
+    controller, terminal = pty.openpty()
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    result = subprocess.run([sys.executable, "linkblog.py", "import", str(DATA / "blog.ndjson")], cwd=ROOT, env=environment,
+                            stdout=subprocess.PIPE, stderr=terminal, timeout=120)
+    os.close(terminal)
+    shown = os.read(controller, 65536).decode()
+    os.close(controller)
+    assert result.returncode == 0
+    assert "importing [##############################] 100%" in shown
+    assert b"importing" not in result.stdout  # the summary on stdout stays clean for scripts
+
+
+def test_an_interrupted_import_writes_nothing_and_says_so(database, tmp_path):
+    import json
+    import pty
+    import signal
+
+    big = tmp_path / "big.ndjson"
+    with open(big, "w") as output:
+        for number in range(20000):
+            output.write(json.dumps({"type": "entry", "slug": f"e-{number}", "title": f"Entry {number}",
+                                     "body": "A *paragraph* of text.\n\n- one\n- two", "created": "2024-01-01T00:00:00Z"}) + "\n")
+    controller, terminal = pty.openpty()
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    process = subprocess.Popen([sys.executable, "linkblog.py", "import", str(big)], cwd=ROOT, env=environment,
+                               stdout=subprocess.PIPE, stderr=terminal)
+    shown = b""
+    while b"importing [" not in shown:  # wait until the import itself is under way
+        shown += os.read(controller, 4096)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    os.close(terminal)
+    shown += os.read(controller, 65536)
+    os.close(controller)
+    assert process.returncode == 1
+    assert "linkblog import: interrupted, nothing was written" in shown.decode()
+    assert "Traceback" not in shown.decode()
+    assert run(database, "export").stdout == b""
+
+
+def test_export_into_a_closed_pipe_is_quiet(database, tmp_path):
+    import json
+
+    many = tmp_path / "many.ndjson"  # far more than a pipe holds, so the export meets the closed pipe
+    many.write_text("".join(json.dumps({"type": "blogmark", "slug": f"b-{number}", "link_url": f"https://example.com/{number}",
+                                        "link_title": f"Link {number} " + "x" * 200, "created": "2024-01-01T00:00:00Z"}) + "\n"
+                            for number in range(3000)))
+    assert run(database, "import", str(many)).returncode == 0
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    result = subprocess.run(f"{sys.executable} linkblog.py export | head -c 10", shell=True, cwd=ROOT, env=environment,
+                            capture_output=True, timeout=120)
+    assert result.stdout == b'{"type": "'
+    assert result.stderr == b""

@@ -1,0 +1,478 @@
+"""Import and export: our NDJSON, browser bookmarks, Pinboard and feeds, against the real database."""
+
+import io
+from html.parser import HTMLParser
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from linkblog import (
+    Blogmark, Entry, ImportFailed, Quotation, Tag, export_ndjson, export_netscape, import_file, posts_changed,
+)
+
+pytestmark = pytest.mark.django_db
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def import_path(name, **options):
+    with open(DATA / name, "rb") as stream:
+        return import_file(stream, **options)
+
+
+def import_bytes(data, **options):
+    return import_file(io.BytesIO(data), **options)
+
+
+def ndjson(*records):
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode()
+
+
+def counts(report):
+    """{kind: (created, updated, unchanged, skipped)} for the kinds the import touched."""
+    return {kind: tuple(numbers) for kind, numbers in report.rows()}
+
+
+def export_text(**options):
+    return "".join(export_ndjson(**options))
+
+
+def everything():
+    """Every post and tag as comparable tuples, to show that nothing changed."""
+    posts = [(type(post).__name__, post.pk, post.slug, post.created, post.html, post.is_draft, tuple(post.tags.values_list("tag", flat=True)))
+             for model in (Entry, Blogmark, Quotation) for post in model.objects.order_by("pk")]
+    return posts, list(Tag.objects.values_list("pk", "tag", "description", "description_html"))
+
+
+# --- Our NDJSON ------------------------------------------------------------------------------
+
+
+def test_ndjson_brings_in_every_kind_with_its_tags_dates_and_drafts():
+    report = import_path("blog.ndjson")
+    assert not report.failed
+    assert counts(report) == {"tag": (4, 0, 0, 0), "entry": (3, 0, 0, 0), "blogmark": (2, 0, 0, 0), "quotation": (1, 0, 0, 0)}
+    entry = Entry.objects.get(slug="weeknotes-sqlite")
+    assert entry.created == datetime(2023, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
+    assert sorted(entry.tags.values_list("tag", flat=True)) == ["python", "sqlite"]
+    assert "<h2>WAL mode</h2>" in entry.html and entry.word_count > 20
+    assert Entry.objects.get(slug="draft-notes").is_draft
+    assert Tag.objects.get(tag="django").description_html.startswith('<p>The <a href="https://www.djangoproject.com/"')
+    assert Tag.objects.filter(tag="plugins").exists()  # used by a post but not declared: created
+    blogmark = Blogmark.objects.get(slug="unicode-titles")
+    assert blogmark.link_title == "Ünïcödé — titles “quoted” 日本語"
+    assert blogmark.created == datetime(2024, 10, 1, 10, 0, tzinfo=timezone.utc)  # +02:00 stored as UTC
+
+
+def test_imported_posts_are_published_on_their_permalinks(client):
+    import_path("blog.ndjson")
+    response = client.get("/2024/Sep/24/nanodjango/")
+    assert response.status_code == 200
+    assert "Full Django in a <em>single file</em>" in response.content.decode()
+    assert client.get("/2024/Oct/2/draft-notes/").status_code == 404
+
+
+def test_reimporting_the_same_file_creates_nothing_and_changes_nothing():
+    import_path("blog.ndjson")
+    before = everything()
+    report = import_path("blog.ndjson")
+    assert counts(report) == {"tag": (0, 0, 3, 0), "entry": (0, 0, 3, 0), "blogmark": (0, 0, 2, 0), "quotation": (0, 0, 1, 0)}
+    assert everything() == before
+
+
+def test_a_changed_record_updates_its_post_and_leaves_the_others_alone():
+    import_path("blog.ndjson")
+    lines = (DATA / "blog.ndjson").read_text().splitlines()
+    nanodjango = json.loads(lines[4])
+    nanodjango.update(link_title="nanodjango, updated", tags=["django"], created="2024-09-24T23:00:00+00:00")
+    lines[4] = json.dumps(nanodjango)
+    report = import_bytes(("\n".join(lines) + "\n").encode())
+    assert counts(report)["blogmark"] == (0, 1, 1, 0)
+    assert counts(report)["entry"] == (0, 0, 3, 0)
+    blogmark = Blogmark.objects.get(slug="nanodjango")
+    assert blogmark.link_title == "nanodjango, updated"
+    assert list(blogmark.tags.values_list("tag", flat=True)) == ["django"]
+    assert blogmark.created.hour == 23
+    assert Blogmark.objects.count() == 2
+
+
+def test_missing_optional_keys_take_defaults_and_unknown_keys_are_counted():
+    report = import_bytes(ndjson(
+        {"type": "blogmark", "slug": "minimal", "link_url": "https://example.com/", "link_title": "Minimal",
+         "created": "2024-01-01T00:00:00Z", "colour": "blue", "score": 3},
+        {"type": "tag", "tag": "misc", "mood": "happy"},
+    ))
+    blogmark = Blogmark.objects.get(slug="minimal")
+    assert (blogmark.via_url, blogmark.commentary, blogmark.is_draft, blogmark.tags.count()) == ("", "", False, 0)
+    assert dict(report.unknown_keys) == {"colour": 1, "score": 1, "mood": 1}
+
+
+def test_posts_without_a_slug_get_one_and_are_found_again_on_reimport():
+    data = ndjson(
+        {"type": "entry", "title": "Hello world", "body": "One.", "created": "2024-01-01T10:00:00Z"},
+        {"type": "quotation", "quotation": "Hi.", "source": "Hello World", "created": "2024-01-01T11:00:00Z"},
+        {"type": "blogmark", "link_url": "https://example.com/a", "link_title": "Hello world", "created": "2024-01-01T12:00:00Z"},
+    )
+    import_bytes(data)
+    # one permalink per day: no two posts of any kind share a slug on the same day
+    assert sorted([Entry.objects.get().slug, Quotation.objects.get().slug, Blogmark.objects.get().slug]) == [
+        "hello-world", "hello-world-2", "hello-world-3"]
+    report = import_bytes(data)
+    assert counts(report) == {"entry": (0, 0, 1, 0), "blogmark": (0, 0, 1, 0), "quotation": (0, 0, 1, 0)}
+
+
+def test_the_same_post_twice_in_one_file_is_left_out_with_a_note():
+    record = {"type": "blogmark", "slug": "twice", "link_url": "https://example.com/", "link_title": "Twice", "created": "2024-01-01T10:00:00Z"}
+    report = import_bytes(ndjson(record, {**record, "link_title": "Twice again"}, {"type": "tag", "tag": "t"}, {"type": "tag", "tag": "t"}))
+    assert not report.failed
+    assert Blogmark.objects.get().link_title == "Twice"
+    assert sorted(report.skipped) == [("line 2", "is the same blogmark as line 1, left out"),
+                                      ("line 4", "declares the tag “t” again (line 3 did), left out")]
+
+
+def test_a_bad_line_means_nothing_is_written_and_the_error_names_the_line():
+    report = import_path("broken.ndjson")
+    assert report.failed
+    assert report.problems == [("line 3", "is not valid JSON: Invalid control character at (column 103)")]
+    assert not Blogmark.objects.exists() and not Entry.objects.exists() and not Tag.objects.exists()
+
+
+def test_every_problem_is_listed_not_only_the_first():
+    report = import_path("missing-field.ndjson")
+    assert report.failed
+    assert report.problems == [
+        ("line 2", "has no link_title (required)"),
+        ("line 3", "has no source (required)"),
+        ("line 4", "has a link_url that is not an http(s) URL: “javascript:alert(document.cookie)”"),
+    ]
+    assert not Entry.objects.exists() and not Blogmark.objects.exists()
+
+
+def test_skip_bad_writes_the_good_records_and_lists_each_skipped_one():
+    report = import_path("missing-field.ndjson", skip_bad=True)
+    assert not report.failed
+    assert [where for where, _ in report.skipped] == ["line 2", "line 3", "line 4"]
+    assert Entry.objects.get().slug == "complete"
+    assert list(Blogmark.objects.values_list("slug", flat=True)) == ["fine"]
+    assert counts(report)["blogmark"] == (1, 0, 0, 2)
+    assert counts(report)["quotation"] == (0, 0, 0, 1)
+
+
+def test_a_dry_run_counts_what_would_happen_and_writes_nothing():
+    report = import_path("blog.ndjson", dry_run=True)
+    assert report.dry_run and not report.failed
+    assert counts(report)["entry"] == (3, 0, 0, 0)
+    assert not Entry.objects.exists() and not Tag.objects.exists()
+
+
+def test_records_of_the_wrong_shape_are_refused_with_a_reason():
+    report = import_bytes(b"\n".join([
+        b'["not", "an", "object"]',
+        b'{"type": "podcast"}',
+        b'{"type": "entry", "title": "T", "body": "B", "tags": "django"}',
+        b'{"type": "entry", "title": "T", "body": "B", "tags": ["Not A Slug!"]}',
+        b'{"type": "entry", "title": "T", "body": "B", "slug": "has spaces"}',
+        b'{"type": "entry", "title": "' + b"x" * 300 + b'", "body": "B"}',
+        b'{"type": "entry", "title": "T", "body": "B", "is_draft": "yes"}',
+        b'{"type": "tag", "tag": ""}',
+        b"",
+    ]), format="ndjson")
+    assert [where for where, _ in report.problems] == [f"line {number}" for number in range(1, 9)]
+    messages = [message for _, message in report.problems]
+    assert messages[1].startswith('has an unknown type "podcast"')
+    assert messages[2] == "has tags that are not a list"
+    assert messages[3] == "has a tag that is not a slug (letters, digits, - and _): “not a slug!”"
+    assert messages[5] == "has a title longer than 255 characters"
+
+
+def test_dates_far_in_the_future_and_before_1970_are_kept_exactly(client):
+    report = import_path("dates.ndjson")
+    assert not report.failed
+    created = dict(Blogmark.objects.values_list("slug", "created"))
+    assert created["far-future"] == datetime(9999, 12, 30, 23, 59, 59, tzinfo=timezone.utc)
+    assert created["before-1970"] == datetime(1901, 12, 13, 20, 45, 52, tzinfo=timezone.utc)
+    assert created["year-one"] == datetime(1, 1, 1, tzinfo=timezone.utc)
+    assert created["naive"] == datetime(2020, 2, 29, 23, 30, tzinfo=timezone.utc)
+    assert created["offset"] == datetime(2020, 2, 29, 20, 30, tzinfo=timezone.utc)
+    assert created["date-only"] == datetime(2021, 7, 4, tzinfo=timezone.utc)
+    assert client.get("/1901/Dec/13/before-1970/").status_code == 200
+    assert client.get("/9999/Dec/30/far-future/").status_code == 200
+    exported = export_text()
+    assert '"created": "0001-01-01T00:00:00+00:00"' in exported
+    assert '"created": "9999-12-30T23:59:59+00:00"' in exported
+
+
+def test_unreadable_dates_are_refused_with_a_message():
+    report = import_path("bad-dates.ndjson")
+    assert report.problems == [
+        ("line 1", "has a created date that is not ISO 8601: “last Tuesday”"),
+        ("line 2", "has a created date that is not ISO 8601: “2024-13-01T00:00:00Z”"),
+        ("line 3", "has a created date past the end of 9999-12-30 UTC (a post needs a day after it): “9999-12-31T23:00:00-05:00”"),
+        ("line 4", "has a created date that is not text"),
+        ("line 5", "has a created date past the end of 9999-12-30 UTC (a post needs a day after it): “9999-12-31T12:00:00Z”"),
+    ]
+
+
+def test_a_huge_line_is_refused_by_number_without_reading_it_whole():
+    huge = b'{"type": "entry", "title": "Huge", "body": "' + b"x" * (3 * 1024 * 1024) + b'"}\n'
+    good = ndjson({"type": "entry", "slug": "small", "title": "Small", "body": "Fine.", "created": "2024-01-01T00:00:00Z"})
+    report = import_bytes(good + huge + good.replace(b"small", b"after"), skip_bad=True)
+    assert report.skipped == [("line 2", "is longer than 2 MB")]
+    assert sorted(Entry.objects.values_list("slug", flat=True)) == ["after", "small"]
+
+
+def test_latin1_bytes_in_ndjson_are_refused_by_line():
+    report = import_path("latin1.ndjson")
+    assert report.problems == [("line 2", "is not UTF-8 text (byte 0xe9 at column 115); NDJSON files are UTF-8")]
+
+
+class Elements(HTMLParser):
+    """Every element of a page with its attributes, as a browser would see them."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found.append((tag, attrs))
+
+
+def test_markup_in_imported_text_never_reaches_a_page_as_script(client):
+    import_path("scripts.ndjson")
+    import_path("bookmarks-scripts.html")
+    pages = [client.get(url).content.decode() for url in (
+        "/", "/tags/security/", "/tags/xss/", "/2024/May/1/xss-body/", "/2024/May/1/xss-link/", "/2024/May/1/xss-quote/")]
+    for html in pages:
+        elements = Elements()
+        elements.feed(html)
+        assert not {"script", "iframe", "svg"} & {tag for tag, _ in elements.found}
+        assert not [name for _, attrs in elements.found for name, _ in attrs if name.startswith("on")]
+        assert not [value for _, attrs in elements.found for _, value in attrs if "javascript:" in (value or "")]
+    assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt; A title" in pages[3]  # shown as text
+
+
+# --- Browser bookmarks -----------------------------------------------------------------------
+
+
+def test_firefox_bookmarks_keep_tags_dates_notes_and_private_flags():
+    report = import_path("bookmarks-firefox.html")
+    assert not report.failed
+    assert report.skipped == [("line 12", "is not a web link (place:), left out"),
+                              ("line 25", "is not a web link (javascript:), left out")]
+    admin_docs = Blogmark.objects.get(link_url="https://docs.djangoproject.com/en/5.2/ref/contrib/admin/")
+    assert admin_docs.link_title == "The Django admin site | Django documentation"
+    assert admin_docs.created == datetime.fromtimestamp(1673000000, timezone.utc)
+    assert sorted(admin_docs.tags.values_list("tag", flat=True)) == ["admin", "django", "docs"]
+    assert admin_docs.commentary == "Everything about ModelAdmin & AdminSite — bookmarked for get_urls()."
+    assert admin_docs.slug == "the-django-admin-site-django-documentation"
+    csp = Blogmark.objects.get(link_url="https://developer.mozilla.org/en-US/docs/Web/HTTP/CSP")
+    assert csp.commentary == "Multi-line note:\nfirst line,\nsecond line."
+    assert Blogmark.objects.get(link_url="https://www.sqlite.org/wal.html").is_draft
+    assert Blogmark.objects.get(link_url="https://example.com/old").created == datetime(1969, 12, 31, tzinfo=timezone.utc)
+    assert Blogmark.objects.get(link_url="https://example.com/milliseconds").created == datetime.fromtimestamp(1700000000, timezone.utc)
+    assert Blogmark.objects.count() == 7
+
+
+def test_reimporting_bookmarks_finds_each_link_again():
+    import_path("bookmarks-firefox.html")
+    before = everything()
+    report = import_path("bookmarks-firefox.html")
+    assert counts(report)["blogmark"] == (0, 0, 7, 2)
+    assert everything() == before
+
+
+def test_bookmark_folders_become_tags_on_request():
+    import_path("bookmarks-chrome.html", folders_as_tags=True)
+    lwn = Blogmark.objects.get(link_url="https://lwn.net/")
+    assert sorted(lwn.tags.values_list("tag", flat=True)) == ["bookmarks-bar", "reading-list"]
+    assert Blogmark.objects.get(link_url="https://news.ycombinator.com/").tags.count() == 0
+
+
+def test_bookmark_folders_are_not_tags_by_default():
+    import_path("bookmarks-chrome.html")
+    assert not Tag.objects.exists()
+    assert Blogmark.objects.get(link_url="https://jvns.ca/").created == datetime.fromtimestamp(1620000000, timezone.utc)
+    assert Blogmark.objects.get(link_url="https://www.python.org/").commentary == ""  # the folder's note is not its
+
+
+def test_a_line_without_a_type_is_refused():
+    report = import_bytes(b'{"title": "T", "body": "B"}\n')
+    assert report.problems == [("line 1", 'has no "type" (tag, entry, blogmark or quotation)')]
+
+
+def test_a_bookmarks_file_is_decoded_in_the_character_set_it_declares():
+    import_path("bookmarks-latin1-declared.html")
+    blogmark = Blogmark.objects.get()
+    assert blogmark.link_title == "Café crème à Paris"
+    assert blogmark.commentary == "Très bon goût, déjà vu."
+    assert list(blogmark.tags.values_list("tag", flat=True)) == ["francais"]
+
+
+def test_a_bookmarks_file_in_an_undeclared_encoding_is_refused_clearly():
+    with pytest.raises(ImportFailed, match=r"not valid utf-8 text \(byte 0xe7 on line 5\)"):
+        import_path("bookmarks-latin1-undeclared.html")
+    assert not Blogmark.objects.exists()
+
+
+# --- Pinboard and feeds ------------------------------------------------------------------------
+
+
+def test_pinboard_export_keeps_titles_notes_tags_dates_and_privacy():
+    report = import_path("pinboard.json")
+    assert counts(report)["blogmark"] == (4, 0, 0, 0)
+    release = Blogmark.objects.get(link_url="https://www.djangoproject.com/weblog/2025/apr/02/django-52-released/")
+    assert release.link_title == "Django 5.2 released"
+    assert release.commentary.startswith("The new LTS")
+    assert release.created == datetime(2025, 4, 2, 15, 4, 5, tzinfo=timezone.utc)
+    assert sorted(release.tags.values_list("tag", flat=True)) == ["django", "python", "release"]
+    assert Blogmark.objects.get(link_title="Private thoughts").is_draft
+    assert list(Blogmark.objects.get(link_title="A long read for later").tags.values_list("tag", flat=True)) == ["toread"]
+    symbols = Blogmark.objects.get(link_title="Tags with capitals and symbols")
+    assert sorted(symbols.tags.values_list("tag", flat=True)) == ["c", "python", "web_dev"]
+
+
+def test_tags_that_cannot_become_slugs_are_listed_not_lost_silently():
+    item = {"href": "https://example.jp/", "description": "Japanese", "time": "2024-01-01T00:00:00Z", "tags": "日本語 Café python"}
+    report = import_bytes(json.dumps([item]).encode(), format="pinboard")
+    assert not report.failed
+    assert report.skipped == [("item 1", "has the tag “日本語”, which cannot become a slug (a-z, 0-9, -), left out")]
+    assert sorted(Blogmark.objects.get().tags.values_list("tag", flat=True)) == ["cafe", "python"]
+
+
+def test_a_broken_pinboard_file_is_refused_with_its_position():
+    with pytest.raises(ImportFailed, match=r"not valid JSON: Expecting \',\' delimiter \(line 1, column 33\)"):
+        import_bytes(b'[{"href": "https://example.com" "description": "x"}]', format="pinboard")
+
+
+def test_an_atom_feed_becomes_blogmarks_with_sanitized_commentary():
+    report = import_path("feed-atom.xml")
+    assert counts(report)["blogmark"] == (2, 0, 0, 0)
+    sqlite = Blogmark.objects.get(link_url="https://www.sqlite.org/appfileformat.html")
+    assert sqlite.link_title == "SQLite as an application file format"
+    assert sqlite.created == datetime(2024, 10, 30, 8, 15, tzinfo=timezone.utc)
+    assert sorted(sqlite.tags.values_list("tag", flat=True)) == ["file-formats", "sqlite"]
+    assert "<em>database</em>" in sqlite.html and "script" not in sqlite.commentary
+    assert Blogmark.objects.get(link_url="https://datasette.io/").created == datetime(2024, 11, 1, 9, tzinfo=timezone.utc)
+
+
+def test_an_rss_item_without_a_link_is_a_bad_record():
+    report = import_path("feed-rss.xml", skip_bad=True)
+    assert report.skipped == [("item 2", "has no link")]
+    unicode = Blogmark.objects.get()
+    assert unicode.created == datetime(2024, 3, 5, 13, 30, tzinfo=timezone.utc)
+    assert "javascript:" not in unicode.html and '<a href="https://unicode.org/"' in unicode.html
+
+
+@pytest.mark.parametrize("name, format", [
+    ("blog.ndjson", "ndjson"), ("bookmarks-firefox.html", "netscape"), ("bookmarks-chrome.html", "netscape"),
+    ("pinboard.json", "pinboard"), ("feed-atom.xml", "feed"), ("feed-rss.xml", "feed"),
+])
+def test_the_format_is_detected_from_the_content(name, format):
+    from linkblog import detect_format
+
+    with open(DATA / name, "rb") as stream:
+        assert detect_format(stream) == format
+        assert stream.tell() == 0
+
+
+def test_a_file_of_no_known_format_is_refused():
+    with pytest.raises(ImportFailed, match="cannot tell the file's format"):
+        import_bytes(b"just some text\n")
+
+
+# --- Export and the round trip -----------------------------------------------------------------
+
+
+def import_all_samples():
+    for name in ("blog.ndjson", "dates.ndjson", "scripts.ndjson", "bookmarks-firefox.html", "pinboard.json", "feed-atom.xml"):
+        assert not import_path(name).failed
+
+
+def test_export_import_into_an_empty_database_export_is_byte_identical():
+    import_all_samples()
+    first = export_text()
+    assert '"is_draft": true' in first
+    Tag.objects.all().delete()
+    for model in (Entry, Blogmark, Quotation):
+        model.objects.all().delete()
+    report = import_bytes(first.encode())
+    assert not report.failed and not report.skipped
+    assert export_text() == first
+
+
+def test_export_puts_tags_first_then_posts_oldest_first_with_keys_in_order():
+    import_path("blog.ndjson")
+    lines = [json.loads(line) for line in export_text().splitlines()]
+    assert [line["tag"] for line in lines[:4]] == ["django", "plugins", "python", "sqlite"]
+    posts = lines[4:]
+    assert [post["created"] for post in posts] == sorted(post["created"] for post in posts)
+    assert list(posts[0]) == ["type", "slug", "title", "body", "created", "tags", "is_draft"]
+    blogmark = next(post for post in posts if post["type"] == "blogmark")
+    assert list(blogmark) == ["type", "slug", "link_url", "link_title", "via_url", "via_title", "commentary", "created", "tags", "is_draft"]
+
+
+def test_export_can_leave_drafts_out():
+    import_path("blog.ndjson")
+    assert "draft-notes" in export_text()
+    assert "draft-notes" not in export_text(include_drafts=False)
+
+
+def test_bookmarks_export_reads_back_as_the_same_blogmarks():
+    import_path("bookmarks-firefox.html")
+    exported = "".join(export_netscape()).encode()
+    assert exported.startswith(b"<!DOCTYPE NETSCAPE-Bookmark-file-1>")
+    before = everything()
+    report = import_bytes(exported)
+    assert counts(report)["blogmark"] == (0, 0, 7, 0)
+    assert everything() == before
+
+
+# --- Signals -------------------------------------------------------------------------------------
+
+
+def test_one_change_signal_after_commit_and_none_when_nothing_changed(django_capture_on_commit_callbacks):
+    received = []
+
+    def listener(sender, **kwargs):
+        received.append(sender)
+
+    posts_changed.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            import_path("blog.ndjson")
+        assert len(received) == 1
+        with django_capture_on_commit_callbacks(execute=True):
+            import_path("blog.ndjson")
+            import_path("broken.ndjson")
+            import_path("bookmarks-chrome.html", dry_run=True)
+        assert len(received) == 1
+    finally:
+        posts_changed.disconnect(listener)
+
+
+# --- Bulk: queries do not grow with the number of lines ------------------------------------------
+
+
+def many_blogmarks(count, title="Link"):
+    return ndjson(*({"type": "blogmark", "slug": f"link-{number}", "link_url": f"https://example.com/{number}",
+                     "link_title": f"{title} {number}", "created": f"2024-01-{1 + number % 28:02}T10:00:00Z",
+                     "tags": [f"tag-{number % 7}", "common"]} for number in range(count)))
+
+
+@pytest.mark.parametrize("outcome", ["created", "unchanged", "updated"])
+def test_an_import_makes_no_query_per_line(outcome):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queries = []
+    for count in (30, 600):
+        Blogmark.objects.all().delete()
+        Tag.objects.all().delete()
+        if outcome != "created":
+            import_bytes(many_blogmarks(count))
+        with CaptureQueriesContext(connection) as captured:
+            report = import_bytes(many_blogmarks(count, title="Changed" if outcome == "updated" else "Link"))
+        assert counts(report)["blogmark"][("created", "updated", "unchanged").index(outcome)] == count
+        queries.append(len(captured))
+    # 570 more lines cost at most a few more batched INSERTs (SQLite caps the parameters of one statement)
+    assert queries[1] - queries[0] <= 570 / 50
