@@ -17,7 +17,8 @@ import re
 import sys
 import threading
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone as dt_timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone as dt_timezone
 from functools import wraps
 from html import unescape
 from html.parser import HTMLParser
@@ -98,16 +99,18 @@ from django.conf import settings  # noqa: E402
 from django.contrib import admin  # noqa: E402
 from django.core.exceptions import ValidationError  # noqa: E402
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator  # noqa: E402
-from django.db import models  # noqa: E402
+from django.db import connection, connections, models  # noqa: E402
 from django.db.models import Count, OuterRef, Q, Subquery, Value  # noqa: E402
-from django.db.models.functions import Coalesce  # noqa: E402
-from django.db.models.signals import m2m_changed, post_delete, post_save  # noqa: E402
+from django.db.models.expressions import RawSQL  # noqa: E402
+from django.db.models.functions import Coalesce, ExtractYear  # noqa: E402
+from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate  # noqa: E402
 from django.dispatch import Signal  # noqa: E402
 from django.http import Http404  # noqa: E402
 from django.shortcuts import redirect, render  # noqa: E402
 from django.urls import register_converter, reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
-from django.utils.html import strip_tags  # noqa: E402
+from django.utils.html import conditional_escape, escape, format_html, strip_tags  # noqa: E402
+from django.utils.safestring import mark_safe  # noqa: E402
 from django.utils.text import slugify  # noqa: E402
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -918,6 +921,535 @@ def archive_month(request, year, month):
 def archive_day(request, year, month, day):
     start, end = day_range(year, month, day)
     return archive_page(request, "archive_day.html", start, end, depth=3)
+
+
+# --- Search query language: words, "phrases", -negation and key:value filters ---------------
+
+MAX_QUERY_LENGTH = 500  # longer queries are cut here: nobody types more, and it bounds the SQL
+MAX_QUERY_TERMS = 20
+FILTER_KEYS = {"tag", "type", "year", "from", "to"}
+SEARCH_TYPES = {
+    "entry": "entry", "entries": "entry",
+    "blogmark": "blogmark", "blogmarks": "blogmark", "link": "blogmark", "links": "blogmark",
+    "quotation": "quotation", "quotations": "quotation", "quote": "quotation", "quotes": "quotation",
+}
+WORD_CHARACTER = re.compile(r"[^\W_]")  # a letter or digit: terms without one cannot match anything
+
+
+@dataclass(frozen=True)
+class Term:
+    """One piece of a query as typed: a word, a "quoted phrase" or a key:value filter; maybe negated."""
+
+    text: str
+    key: str = ""
+    negated: bool = False
+    quoted: bool = False
+
+    def __str__(self):
+        text = f'"{self.text}"' if self.quoted else self.text
+        return ("-" if self.negated else "") + (f"{self.key}:" if self.key else "") + text
+
+
+def read_until(text, position, stop):
+    """The index of the first character at or after `position` for which `stop` is true (or the end)."""
+    while position < len(text) and not stop(text[position]):
+        position += 1
+    return position
+
+
+def tokenize_query(q):
+    """Split a query into Terms. Never fails: an unclosed quote runs to the end of the query."""
+    q = q.replace("\x00", " ")[:MAX_QUERY_LENGTH]
+    terms, position = [], 0
+    while len(terms) < MAX_QUERY_TERMS:
+        position = read_until(q, position, lambda character: not character.isspace())
+        if position >= len(q):
+            break
+        negated = q[position] == "-" and position + 1 < len(q) and not q[position + 1].isspace()
+        position += negated
+        if q[position] == '"':
+            end = read_until(q, position + 1, lambda character: character == '"')
+            terms.append(Term(q[position + 1 : end], negated=negated, quoted=True))
+            position = end + 1
+            continue
+        end = read_until(q, position, str.isspace)
+        word = q[position:end]
+        key, colon, value = word.partition(":")
+        if colon and value and key.lower() in FILTER_KEYS:
+            terms.append(Term(value, key=key.lower(), negated=negated))
+        else:
+            terms.append(Term(word, negated=negated))
+        position = end
+    return terms
+
+
+@dataclass
+class ParsedQuery:
+    """What a search asks for: text to find and filters to apply, plus notes about what was ignored."""
+
+    terms: list = field(default_factory=list)
+    words: list = field(default_factory=list)  # Terms of text that must match
+    excluded_words: list = field(default_factory=list)  # Terms of text that must not match
+    tags: list = field(default_factory=list)  # every one of these tags
+    excluded_tags: list = field(default_factory=list)
+    kinds: list = field(default_factory=list)  # any of these kinds
+    excluded_kinds: list = field(default_factory=list)
+    years: list = field(default_factory=list)  # any of these years
+    excluded_years: list = field(default_factory=list)
+    date_from: date | None = None
+    date_to: date | None = None
+    notes: list = field(default_factory=list)
+
+    def __str__(self):
+        return " ".join(str(term) for term in self.terms)
+
+    @property
+    def is_empty(self):
+        return not self.terms
+
+    @property
+    def highlight_words(self):
+        """The letters-and-digits words to mark in results."""
+        words = []
+        for term in self.words:
+            words.extend(re.findall(r"[^\W_]+", term.text))
+        return words
+
+    @property
+    def filters(self):
+        return [term for term in self.terms if term.key]
+
+    def with_filter(self, key, value):
+        """This query's text with one more key:value filter (or unchanged if it is already there)."""
+        term = Term(str(value), key=key)
+        return str(self) if term in self.terms else f"{self} {term}".strip()
+
+    def without(self, term):
+        """This query's text with one term taken out."""
+        return " ".join(str(other) for other in self.terms if other != term)
+
+    @property
+    def filter_removals(self):
+        """(filter, the query without it) for each filter, for "remove" links."""
+        return [(term, self.without(term)) for term in self.filters]
+
+
+def parse_date_filter(term):
+    try:
+        return date.fromisoformat(term.text)
+    except ValueError:
+        return None
+
+
+def apply_filter(parsed, term):
+    """Add one key:value term to `parsed`; a value that makes no sense becomes a note and is ignored."""
+    value = term.text.lower()
+    if term.key == "tag":
+        (parsed.excluded_tags if term.negated else parsed.tags).append(value)
+    elif term.key == "type" and value in SEARCH_TYPES:
+        (parsed.excluded_kinds if term.negated else parsed.kinds).append(SEARCH_TYPES[value])
+    elif term.key == "type":
+        parsed.notes.append(f"Ignored {term}: the types are entry, blogmark and quotation.")
+    elif term.key == "year" and value.isdigit() and len(value) == 4 and value.isascii():
+        (parsed.excluded_years if term.negated else parsed.years).append(int(value))
+    elif term.key == "year":
+        parsed.notes.append(f"Ignored {term}: a year has four digits, like year:2024.")
+    elif term.negated:
+        parsed.notes.append(f"Ignored {term}: {term.key}: cannot be negated.")
+    elif parse_date_filter(term) is None:
+        parsed.notes.append(f"Ignored {term}: a date looks like {term.key}:2024-01-31.")
+    elif term.key == "from":
+        parsed.date_from = parse_date_filter(term)
+    else:
+        parsed.date_to = parse_date_filter(term)
+
+
+def parse_query(q):
+    """Parse the search box: `tag:django type:blogmark year:2024 -tag:python "exact phrase" from:2023-01-01`."""
+    parsed = ParsedQuery()
+    for term in tokenize_query(q or ""):
+        if term.key:
+            apply_filter(parsed, term)
+        elif WORD_CHARACTER.search(term.text):
+            (parsed.excluded_words if term.negated else parsed.words).append(term)
+        else:
+            continue  # only punctuation: nothing to search for, and left out of the query kept in the box
+        parsed.terms.append(term)
+    return parsed
+
+
+# --- Search: ranked full-text search over every kind (SQLite FTS5 or PostgreSQL) ---------------
+
+# What each kind offers to search, by weight: title (A), body (B), source (C); tag names are C too.
+SEARCH_FIELDS = {
+    "entry": ("title", "body", ""),
+    "blogmark": ("link_title", "commentary", "via_title"),
+    "quotation": ("", "quotation", "source"),
+}
+SEARCH_WEIGHTS = (10.0, 4.0, 2.0, 2.0)  # SQLite bm25 column weights: title, body, source, tags
+POSTGRES_SEARCH_CONFIG = "english"  # stems like SQLite's porter tokenizer
+
+
+def search_index_table(kind):
+    return f"{app.app_name}_{kind}_search"
+
+
+def filter_posts(querysets, parsed):
+    """Apply the query's filters (kind, tags, years, dates) to each kind's queryset."""
+    filtered = {}
+    for kind, queryset in querysets.items():
+        if (parsed.kinds and kind not in parsed.kinds) or kind in parsed.excluded_kinds:
+            continue
+        for tag in parsed.tags:
+            queryset = queryset.filter(tags__tag=tag)
+        if parsed.excluded_tags:
+            queryset = queryset.exclude(tags__tag__in=parsed.excluded_tags)
+        if parsed.years:
+            queryset = queryset.filter(created__year__in=parsed.years)
+        if parsed.excluded_years:
+            queryset = queryset.exclude(created__year__in=parsed.excluded_years)
+        if parsed.date_from:
+            queryset = queryset.filter(created__date__gte=parsed.date_from)
+        if parsed.date_to:
+            queryset = queryset.filter(created__date__lte=parsed.date_to)
+        filtered[kind] = queryset
+    return filtered
+
+
+def fts5_phrase(term):
+    """A term as an FTS5 string: the tokenizer splits it, so operators and punctuation are plain text."""
+    return '"' + term.text.replace('"', '""') + '"'
+
+
+def fts5_query(terms, operator):
+    return f" {operator} ".join(fts5_phrase(term) for term in terms)
+
+
+def sqlite_match(kind, queryset, parsed):
+    """Posts whose index row has every word and no excluded word: a subquery, fit for any query."""
+    index = search_index_table(kind)
+    matches = f"SELECT rowid FROM {index} WHERE {index} MATCH %s"
+    if parsed.words:
+        queryset = queryset.filter(pk__in=RawSQL(matches, [fts5_query(parsed.words, "AND")]))
+    if parsed.excluded_words:
+        queryset = queryset.exclude(pk__in=RawSQL(matches, [fts5_query(parsed.excluded_words, "OR")]))
+    return queryset
+
+
+def sqlite_ranked(kind, queryset, parsed):
+    """Posts joined to their matching index rows, ranked by bm25 (negated: higher is better, as on PostgreSQL).
+
+    The join lets FTS5 find the matches and rank them in one pass; Django's extra() is the ORM's way to
+    join a table that has no model.
+    """
+    index = search_index_table(kind)
+    match = fts5_query(parsed.words, "AND")
+    if parsed.excluded_words:
+        match = f"({match}) NOT ({fts5_query(parsed.excluded_words, 'OR')})"
+    weights = ", ".join(str(weight) for weight in SEARCH_WEIGHTS)
+    return queryset.extra(
+        select={"rank": f"-bm25({index}, {weights})"},
+        tables=[index],
+        where=[f"{index}.rowid = {queryset.model._meta.db_table}.id", f"{index} MATCH %s"],
+        params=[match],
+    )
+
+
+def postgres_document(kind):
+    """The weighted search vector of a post: its own text and its tag names, built at query time."""
+    from django.contrib.postgres.aggregates import StringAgg
+    from django.contrib.postgres.search import SearchVector
+
+    title, body, source = SEARCH_FIELDS[kind]
+    through = POST_MODELS[kind].tags.through.objects.filter(**{f"{kind}_id": OuterRef("pk")})
+    tag_names = Subquery(through.values(f"{kind}_id").annotate(names=StringAgg("tag__tag", " ")).values("names"))
+    document = SearchVector(body, weight="B", config=POSTGRES_SEARCH_CONFIG)
+    if title:
+        document = SearchVector(title, weight="A", config=POSTGRES_SEARCH_CONFIG) + document
+    if source:
+        document = document + SearchVector(source, weight="C", config=POSTGRES_SEARCH_CONFIG)
+    return document + SearchVector(tag_names, weight="C", config=POSTGRES_SEARCH_CONFIG)
+
+
+def postgres_query(parsed):
+    """A tsquery for every word and phrase, none of the excluded ones: each term parsed by PostgreSQL."""
+    from django.contrib.postgres.search import SearchQuery
+
+    query = None
+    for term in parsed.words + parsed.excluded_words:
+        part = SearchQuery(term.text, search_type="phrase" if term.quoted else "plain", config=POSTGRES_SEARCH_CONFIG)
+        part = ~part if term.negated else part
+        query = part if query is None else query & part
+    return query
+
+
+def postgres_match(kind, queryset, parsed):
+    if not (parsed.words or parsed.excluded_words):
+        return queryset
+    return queryset.alias(document=postgres_document(kind)).filter(document=postgres_query(parsed))
+
+
+def postgres_ranked(kind, queryset, parsed):
+    from django.contrib.postgres.search import SearchRank
+
+    return postgres_match(kind, queryset, parsed).annotate(rank=SearchRank(models.F("document"), postgres_query(parsed)))
+
+
+def matching_posts(filtered, parsed):
+    """Each kind's posts (already filtered) that match the text: {kind: queryset}."""
+    match = sqlite_match if connection.vendor == "sqlite" else postgres_match
+    return {kind: match(kind, queryset, parsed) for kind, queryset in filtered.items()}
+
+
+def ranked_rows(filtered, parsed):
+    """One query of (kind, pk, created, rank) rows of the matching posts, best first (newest first without words)."""
+    rows = []
+    for kind, queryset in filtered.items():
+        if not parsed.words:
+            queryset = matching_posts({kind: queryset}, parsed)[kind].annotate(rank=Value(0.0, output_field=models.FloatField()))
+        elif connection.vendor == "sqlite":
+            queryset = sqlite_ranked(kind, queryset, parsed)
+        else:
+            queryset = postgres_ranked(kind, queryset, parsed)
+        queryset = queryset.order_by().annotate(kind=Value(kind, output_field=models.CharField()))
+        rows.append(queryset.values("kind", "pk", "created", "rank"))
+    if not rows:
+        return Entry.objects.none().values("pk")
+    return rows[0].union(*rows[1:], all=True).order_by("-rank", "-created", "-pk")
+
+
+def search_posts(q, querysets=None):
+    """Search published posts (or the given {kind: queryset}) with the query language.
+
+    Returns (rows, parsed): rows for `paginate` and `load_posts`, best first; parsed for the page.
+    """
+    if querysets is None:
+        querysets = {kind: published(model) for kind, model in POST_MODELS.items()}
+    parsed = parse_query(q)
+    return ranked_rows(filter_posts(querysets, parsed), parsed), parsed
+
+
+# --- Search index: SQLite FTS5 tables kept in sync by triggers, whoever writes -----------------
+#
+# One FTS5 table per kind (linkblog_entry_search, ...), its rowid the post's id, with the columns
+# title, body, source and tags. Triggers on the post tables, their tag tables and the tag table keep
+# it in step with every write: the admin, the API, imports with bulk_create or raw SQL alike.
+# Migration 0003 installs it. To alter a column SQLite's schema editor rebuilds the table, and a
+# rebuild fails while other tables' triggers name it; so before any migration runs the triggers are
+# dropped, and after it they are put back and the index refilled (`pause_search_index`,
+# `resume_search_index`).
+
+SEARCH_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+
+def search_index_insert_sql(kind, post_ids):
+    """SQL that indexes the posts whose ids `post_ids` (an SQL expression) gives: text and tag names."""
+    table, index = f"{app.app_name}_{kind}", search_index_table(kind)
+    columns = ", ".join(f"post.{name}" if name else "''" for name in SEARCH_FIELDS[kind])
+    tag_names = (
+        f"SELECT group_concat(tag.tag, ' ') FROM {table}_tags AS link"
+        f" JOIN {app.app_name}_tag AS tag ON tag.id = link.tag_id WHERE link.{kind}_id = post.id"
+    )
+    return (
+        f"INSERT INTO {index} (rowid, title, body, source, tags) "
+        f"SELECT post.id, {columns}, ({tag_names}) FROM {table} AS post WHERE post.id IN ({post_ids});"
+    )
+
+
+def search_index_row_sql(kind, post_ids):
+    """SQL that rewrites the index rows of the posts whose ids `post_ids` gives."""
+    return f"DELETE FROM {search_index_table(kind)} WHERE rowid IN ({post_ids}); {search_index_insert_sql(kind, post_ids)}"
+
+
+def search_index_triggers(kind):
+    """{trigger name: SQL} for one kind's index."""
+    table, index = f"{app.app_name}_{kind}", search_index_table(kind)
+    text_columns = ", ".join(name for name in SEARCH_FIELDS[kind] if name)
+    tagged = f"SELECT {kind}_id FROM {table}_tags WHERE tag_id = new.id"
+    body = {
+        "post_insert": f"AFTER INSERT ON {table} BEGIN {search_index_row_sql(kind, 'new.id')} END",
+        "post_update": f"AFTER UPDATE OF {text_columns} ON {table} BEGIN {search_index_row_sql(kind, 'new.id')} END",
+        "post_delete": f"AFTER DELETE ON {table} BEGIN DELETE FROM {index} WHERE rowid = old.id; END",
+        "tags_insert": f"AFTER INSERT ON {table}_tags BEGIN {search_index_row_sql(kind, f'new.{kind}_id')} END",
+        "tags_update": f"AFTER UPDATE ON {table}_tags BEGIN {search_index_row_sql(kind, f'old.{kind}_id, new.{kind}_id')} END",
+        "tags_delete": f"AFTER DELETE ON {table}_tags BEGIN {search_index_row_sql(kind, f'old.{kind}_id')} END",
+        "tag_rename": f"AFTER UPDATE OF tag ON {app.app_name}_tag BEGIN {search_index_row_sql(kind, tagged)} END",
+    }
+    return {f"{index}_{name}": f"CREATE TRIGGER {index}_{name} {sql}" for name, sql in body.items()}
+
+
+def install_search_index(connection):
+    """(Re)create the FTS5 tables and triggers and index every post. SQLite only; PostgreSQL needs none."""
+    if connection.vendor != "sqlite":
+        return
+    drop_search_triggers(connection)
+    with connection.cursor() as cursor:
+        for kind in SEARCH_FIELDS:
+            index = search_index_table(kind)
+            cursor.execute(f"DROP TABLE IF EXISTS {index}")
+            cursor.execute(
+                f"CREATE VIRTUAL TABLE {index} USING fts5(title, body, source, tags, tokenize='{SEARCH_TOKENIZER}')"
+            )
+            for sql in search_index_triggers(kind).values():
+                cursor.execute(sql)
+            cursor.execute(search_index_insert_sql(kind, f"SELECT id FROM {app.app_name}_{kind}"))
+
+
+def uninstall_search_index(connection):
+    if connection.vendor != "sqlite":
+        return
+    drop_search_triggers(connection)
+    with connection.cursor() as cursor:
+        for kind in SEARCH_FIELDS:
+            cursor.execute(f"DROP TABLE IF EXISTS {search_index_table(kind)}")
+
+
+def drop_search_triggers(connection):
+    with connection.cursor() as cursor:
+        for kind in SEARCH_FIELDS:
+            for name in search_index_triggers(kind):
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def search_index_state(connection):
+    """"complete", "missing" (not installed: before migration 0003) or "partial" (triggers dropped)."""
+    expected = {search_index_table(kind) for kind in SEARCH_FIELDS}
+    for kind in SEARCH_FIELDS:
+        expected.update(search_index_triggers(kind))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")
+        existing = {name for (name,) in cursor.fetchall()}
+    if expected <= existing:
+        return "complete"
+    return "partial" if expected & existing else "missing"
+
+
+def pause_search_index(plan=None, using="default", **kwargs):
+    """Before migrations run: drop the triggers, which would stop SQLite from rebuilding a table."""
+    connection = connections[using]
+    if plan and connection.vendor == "sqlite" and search_index_state(connection) != "missing":
+        drop_search_triggers(connection)
+
+
+def resume_search_index(using="default", **kwargs):
+    """After migrations ran: reinstall the triggers and refill the index if they were dropped."""
+    connection = connections[using]
+    if connection.vendor == "sqlite" and search_index_state(connection) == "partial":
+        install_search_index(connection)
+
+
+pre_migrate.connect(pause_search_index, dispatch_uid="pause-search-index")
+post_migrate.connect(resume_search_index, dispatch_uid="resume-search-index")
+
+
+# --- Search facets: how many matches of each kind, year and tag ------------------------------
+
+KIND_LABELS = {"entry": "Entries", "blogmark": "Blogmarks", "quotation": "Quotations"}
+FACET_TAGS = 15
+
+
+@dataclass
+class Facet:
+    """One value to narrow a search by: its label, how many matches have it, and the query that
+    adds it (or, when the query already has it, the query without it)."""
+
+    label: str
+    count: int
+    q: str
+    active: bool
+
+
+def facet(parsed, key, value, label, count):
+    term = Term(str(value), key=key)
+    active = term in parsed.terms
+    return Facet(label, count, parsed.without(term) if active else parsed.with_filter(key, value), active)
+
+
+def kind_and_year_counts(matching):
+    """{(kind, year): count} of the matching posts, in one query."""
+    rows = [
+        queryset.order_by()
+        .annotate(kind=Value(kind, output_field=models.CharField()), year=ExtractYear("created"))
+        .values("kind", "year")
+        .annotate(n=Count("pk"))
+        for kind, queryset in matching.items()
+    ]
+    if not rows:
+        return {}
+    return {(row["kind"], row["year"]): row["n"] for row in rows[0].union(*rows[1:], all=True)}
+
+
+def tag_counts(matching):
+    """{tag: count} of the matching posts' tags, in one query."""
+    rows = []
+    for kind, queryset in matching.items():
+        through = POST_MODELS[kind].tags.through.objects.filter(**{f"{kind}_id__in": queryset.order_by().values("pk")})
+        rows.append(through.values(name=models.F("tag__tag")).annotate(n=Count("*")).order_by())
+    counts = defaultdict(int)
+    if rows:
+        for row in rows[0].union(*rows[1:], all=True):
+            counts[row["name"]] += row["n"]
+    return counts
+
+
+def search_facets(matching, parsed):
+    """Facets for the page: {"type": [...], "year": [...], "tag": [...]}, each a list of Facets."""
+    by_kind, by_year = defaultdict(int), defaultdict(int)
+    for (kind, year), count in kind_and_year_counts(matching).items():
+        by_kind[kind] += count
+        by_year[year] += count
+    tags = sorted(tag_counts(matching).items(), key=lambda item: (-item[1], item[0]))[:FACET_TAGS]
+    return {
+        "type": [facet(parsed, "type", kind, KIND_LABELS[kind], by_kind[kind]) for kind in KIND_LABELS if by_kind[kind]],
+        "year": [facet(parsed, "year", year, str(year), count) for year, count in sorted(by_year.items(), reverse=True)],
+        "tag": [facet(parsed, "tag", tag, tag, count) for tag, count in tags],
+    }
+
+
+# --- Search page: /search/?q= with results, facets and highlighted words ----------------------
+
+
+@app.route("/search/", name="search")
+def search(request):
+    q = request.GET.get("q", "")
+    parsed = parse_query(q)
+    context = {"q": q, "query": parsed, "page": None}
+    if not parsed.is_empty:
+        filtered = filter_posts({kind: published(model) for kind, model in POST_MODELS.items()}, parsed)
+        page = paginate(request, ranked_rows(filtered, parsed))
+        page.object_list = load_posts(page.object_list)
+        context.update(page=page, facets=search_facets(matching_posts(filtered, parsed), parsed))
+    return render(request, "search.html", context)
+
+
+def highlight_pattern(words):
+    """A pattern for any of the words at the start of a word, running to the word's end (so "test" marks "tests")."""
+    alternatives = "|".join(re.escape(word) for word in sorted(set(words), key=len, reverse=True))
+    return re.compile(rf"(\b(?:{alternatives})\w*)", re.IGNORECASE)
+
+
+@app.templatetag.filter(name="highlight")
+def highlight(text, words):
+    """Escape plain text, then wrap the searched words in <mark>: {{ post.title|highlight:query.highlight_words }}."""
+    if not words:
+        return conditional_escape(text)
+    pieces = highlight_pattern(words).split(str(text))
+    # split() with one group alternates text that did not match (even places) and matches (odd places).
+    return mark_safe("".join(
+        format_html("<mark>{}</mark>", piece) if index % 2 else escape(piece) for index, piece in enumerate(pieces)
+    ))
+
+
+@app.templatetag.filter(name="search_excerpt")
+def search_excerpt(html, words, length=240):
+    """Plain text of rendered HTML around the first searched word, at most `length` characters."""
+    text = unescape(plain_text(html))
+    found = highlight_pattern(words).search(text) if words else None
+    start = max(0, found.start() - length // 3) if found else 0
+    if start:
+        start = text.find(" ", start) + 1 or start
+    excerpt = text[start : start + length]
+    return ("… " if start else "") + excerpt + (" …" if start + length < len(text) else "")
 
 
 # --- Discovery: related tags, the tag cloud, random posts, sitemap, robots.txt, cards ---------

@@ -1,0 +1,31 @@
+"""The SQLite full-text search index: FTS5 tables and the triggers that keep them in sync.
+
+The SQL lives in linkblog.py (section "Search index") so that this migration and the repair that runs
+after later migrations build exactly the same index; the index holds no data of its own (it is rebuilt
+from the posts), so running today's definition here is safe. PostgreSQL searches without an index table.
+"""
+
+from django.apps import apps as global_apps
+from django.db import migrations
+
+
+def linkblog_module():
+    return global_apps.get_app_config("linkblog").models_module
+
+
+def install(apps, schema_editor):
+    linkblog_module().install_search_index(schema_editor.connection)
+
+
+def uninstall(apps, schema_editor):
+    linkblog_module().uninstall_search_index(schema_editor.connection)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("linkblog", "0002_post_ordering_and_slug_required"),
+    ]
+
+    operations = [
+        migrations.RunPython(install, uninstall, elidable=False),
+    ]
