@@ -426,3 +426,49 @@ def test_search_posts_searches_the_querysets_it_is_given(make):
     assert sorted(str(post) for post in load_posts(list(rows))) == ["Drafted bongo", "Published bongo"]
     assert parsed.highlight_words == ["bongo"]
     assert {Blogmark, Quotation} <= set(POST_MODELS.values())
+
+
+# --- In a real browser -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_searches_within_a_tag_and_narrows_with_facets(page, live_server, make, artifacts):
+    for number in range(6):
+        make.entry(f"Pony tricks {number}", body="How the pony learned to jump.", tags=["django", f"t{number % 2}"], created=at(2023 + number % 2, 3, 1 + number))
+    make.blogmark("Pony link", commentary="A pony site.", tags=["django"], created=at(2024, 5, 1))
+    make.entry("Pony elsewhere", tags=["python"])
+    page.goto(f"{live_server.url}/tags/django/")
+    box = page.get_by_role("searchbox", name="Search posts tagged django")
+    assert box.input_value() == "tag:django "
+    box.press("End")
+    box.type("pony")
+    box.press("Enter")
+    page.wait_for_url(re.compile(r"/search/\?q=tag%3Adjango\+pony$"))
+    assert page.get_by_role("searchbox", name="Search posts", exact=True).input_value() == "tag:django pony"
+    assert page.locator("article.search-result").count() == 7
+    assert page.locator("article.search-result mark").first.inner_text().lower() == "pony"
+    page.screenshot(path=str(artifacts / "search.png"), full_page=True)
+
+    page.locator(".facets").get_by_role("link", name="Blogmarks").click()
+    page.wait_for_url(re.compile(r"type%3Ablogmark"))
+    assert page.locator("article.search-result h3 a").all_inner_texts() == ["Pony link"]
+    page.locator(".active-filters").get_by_role("link", name=re.compile("tag:django")).click()
+    page.wait_for_url(re.compile(r"\?q=pony\+type%3Ablogmark$"))
+    assert page.locator("article.search-result").count() == 1
+
+    page.get_by_role("searchbox", name="Search posts", exact=True).fill('"learned to jump" year:20x')
+    page.get_by_role("searchbox", name="Search posts", exact=True).press("Enter")
+    page.wait_for_load_state()
+    assert page.locator(".search-note").inner_text() == "Ignored year:20x: a year has four digits, like year:2024."
+    assert page.locator("article.search-result").count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_search_page_fits_a_phone(browser, live_server, make):
+    make.entry("A rather long title about searching for things on a small screen", body="Searching words.", tags=["a-long-tag-name"])
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    phone = context.new_page()
+    phone.goto(f"{live_server.url}/search/?q=searching+tag:a-long-tag-name+type:entry+year:2026")
+    assert phone.locator("article.search-result").count() == 1
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    context.close()
