@@ -1094,7 +1094,7 @@ def search_index_table(kind):
     return f"{app.app_name}_{kind}_search"
 
 
-def filter_posts(querysets, parsed):
+def apply_search_filters(querysets, parsed):
     """Apply the query's filters (kind, tags, years, dates) to each kind's queryset."""
     filtered = {}
     for kind, queryset in querysets.items():
@@ -1226,7 +1226,7 @@ def search_posts(q, querysets=None):
     if querysets is None:
         querysets = {kind: published(model) for kind, model in POST_MODELS.items()}
     parsed = parse_query(q)
-    return ranked_rows(filter_posts(querysets, parsed), parsed), parsed
+    return ranked_rows(apply_search_filters(querysets, parsed), parsed), parsed
 
 
 # --- Search index: SQLite FTS5 tables kept in sync by triggers, whoever writes -----------------
@@ -1415,7 +1415,7 @@ def search(request):
     parsed = parse_query(q)
     context = {"q": q, "query": parsed, "page": None}
     if not parsed.is_empty:
-        filtered = filter_posts({kind: published(model) for kind, model in POST_MODELS.items()}, parsed)
+        filtered = apply_search_filters({kind: published(model) for kind, model in POST_MODELS.items()}, parsed)
         page = paginate(request, ranked_rows(filtered, parsed))
         page.object_list = load_posts(page.object_list)
         context.update(page=page, facets=search_facets(matching_posts(filtered, parsed), parsed))
