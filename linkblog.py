@@ -1050,7 +1050,7 @@ def apply_filter(parsed, term):
         (parsed.excluded_kinds if term.negated else parsed.kinds).append(SEARCH_TYPES[value])
     elif term.key == "type":
         parsed.notes.append(f"Ignored {term}: the types are entry, blogmark and quotation.")
-    elif term.key == "year" and value.isdigit() and len(value) == 4 and value.isascii():
+    elif term.key == "year" and value.isascii() and value.isdigit() and len(value) == 4 and value != "0000":
         (parsed.excluded_years if term.negated else parsed.years).append(int(value))
     elif term.key == "year":
         parsed.notes.append(f"Ignored {term}: a year has four digits, like year:2024.")
@@ -1094,6 +1094,18 @@ def search_index_table(kind):
     return f"{app.app_name}_{kind}_search"
 
 
+def any_of_years(years):
+    """A condition for posts of any of these (UTC) years, as date ranges the `created` index serves."""
+    condition = Q(pk__in=[])
+    for year in years:
+        condition |= Q(created__year=year)
+    return condition
+
+
+def start_of_day(day):
+    return datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc)
+
+
 def apply_search_filters(querysets, parsed):
     """Apply the query's filters (kind, tags, years, dates) to each kind's queryset."""
     filtered = {}
@@ -1105,13 +1117,13 @@ def apply_search_filters(querysets, parsed):
         if parsed.excluded_tags:
             queryset = queryset.exclude(tags__tag__in=parsed.excluded_tags)
         if parsed.years:
-            queryset = queryset.filter(created__year__in=parsed.years)
+            queryset = queryset.filter(any_of_years(parsed.years))
         if parsed.excluded_years:
-            queryset = queryset.exclude(created__year__in=parsed.excluded_years)
+            queryset = queryset.exclude(any_of_years(parsed.excluded_years))
         if parsed.date_from:
-            queryset = queryset.filter(created__date__gte=parsed.date_from)
-        if parsed.date_to:
-            queryset = queryset.filter(created__date__lte=parsed.date_to)
+            queryset = queryset.filter(created__gte=start_of_day(parsed.date_from))
+        if parsed.date_to and parsed.date_to < date.max:  # nothing is later than the last day there is
+            queryset = queryset.filter(created__lt=start_of_day(parsed.date_to) + timedelta(days=1))
         filtered[kind] = queryset
     return filtered
 

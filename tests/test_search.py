@@ -69,6 +69,7 @@ def test_type_accepts_plurals_and_the_names_readers_use():
     [
         ("year:abc", "Ignored year:abc: a year has four digits, like year:2024."),
         ("year:20245", "Ignored year:20245: a year has four digits, like year:2024."),
+        ("year:0000", "Ignored year:0000: a year has four digits, like year:2024."),
         ("from:2023-13-45", "Ignored from:2023-13-45: a date looks like from:2024-01-31."),
         ("to:yesterday", "Ignored to:yesterday: a date looks like to:2024-01-31."),
         ("type:foo", "Ignored type:foo: the types are entry, blogmark and quotation."),
@@ -194,7 +195,8 @@ def test_drafts_never_appear_in_results_or_facets(client, make):
         '"unbalanced', 'a"b"c"', "NEAR(a b)", "a AND b OR c NOT d", "^start", "col:umn", "title:word", "*", "prefix*",
         '"', '""', "(", ")", "((a)", "a -", "-", "--x", "-tag:", "tag:", ":", "x" * 5000, "word " * 400,
         "a\x00b", "\x00", "!@#$%^&*()_+-=[]{}|;',./<>?`~", "über café naïve", "日本語 テキスト", "' OR 1=1 --",
-        "year:0000", "year:99999999999999999999", "from:0001-01-01", "to:9999-12-31", "tag:" + "x" * 300,
+        "year:0000", "year:9999", "year:0001", "year:99999999999999999999", "from:0001-01-01", "to:9999-12-31",
+        "from:9999-12-31 to:0001-01-01", "year:١٢٣٤", "tag:" + "x" * 300,
         "NOT", "OR", "AND", "NEAR", "a OR", "+", "&", "|", "!!", "<->", "'", "\\", "%", "_",
     ],
 )
