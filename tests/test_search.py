@@ -29,8 +29,10 @@ pytestmark = pytest.mark.django_db
 
 def found(q):
     """The titles (or link titles, or sources) of what a search finds, best first."""
-    rows, _ = search_posts(q)
-    return [str(post) for post in load_posts(list(rows))]
+    results, _ = search_posts(q)
+    rows = list(results)
+    assert results.count() == len(rows)
+    return [str(post) for post in load_posts(rows)]
 
 
 def text(response):
