@@ -31,7 +31,7 @@ HOSTILE_MARKDOWN = [
 
 
 def assert_harmless(html):
-    lowered = html.lower()
+    lowered = re.sub(r'<form class="[^"]*search[^"]*" action="/search/"', "", html.lower())  # our own search boxes
     assert "<script" not in lowered
     assert "javascript:" not in lowered
     assert "data:text/html" not in lowered
@@ -48,7 +48,7 @@ def test_hostile_markdown_never_reaches_a_page(client, make, markdown):
         make.blogmark("Hostile link", commentary=markdown, tags=["t"]),
         make.quotation(markdown, source="Hostile source", tags=["t"]),
     ]
-    pages = ["/", "/tags/t/"] + [post.get_absolute_url() for post in entries]
+    pages = ["/", "/tags/t/", "/search/?q=hostile"] + [post.get_absolute_url() for post in entries]
     for url in pages:
         response = client.get(url)
         assert response.status_code == 200
