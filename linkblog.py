@@ -1322,11 +1322,10 @@ def install_search_index(connection):
     """(Re)create the FTS5 tables and triggers and index every post. SQLite only; PostgreSQL needs none."""
     if connection.vendor != "sqlite":
         return
-    drop_search_triggers(connection)
+    uninstall_search_index(connection)
     with connection.cursor() as cursor:
         for kind in SEARCH_FIELDS:
             index = search_index_table(kind)
-            cursor.execute(f"DROP TABLE IF EXISTS {index}")
             cursor.execute(
                 f"CREATE VIRTUAL TABLE {index} USING fts5(title, body, source, tags, tokenize='{SEARCH_TOKENIZER}')"
             )
@@ -1336,6 +1335,7 @@ def install_search_index(connection):
 
 
 def uninstall_search_index(connection):
+    """Drop the index tables and their triggers (migrating back past 0003)."""
     if connection.vendor != "sqlite":
         return
     drop_search_triggers(connection)
