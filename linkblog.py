@@ -1168,24 +1168,8 @@ def sqlite_ranked(kind, queryset, parsed):
     )
 
 
-def postgres_document(kind):
-    """The weighted search vector of a post: its own text and its tag names, built at query time."""
-    from django.contrib.postgres.aggregates import StringAgg
-    from django.contrib.postgres.search import SearchVector
-
-    title, body, source = SEARCH_FIELDS[kind]
-    through = POST_MODELS[kind].tags.through.objects.filter(**{f"{kind}_id": OuterRef("pk")})
-    tag_names = Subquery(through.values(f"{kind}_id").annotate(names=StringAgg("tag__tag", " ")).values("names"))
-    document = SearchVector(body, weight="B", config=POSTGRES_SEARCH_CONFIG)
-    if title:
-        document = SearchVector(title, weight="A", config=POSTGRES_SEARCH_CONFIG) + document
-    if source:
-        document = document + SearchVector(source, weight="C", config=POSTGRES_SEARCH_CONFIG)
-    return document + SearchVector(tag_names, weight="C", config=POSTGRES_SEARCH_CONFIG)
-
-
 def postgres_query(parsed):
-    """A tsquery for every word and phrase, none of the excluded ones: each term parsed by PostgreSQL."""
+    """A SearchQuery for every word and phrase, none of the excluded ones: each term parsed by PostgreSQL."""
     from django.contrib.postgres.search import SearchQuery
 
     query = None
@@ -1196,16 +1180,31 @@ def postgres_query(parsed):
     return query
 
 
+def as_sql(expression, queryset):
+    """An ORM expression compiled to (sql, params) for the queryset's database."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    return expression.resolve_expression(queryset.query).as_sql(compiler, compiler.connection)
+
+
 def postgres_match(kind, queryset, parsed):
+    """Posts whose search document matches: a GIN index scan of the kind's search table."""
     if not (parsed.words or parsed.excluded_words):
         return queryset
-    return queryset.alias(document=postgres_document(kind)).filter(document=postgres_query(parsed))
+    query, params = as_sql(postgres_query(parsed), queryset)
+    matches = f"SELECT post_id FROM {search_index_table(kind)} WHERE document @@ {query}"
+    return queryset.filter(pk__in=RawSQL(matches, params))
 
 
 def postgres_ranked(kind, queryset, parsed):
-    from django.contrib.postgres.search import SearchRank
+    """Matching posts ranked by SearchRank of their weighted document (looked up for the matches only)."""
+    from django.contrib.postgres.search import SearchRank, SearchVectorField
 
-    return postgres_match(kind, queryset, parsed).annotate(rank=SearchRank(models.F("document"), postgres_query(parsed)))
+    document = RawSQL(
+        f"SELECT document FROM {search_index_table(kind)} WHERE post_id = {queryset.model._meta.db_table}.id",
+        [],
+        output_field=SearchVectorField(),
+    )
+    return postgres_match(kind, queryset, parsed).annotate(rank=SearchRank(document, postgres_query(parsed)))
 
 
 def matching_posts(filtered, parsed):
@@ -1269,15 +1268,17 @@ def search_posts(q, querysets=None):
     return SearchResults(ranked_rows(filtered, parsed), matching_posts(filtered, parsed)), parsed
 
 
-# --- Search index: SQLite FTS5 tables kept in sync by triggers, whoever writes -----------------
+# --- Search index: kept in sync by database triggers, whoever writes ---------------------------
 #
-# One FTS5 table per kind (linkblog_entry_search, ...), its rowid the post's id, with the columns
-# title, body, source and tags. Triggers on the post tables, their tag tables and the tag table keep
-# it in step with every write: the admin, the API, imports with bulk_create or raw SQL alike.
-# Migration 0003 installs it. To alter a column SQLite's schema editor rebuilds the table, and a
-# rebuild fails while other tables' triggers name it; so before any migration runs the triggers are
-# dropped, and after it they are put back and the index refilled (`pause_search_index`,
-# `resume_search_index`).
+# One index table per kind (linkblog_entry_search, ...), one row per post, filled and kept in step by
+# triggers on the post tables, their tag tables and the tag table: the admin, the API, imports with
+# bulk_create or raw SQL alike. On SQLite it is an FTS5 table (rowid = post id; columns title, body,
+# source, tags; Porter stemmer). On PostgreSQL it is a table of (post_id, document tsvector) with a GIN
+# index; the document weighs titles A, bodies B, sources and tag names C.
+# Migration 0003 installs it and indexes the posts already there. To alter a column SQLite's schema
+# editor rebuilds the table, and a rebuild fails while other tables' triggers name it; so on SQLite
+# the triggers are dropped before any migration runs and put back (the index refilled) after it
+# (`pause_search_index`, `resume_search_index`). PostgreSQL alters tables in place.
 
 SEARCH_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
@@ -1319,29 +1320,93 @@ def search_index_triggers(kind):
 
 
 def install_search_index(connection):
-    """(Re)create the FTS5 tables and triggers and index every post. SQLite only; PostgreSQL needs none."""
-    if connection.vendor != "sqlite":
-        return
+    """(Re)create the index tables and triggers and index every post."""
     uninstall_search_index(connection)
     with connection.cursor() as cursor:
         for kind in SEARCH_FIELDS:
-            index = search_index_table(kind)
-            cursor.execute(
-                f"CREATE VIRTUAL TABLE {index} USING fts5(title, body, source, tags, tokenize='{SEARCH_TOKENIZER}')"
-            )
-            for sql in search_index_triggers(kind).values():
+            if connection.vendor == "sqlite":
+                statements = sqlite_search_index_sql(kind)
+            else:
+                statements = postgres_search_index_sql(kind)
+            for sql in statements:
                 cursor.execute(sql)
-            cursor.execute(search_index_insert_sql(kind, f"SELECT id FROM {app.app_name}_{kind}"))
 
 
 def uninstall_search_index(connection):
-    """Drop the index tables and their triggers (migrating back past 0003)."""
-    if connection.vendor != "sqlite":
-        return
-    drop_search_triggers(connection)
+    """Drop the index tables, their triggers and (on PostgreSQL) their functions."""
+    if connection.vendor == "sqlite":
+        drop_search_triggers(connection)
     with connection.cursor() as cursor:
         for kind in SEARCH_FIELDS:
-            cursor.execute(f"DROP TABLE IF EXISTS {search_index_table(kind)}")
+            index = search_index_table(kind)
+            cursor.execute(f"DROP TABLE IF EXISTS {index}")
+            if connection.vendor != "sqlite":
+                for name in ("refresh(bigint[])", "post_changed()", "tags_changed()", "tag_renamed()", "truncated()"):
+                    cursor.execute(f"DROP FUNCTION IF EXISTS {index}_{name} CASCADE")
+
+
+def sqlite_search_index_sql(kind):
+    """The statements that create one kind's FTS5 table and triggers, and fill the table."""
+    index = search_index_table(kind)
+    return [
+        f"CREATE VIRTUAL TABLE {index} USING fts5(title, body, source, tags, tokenize='{SEARCH_TOKENIZER}')",
+        *search_index_triggers(kind).values(),
+        search_index_insert_sql(kind, f"SELECT id FROM {app.app_name}_{kind}"),
+    ]
+
+
+def postgres_document_sql(kind):
+    """SQL for the weighted tsvector of the post aliased `post`: its texts, then its tag names."""
+    tag_names = (
+        f"SELECT string_agg(tag.tag, ' ') FROM {app.app_name}_{kind}_tags AS link"
+        f" JOIN {app.app_name}_tag AS tag ON tag.id = link.tag_id WHERE link.{kind}_id = post.id"
+    )
+    columns = [(f"post.{name}", weight) for name, weight in zip(SEARCH_FIELDS[kind], "ABC") if name]
+    return " || ".join(
+        f"setweight(to_tsvector('{POSTGRES_SEARCH_CONFIG}', coalesce({column}, '')), '{weight}')"
+        for column, weight in [*columns, (f"({tag_names})", "C")]
+    )
+
+
+def postgres_search_index_sql(kind):
+    """The statements that create one kind's tsvector table, its GIN index, functions and triggers, and fill it."""
+    table, index = f"{app.app_name}_{kind}", search_index_table(kind)
+    text_columns = ", ".join(name for name in SEARCH_FIELDS[kind] if name)
+    return [
+        f"CREATE TABLE {index} (post_id bigint PRIMARY KEY, document tsvector NOT NULL)",
+        f"CREATE INDEX {index}_document ON {index} USING gin (document)",
+        f"""CREATE FUNCTION {index}_refresh(ids bigint[]) RETURNS void LANGUAGE sql AS $$
+            DELETE FROM {index} WHERE post_id = ANY(ids);
+            INSERT INTO {index} (post_id, document)
+            SELECT post.id, {postgres_document_sql(kind)} FROM {table} AS post WHERE post.id = ANY(ids);
+        $$""",
+        f"""CREATE FUNCTION {index}_post_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            IF TG_OP = 'DELETE' THEN DELETE FROM {index} WHERE post_id = OLD.id;
+            ELSE PERFORM {index}_refresh(ARRAY[NEW.id]); END IF;
+            RETURN NULL;
+        END $$""",
+        f"""CREATE FUNCTION {index}_tags_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            IF TG_OP <> 'INSERT' THEN PERFORM {index}_refresh(ARRAY[OLD.{kind}_id]); END IF;
+            IF TG_OP <> 'DELETE' THEN PERFORM {index}_refresh(ARRAY[NEW.{kind}_id]); END IF;
+            RETURN NULL;
+        END $$""",
+        f"""CREATE FUNCTION {index}_tag_renamed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            PERFORM {index}_refresh(ARRAY(SELECT {kind}_id FROM {table}_tags WHERE tag_id = NEW.id));
+            RETURN NULL;
+        END $$""",
+        f"""CREATE FUNCTION {index}_truncated() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            TRUNCATE {index};
+            RETURN NULL;
+        END $$""",
+        f"CREATE TRIGGER {index}_post AFTER INSERT OR DELETE OR UPDATE OF {text_columns} ON {table}"
+        f" FOR EACH ROW EXECUTE FUNCTION {index}_post_changed()",
+        f"CREATE TRIGGER {index}_tags AFTER INSERT OR DELETE OR UPDATE ON {table}_tags"
+        f" FOR EACH ROW EXECUTE FUNCTION {index}_tags_changed()",
+        f"CREATE TRIGGER {index}_tag_rename AFTER UPDATE OF tag ON {app.app_name}_tag"
+        f" FOR EACH ROW EXECUTE FUNCTION {index}_tag_renamed()",
+        f"CREATE TRIGGER {index}_truncate AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {index}_truncated()",
+        f"SELECT {index}_refresh(ARRAY(SELECT id FROM {table}))",
+    ]
 
 
 def drop_search_triggers(connection):

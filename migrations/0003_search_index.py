@@ -1,8 +1,9 @@
-"""The SQLite full-text search index: FTS5 tables and the triggers that keep them in sync.
+"""The full-text search index: per kind, a table (FTS5 on SQLite, tsvector with a GIN index on
+PostgreSQL) and the triggers that keep it in sync with every write; existing posts are indexed.
 
 The SQL lives in linkblog.py (section "Search index") so that this migration and the repair that runs
 after later migrations build exactly the same index; the index holds no data of its own (it is rebuilt
-from the posts), so running today's definition here is safe. PostgreSQL searches without an index table.
+from the posts), so running today's definition here is safe.
 """
 
 from django.apps import apps as global_apps
