@@ -303,9 +303,11 @@ def test_results_paginate_in_a_fixed_number_of_queries(client, make, django_asse
 
 
 def test_tag_pages_and_every_page_have_a_search_box(client, make):
-    make.entry("Tagged", tags=["django"])
+    make.entry("Tagged", tags=["django", "orm"])
     tag_html = text(client.get("/tags/django/"))
     assert re.search(r'<form class="search-form tag-search" action="/search/"[^>]*>\s*<input type="search" name="q" value="tag:django "', tag_html)
+    combined_html = text(client.get("/tags/django+orm/"))
+    assert re.search(r'<input type="search" name="q" value="tag:django tag:orm "', combined_html)
     assert '<form class="nav-search" action="/search/"' in text(client.get("/"))
 
 
@@ -329,6 +331,17 @@ def test_edits_deletes_and_tag_changes_are_found_at_once(make):
     assert found("burrowing") == []
     entry.delete()
     assert found("anteater") == []
+    assert index_rows() == {"entry": 0, "blogmark": 0, "quotation": 0}
+
+
+def index_rows():
+    """How many rows each kind's index table holds."""
+    counts = {}
+    with connection.cursor() as cursor:
+        for kind in POST_MODELS:
+            cursor.execute(f"SELECT COUNT(*) FROM linkblog_{kind}_search")
+            counts[kind] = cursor.fetchone()[0]
+    return counts
 
 
 def test_renaming_a_tag_renames_it_in_search(make):
@@ -420,6 +433,23 @@ def test_search_stays_in_sync_after_a_migration_rebuilds_a_table(make):
         with connection.schema_editor() as editor:
             editor.alter_field(Tag, new, old)
         resume_search_index()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_index_holds_one_row_per_post_through_every_write(make):
+    assert index_rows() == {"entry": 0, "blogmark": 0, "quotation": 0}  # emptied with the tables after other tests
+    entry = make.entry("Counted", tags=["zebra", "yak"])
+    make.blogmark("Counted link", tags=["zebra"])
+    make.quotation(source="Counted source")
+    entry.tags.remove(Tag.objects.get(tag="zebra"))
+    Tag.objects.filter(tag="yak").update(tag="xerus")
+    assert index_rows() == {"entry": 1, "blogmark": 1, "quotation": 1}
+    assert found("xerus") == ["Counted"] and found("yak") == [] and found("zebra") == ["Counted link"]
+    Tag.objects.all().delete()
+    assert index_rows() == {"entry": 1, "blogmark": 1, "quotation": 1}
+    assert found("xerus") == [] and found("zebra") == []
+    Entry.objects.all().delete()
+    assert index_rows() == {"entry": 0, "blogmark": 1, "quotation": 1}
 
 
 def test_search_posts_searches_the_querysets_it_is_given(make):
