@@ -1112,8 +1112,8 @@ def apply_search_filters(querysets, parsed):
     for kind, queryset in querysets.items():
         if (parsed.kinds and kind not in parsed.kinds) or kind in parsed.excluded_kinds:
             continue
-        for tag in parsed.tags:
-            queryset = queryset.filter(tags__tag=tag)
+        if parsed.tags:
+            queryset = queryset.filter(pk__in=posts_with_every_tag(queryset.model, parsed.tags))
         if parsed.excluded_tags:
             queryset = queryset.exclude(tags__tag__in=parsed.excluded_tags)
         if parsed.years:
@@ -1275,7 +1275,7 @@ def search_posts(q, querysets=None):
 # bulk_create or raw SQL alike. On SQLite it is an FTS5 table (rowid = post id; columns title, body,
 # source, tags; Porter stemmer). On PostgreSQL it is a table of (post_id, document tsvector) with a GIN
 # index; the document weighs titles A, bodies B, sources and tag names C.
-# Migration 0003 installs it and indexes the posts already there. To alter a column SQLite's schema
+# Migration 0004 installs it and indexes the posts already there. To alter a column SQLite's schema
 # editor rebuilds the table, and a rebuild fails while other tables' triggers name it; so on SQLite
 # the triggers are dropped before any migration runs and put back (the index refilled) after it
 # (`pause_search_index`, `resume_search_index`). PostgreSQL alters tables in place.
@@ -2108,6 +2108,11 @@ class PostFilters(Schema):
 
 class ItemFilters(PostFilters):
     type: list[Literal["entry", "blogmark", "quotation"]] = Field([], description="Only these kinds (repeatable)")
+    q: str = Field(
+        "", max_length=MAX_QUERY_LENGTH,
+        description='A search, as on /search/: words, "phrases", -word, tag:, type:, year:, from:, to:. '
+        "With q, items come best match first.",
+    )
 
 
 class ItemsPage(Schema):
@@ -2188,9 +2193,13 @@ def page_of(queryset, page, load=list):
 @api.get("/items", auth=READERS, response=responses(200, ItemsPage, *READ_ERRORS), tags=["Posts of every kind"],
          summary="List posts of every kind")
 def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
-    """Posts of every kind, newest first, each with its `type`. Drafts only for authenticated callers."""
+    """Posts of every kind, newest first (best match first with `q`), each with its `type`. Drafts only
+    for authenticated callers."""
     kinds = filters.type or list(POST_MODELS)
     querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in dict.fromkeys(kinds)}
+    if filters.q.strip():
+        results, _ = search_posts(filters.q, querysets)
+        return page_of(results, page, load_posts)
     return page_of(mixed_posts(querysets), page, load_posts)
 
 

@@ -462,6 +462,28 @@ def test_search_posts_searches_the_querysets_it_is_given(make):
     assert {Blogmark, Quotation} <= set(POST_MODELS.values())
 
 
+# --- The API accepts the same q -------------------------------------------------------------------
+
+
+def test_api_items_search_with_the_same_query_language(client, make):
+    make.entry("Gecko care", body="Warm rocks.", tags=["reptiles"], created=at(2024, 1, 1))
+    make.blogmark("Gecko link", commentary="A gecko site.", created=at(2024, 2, 1))
+    make.quotation(quotation="Geckos climb.", source="A keeper", tags=["reptiles"], created=at(2023, 1, 1))
+    make.entry("Gecko secrets", is_draft=True)
+    make.entry("Unrelated", tags=["reptiles"])
+    body = client.get("/api/items", {"q": "gecko"}).json()
+    assert body["count"] == 3
+    assert sorted(item["type"] for item in body["items"]) == ["blogmark", "entry", "quotation"]
+    assert "Gecko secrets" not in str(body)
+    narrowed = client.get("/api/items", {"q": "gecko tag:reptiles -type:quotation"}).json()
+    assert [item["title"] for item in narrowed["items"]] == ["Gecko care"]
+    with_type = client.get("/api/items", {"q": "gecko", "type": "blogmark", "limit": 1}).json()
+    assert with_type["count"] == 1 and with_type["items"][0]["link_title"] == "Gecko link"
+    for hostile in ['"unbalanced', "NEAR(a b) OR *", "year:abc", "\x00", "   "]:
+        assert client.get("/api/items", {"q": hostile}).status_code == 200
+    assert client.get("/api/items", {"q": "x" * 501}).status_code == 422
+
+
 # --- In a real browser -----------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ def uninstall(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("linkblog", "0002_post_ordering_and_slug_required"),
+        ("linkblog", "0003_apitoken_tagredirect"),
     ]
 
     operations = [
