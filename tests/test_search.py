@@ -462,6 +462,28 @@ def test_search_posts_searches_the_querysets_it_is_given(make):
     assert {Blogmark, Quotation} <= set(POST_MODELS.values())
 
 
+def test_imported_posts_are_found_and_reimports_update_the_index():
+    import io
+    import json
+
+    from linkblog import import_file
+
+    def ndjson(*records):
+        return io.BytesIO("".join(json.dumps(record) + "\n" for record in records).encode())
+
+    blogmark = {"type": "blogmark", "slug": "axolotl", "link_url": "https://example.com/", "link_title": "Axolotl facts",
+                "created": "2024-01-01T00:00:00Z", "tags": ["amphibians"]}
+    entry = {"type": "entry", "slug": "pond", "title": "Pond notes", "body": "An axolotl lives here.",
+             "created": "2024-01-02T00:00:00Z", "tags": ["ponds"]}
+    import_file(ndjson(blogmark, entry))
+    assert sorted(found("axolotl")) == ["Axolotl facts", "Pond notes"]
+    assert found("amphibians") == ["Axolotl facts"]
+    import_file(ndjson({**blogmark, "link_title": "Salamander facts", "tags": ["newts"]}, entry))
+    assert found("axolotl") == ["Pond notes"]
+    assert found("salamander newts") == ["Salamander facts"]
+    assert found("amphibians") == []
+
+
 # --- The API accepts the same q -------------------------------------------------------------------
 
 
