@@ -1417,7 +1417,7 @@ def drop_search_triggers(connection):
 
 
 def search_index_state(connection):
-    """"complete", "missing" (not installed: before migration 0003) or "partial" (triggers dropped)."""
+    """"complete", "missing" (not installed: before migration 0004) or "partial" (triggers dropped)."""
     expected = {search_index_table(kind) for kind in SEARCH_FIELDS}
     for kind in SEARCH_FIELDS:
         expected.update(search_index_triggers(kind))
