@@ -10,12 +10,14 @@ entry point. Templates live in templates/, the stylesheet in static/.
     nanodjango run linkblog.py          # development server, migrates first
 """
 
+import hashlib
 import math
 import os
 import random
 import re
 import sys
 import threading
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
@@ -70,13 +72,63 @@ def database_settings():
     return config
 
 
+def env_int(name, default):
+    """Read a whole-number environment variable; a malformed one stops the app with a clear message."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        sys.exit(f"linkblog: {name} must be a whole number, not {value!r}")
+
+
+def secret_key(debug):
+    """DJANGO_SECRET_KEY; production (DEBUG off) never runs with the well-known development key."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "").strip() or INSECURE_SECRET_KEY
+    if not debug and key == INSECURE_SECRET_KEY:
+        sys.exit(
+            "linkblog: refusing to start with DJANGO_DEBUG off and no DJANGO_SECRET_KEY. "
+            'Set one, e.g. DJANGO_SECRET_KEY="$(python -c \'import secrets; print(secrets.token_urlsafe(50))\')"'
+        )
+    return key
+
+
+def cache_settings():
+    """The cache every worker shares: a DiskCache directory by default, Redis or memcached by URL."""
+    url = os.environ.get("LINKBLOG_CACHE_URL", "").strip()
+    scheme = url.partition("://")[0]
+    if scheme in ("redis", "rediss"):
+        config = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    elif scheme == "memcached":
+        config = {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": url.partition("://")[2]}
+    elif url:
+        sys.exit(f"linkblog: LINKBLOG_CACHE_URL must start with redis://, rediss:// or memcached://, not {url!r}")
+    else:
+        directory = os.environ.get("LINKBLOG_CACHE_DIR") or str(BASE_DIR / "cache")
+        # DiskCache keeps entries in SQLite files: shared by every worker process on this machine.
+        config = {"BACKEND": "diskcache.DjangoCache", "LOCATION": directory, "DATABASE_TIMEOUT": 1.0}
+    return {"default": {**config, "KEY_PREFIX": "linkblog", "TIMEOUT": 3600}}
+
+
+def proxy_ssl_header():
+    """The header a TLS-terminating proxy sets to say the request came over HTTPS ("" trusts none)."""
+    header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto").strip()
+    if not header:
+        return None
+    return ("HTTP_" + header.upper().replace("-", "_"), "https")
+
+
 DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", INSECURE_SECRET_KEY)
-if not DEBUG and SECRET_KEY == INSECURE_SECRET_KEY:
-    sys.exit(
-        "linkblog: refusing to start with DJANGO_DEBUG off and no DJANGO_SECRET_KEY. "
-        'Set one, e.g. DJANGO_SECRET_KEY="$(python -c \'import secrets; print(secrets.token_urlsafe(50))\')"'
-    )
+SECRET_KEY = secret_key(DEBUG)
+PRODUCTION = not DEBUG
+
+# A Content-Security-Policy our own pages and the admin satisfy: no inline scripts or styles anywhere,
+# images from anywhere over HTTPS (posts may show them), nothing may frame the site.
+DEFAULT_CSP = (
+    "default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 app = Django(
     DEBUG=DEBUG,
@@ -84,6 +136,32 @@ app = Django(
     ALLOWED_HOSTS=env_list("DJANGO_ALLOWED_HOSTS", ["*"] if DEBUG else ["localhost", "127.0.0.1"]),
     CSRF_TRUSTED_ORIGINS=env_list("CSRF_TRUSTED_ORIGINS", []),
     DATABASES={"default": database_settings()},
+    CACHES=cache_settings(),
+    # Security headers and HTTPS. In production the site sits behind a proxy that terminates TLS.
+    SECURE_SSL_REDIRECT=env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION),
+    SECURE_PROXY_SSL_HEADER=proxy_ssl_header(),
+    SECURE_HSTS_SECONDS=env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0),
+    SECURE_HSTS_INCLUDE_SUBDOMAINS=env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False),
+    SECURE_HSTS_PRELOAD=env_bool("DJANGO_SECURE_HSTS_PRELOAD", False),
+    SECURE_REFERRER_POLICY="strict-origin-when-cross-origin",
+    SESSION_COOKIE_SECURE=env_bool("DJANGO_SECURE_COOKIES", PRODUCTION),
+    CSRF_COOKIE_SECURE=env_bool("DJANGO_SECURE_COOKIES", PRODUCTION),
+    # Subdomains and the browsers' preload list are a choice for the domain's owner (env above),
+    # so `check --deploy` does not nag about leaving them off.
+    SILENCED_SYSTEM_CHECKS=["security.W005", "security.W021"],
+    MIDDLEWARE=[
+        "django.middleware.security.SecurityMiddleware",
+        "linkblog.ContentSecurityPolicyMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.middleware.http.ConditionalGetMiddleware",
+        "linkblog.AnonymousPageCacheMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ],
     ADMIN_URL="admin/",
     FORMS_URLFIELD_ASSUME_HTTPS=True,
     EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja"],  # ninja: the API docs UI, served locally
@@ -92,14 +170,19 @@ app = Django(
     LINKBLOG_AUTHOR=os.environ.get("LINKBLOG_AUTHOR", "The author"),
     LINKBLOG_BASE_URL=os.environ.get("LINKBLOG_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
     LINKBLOG_PAGE_SIZE=30,
+    LINKBLOG_CSP=os.environ.get("LINKBLOG_CSP", DEFAULT_CSP),
+    LINKBLOG_PAGE_CACHE=env_bool("LINKBLOG_PAGE_CACHE", PRODUCTION),
+    LINKBLOG_PAGE_MAX_AGE=env_int("LINKBLOG_PAGE_MAX_AGE", 60),
 )
 
 from django.apps import apps as django_apps  # noqa: E402  (configured by Django() above)
 from django.conf import settings  # noqa: E402
 from django.contrib import admin  # noqa: E402
+from django.core.cache import cache  # noqa: E402
 from django.core.exceptions import ValidationError  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator  # noqa: E402
-from django.db import connection, connections, models  # noqa: E402
+from django.db import connection, connections, models, transaction  # noqa: E402
 from django.db.models import Count, OuterRef, Q, Subquery, Value  # noqa: E402
 from django.db.models.expressions import RawSQL  # noqa: E402
 from django.db.models.functions import Cast, Coalesce, ExtractYear, Substr  # noqa: E402
@@ -109,6 +192,7 @@ from django.http import Http404  # noqa: E402
 from django.shortcuts import redirect, render  # noqa: E402
 from django.urls import register_converter, reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from django.utils.cache import patch_cache_control  # noqa: E402
 from django.utils.html import conditional_escape, escape, format_html, strip_tags  # noqa: E402
 from django.utils.safestring import mark_safe  # noqa: E402
 from django.utils.text import slugify  # noqa: E402
@@ -2385,7 +2469,105 @@ def merge_tag(request, tag: TagInPath, payload: TagMerge):
 app.route("api/", include=api.urls)
 
 
-# --- Serving: Django's WSGI handler, built once per worker process ---------------------------
+# --- Serving: security headers, the shared page cache, and the WSGI handler built once per worker
+
+
+class ContentSecurityPolicyMiddleware:
+    """Adds the LINKBLOG_CSP Content-Security-Policy header to every response that has none."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if settings.LINKBLOG_CSP:
+            response.headers.setdefault("Content-Security-Policy", settings.LINKBLOG_CSP)
+        return response
+
+
+PAGE_GENERATION_KEY = "page-generation"
+
+
+def page_generation():
+    """The current generation of cached pages: every visible write starts a new one."""
+    generation = cache.get(PAGE_GENERATION_KEY)
+    if generation is None:
+        generation = uuid.uuid4().hex
+        cache.add(PAGE_GENERATION_KEY, generation, timeout=None)
+        generation = cache.get(PAGE_GENERATION_KEY, generation)
+    return generation
+
+
+def forget_cached_pages(**kwargs):
+    """Make every cached page unreachable, in every worker: the generation is part of every key."""
+    cache.set(PAGE_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+
+
+def forget_cached_pages_now_and_after_commit(**kwargs):
+    """Now (so the writer's own next read is fresh) and after commit (so a page rendered
+    from the old rows by a reader in between is never served)."""
+    forget_cached_pages()
+    transaction.on_commit(forget_cached_pages)
+
+
+def connect_cache_invalidation():
+    posts_changed.connect(forget_cached_pages_now_and_after_commit, dispatch_uid="forget-cached-pages")
+
+
+connect_cache_invalidation()
+
+
+class AnonymousPageCacheMiddleware:
+    """Serves anonymous GETs of public pages and feeds from the shared cache.
+
+    A request carrying a session cookie (a logged-in author) is never answered from the cache and
+    never fills it; neither are the admin and the API, nor responses that set cookies or say
+    they are private.
+    """
+
+    EXCLUDED_PREFIXES = ("/admin/", "/api/")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not self.is_cacheable_request(request):
+            return self.get_response(request)
+        key = self.cache_key(request)
+        response = cache.get(key)
+        if response is not None:
+            response["X-Page-Cache"] = "hit"
+            return response
+        response = self.get_response(request)
+        if self.is_cacheable_response(response):
+            patch_cache_control(response, public=True, max_age=settings.LINKBLOG_PAGE_MAX_AGE)
+            cache.set(key, response)
+        response["X-Page-Cache"] = "miss"
+        return response
+
+    def is_cacheable_request(self, request):
+        return (
+            settings.LINKBLOG_PAGE_CACHE
+            and request.method in ("GET", "HEAD")
+            and settings.SESSION_COOKIE_NAME not in request.COOKIES
+            and "HTTP_AUTHORIZATION" not in request.META
+            and not request.path.startswith(self.EXCLUDED_PREFIXES)
+        )
+
+    def is_cacheable_response(self, response):
+        cache_control = response.get("Cache-Control", "")
+        return (
+            response.status_code == 200
+            and not response.streaming
+            and not response.cookies
+            and "private" not in cache_control
+            and "no-cache" not in cache_control
+            and "no-store" not in cache_control
+        )
+
+    def cache_key(self, request):
+        url = f"{request.scheme}://{request.get_host()}{request.get_full_path()}"
+        return f"page:{page_generation()}:{hashlib.sha256(url.encode()).hexdigest()}"
 
 
 def wsgi_application():
@@ -3389,6 +3571,36 @@ def main(argv):
         app._prepare()
         return COMMANDS[argv[0]](argv[1:])
     app.invoke(default="run 127.0.0.1:8000")
+
+
+# --- Production server: `python linkblog.py serve-production`, the one command a deployment runs
+
+
+@command
+def serve_production_command(args):
+    """Migrate, collect static files, start a fresh page cache, then become gunicorn.
+
+    `python linkblog.py serve-production [HOST:PORT] [GUNICORN OPTIONS...]`; HOST:PORT defaults to
+    127.0.0.1:8000 (a reverse proxy in front), workers come from WEB_CONCURRENCY (default 2).
+    """
+    bind = args.pop(0) if args and not args[0].startswith("-") else "127.0.0.1:8000"
+    secret_key(debug=False)
+    os.environ["DJANGO_DEBUG"] = "0"
+    call_command("migrate", interactive=False, verbosity=1)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    forget_cached_pages()
+    gunicorn = [
+        sys.executable, "-m", "gunicorn",
+        "--chdir", str(BASE_DIR),
+        "--bind", bind,
+        "--workers", str(env_int("WEB_CONCURRENCY", 2)),
+        "--access-logfile", "-",
+        "--no-control-socket",  # several servers may share a machine (and a service user has no home)
+        *args,
+        "linkblog:wsgi_application()",
+    ]
+    sys.stdout.flush()
+    os.execv(sys.executable, gunicorn)
 
 
 # --- Entry point: `python linkblog.py run` works like `nanodjango run linkblog.py` ----------

@@ -20,6 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # ordinary synchronous calls, so Django's guard against async misuse does not apply.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+# Tests run with the page cache on, as production does, in a cache directory of their own.
+os.environ["LINKBLOG_PAGE_CACHE"] = "1"
+os.environ["LINKBLOG_CACHE_DIR"] = tempfile.mkdtemp(prefix="linkblog-test-cache-")
+os.environ.pop("LINKBLOG_CACHE_URL", None)
+
 POSTGRES = None
 
 
@@ -60,6 +65,14 @@ def plain_static_files(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def clean_cache():
+    """Every test starts with an empty page cache."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture
