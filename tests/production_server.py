@@ -121,8 +121,9 @@ class Browser:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         body = urllib.parse.urlencode(data, doseq=True).encode() if data is not None else None
         if body is not None:
-            headers["Referer"] = "https://127.0.0.1" + path  # Django's HTTPS CSRF check reads it
-            headers["Origin"] = "https://127.0.0.1"
+            origin = "https://" + urllib.parse.urlsplit(self.base).netloc  # as the proxy passes it on
+            headers["Origin"] = origin  # Django's CSRF check compares it with the Host
+            headers["Referer"] = origin + path
         request = urllib.request.Request(self.base + path, data=body, headers=headers)
         opener = urllib.request.build_opener(NoRedirect)
         try:
