@@ -155,3 +155,12 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
 
+
+
+def run_python(env, code):
+    """Run Python code with linkblog imported, in that environment (e.g. to seed the database)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import linkblog\n" + code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
