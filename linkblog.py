@@ -10,6 +10,7 @@ entry point. Templates live in templates/, the stylesheet in static/.
     nanodjango run linkblog.py          # development server, migrates first
 """
 
+import ast
 import hashlib
 import math
 import os
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 import markdown
 import nh3
-from nanodjango import Django
+from nanodjango import Django, hookimpl
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -3601,6 +3602,179 @@ def serve_production_command(args):
     ]
     sys.stdout.flush()
     os.execv(sys.executable, gunicorn)
+
+
+# --- Convert: hooks that let `nanodjango convert linkblog.py OUT --name=NAME` make a working project
+
+
+class ConvertPlugin:
+    """What nanodjango's converter (0.17.1) does not do on its own, done for this file (README: Converting).
+
+    It binds loop, comprehension and lambda variables, knows imports made under another name, moves
+    the ModelAdmin classes to admin.py and our middleware to middleware.py, keeps the signal
+    connections made at import time, and writes every module's definitions in this file's order.
+    """
+
+    # Only meaningful in the single file: a converted project has manage.py and NAME/wsgi.py instead;
+    # startproject's settings.py defines its own BASE_DIR (the project root).
+    SINGLE_FILE_ONLY = {"ConvertPlugin", "BASE_DIR", "main", "command", "COMMANDS", "wsgi_application", "serve_production_command"}
+
+    @hookimpl
+    def convert_init(self, converter):
+        self.teach_reference_visitor()
+        converter.used.update(self.SINGLE_FILE_ONLY)
+        converter.used.update(function.__name__ for _, function, _ in app.templatetag._registered)
+
+    @staticmethod
+    def teach_reference_visitor():
+        from nanodjango.convert.reference import ReferenceVisitor
+
+        def bind(visitor, target):
+            visitor.current_scope.update(node.id for node in ast.walk(target) if isinstance(node, ast.Name))
+
+        def visit_for(visitor, node):
+            visitor.visit(node.iter)
+            bind(visitor, node.target)
+            for statement in node.body + node.orelse:
+                visitor.visit(statement)
+
+        def visit_comprehension(visitor, node):
+            visitor.visit(node.iter)
+            bind(visitor, node.target)
+            for condition in node.ifs:
+                visitor.visit(condition)
+
+        def visit_lambda(visitor, node):
+            visitor.push_scope()
+            bind(visitor, node.args)
+            visitor.current_scope.update(argument.arg for argument in ast.walk(node.args) if isinstance(argument, ast.arg))
+            visitor.visit(node.body)
+            visitor.pop_scope()
+
+        found_reference = ReferenceVisitor.found_reference
+
+        def found_reference_except_dunders(visitor, node):
+            if not (node.id.startswith("__") and node.id.endswith("__")):  # __file__ exists in every module
+                found_reference(visitor, node)
+
+        ReferenceVisitor.visit_For = visit_for
+        ReferenceVisitor.visit_comprehension = visit_comprehension
+        ReferenceVisitor.visit_Lambda = visit_lambda
+        ReferenceVisitor.found_reference = found_reference_except_dunders
+
+    @hookimpl
+    def convert_collect_imports(self, converter):
+        """Imports under another name (`timezone as dt_timezone`): the converter only knows the original."""
+        for node in ast.walk(converter.ast):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    if alias.asname:
+                        converter.imports[alias.asname] = ast.unparse(type(node)(**{**vars(node), "names": [alias]}))
+
+    @hookimpl
+    def convert_build_settings(self, converter, resolver, settings_ast):
+        """Settings helpers in this file's order (the converter's own order is random); our middleware
+        paths pointed at the app's middleware.py; WhiteNoise's hashed static files kept."""
+        definitions = self.collect_definitions(converter, resolver, f"{converter.project_name}.settings")
+        settings_ast.body[1:1] = [statement for source in definitions for statement in ast.parse(source).body]
+        app_module = f"{converter.project_name}.{converter.app.app_name}"
+        for node in ast.walk(settings_ast):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("linkblog."):
+                node.value = f"{app_module}.middleware.{node.value.removeprefix('linkblog.')}"
+        settings_ast.body += ast.parse(
+            'STATIC_ROOT = BASE_DIR / "static-collected"\n'
+            'STORAGES = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},'
+            ' "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}\n'
+        ).body
+
+    @staticmethod
+    def collect_definitions(converter, resolver, module):
+        """The sources of everything the resolver still needs, transitively, in this file's order."""
+        definitions = {}
+        pending = set(resolver.global_refs) - ConvertPlugin.SINGLE_FILE_ONLY
+        resolver.global_refs.clear()
+        while pending:
+            name = pending.pop()
+            definitions[name], references = converter.collect_definition(name)
+            converter.imports[name] = f"from {module} import {name}"
+            resolver.local_refs.add(name)
+            resolver.add_references(references)  # imports are kept; our own names come back here
+            pending |= resolver.global_refs - definitions.keys() - ConvertPlugin.SINGLE_FILE_ONLY
+            resolver.global_refs.clear()
+        positions = ConvertPlugin.original_positions(converter)
+        return [definitions[name] for name in sorted(definitions, key=lambda name: positions.get(name, -1))]
+
+    @staticmethod
+    def original_positions(converter):
+        """Where each top-level definition (or import-time call) sits in linkblog.py."""
+        positions = {}
+        for index, node in enumerate(converter.ast.body):
+            positions[ConvertPlugin.defined_name(node)] = index
+        return positions
+
+    @staticmethod
+    def defined_name(node):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            return node.name
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            return node.targets[0].id
+        return ast.unparse(node)
+
+    @hookimpl
+    def convert_build_app_models(self, converter, resolver, extra_src):
+        """Calls made at import time (`connect_change_signals()`) move with the models."""
+        for node in converter.ast.body:
+            call = getattr(node, "value", None) if isinstance(node, ast.Expr) else None
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in vars(converter.module):
+                extra_src.append(ast.unparse(node))
+                resolver.add_references({call.func.id})
+
+    @hookimpl
+    def convert_build_app_admin_done(self, converter):
+        """The `@admin.register` ModelAdmin classes go to admin.py (the converter leaves them unused)."""
+        model_admins = [
+            name for name, value in vars(converter.module).items()
+            if isinstance(value, type) and issubclass(value, admin.ModelAdmin) and value.__module__ == converter.module.__name__
+        ]
+        self.write_module(converter, "admin", model_admins, "from django.contrib import admin")
+
+    @hookimpl
+    def convert_build_app_templatetags_done(self, converter):
+        """The middleware classes named in settings.MIDDLEWARE go to middleware.py."""
+        middleware = [path.removeprefix("linkblog.") for path in settings.MIDDLEWARE if path.startswith("linkblog.")]
+        self.write_module(converter, "middleware", middleware)
+
+    @staticmethod
+    def write_module(converter, module_name, names, preamble=""):
+        """Write app/MODULE_NAME.py with these top-level definitions and whatever they reference."""
+        from nanodjango.convert.converter import Resolver
+
+        resolver = Resolver(converter, f".{module_name}")
+        sources = []
+        for name in names:
+            source, references = converter.collect_definition(name)
+            sources.append(source)
+            resolver.add(name, references)
+        converter.write_file(converter.app_path / f"{module_name}.py", preamble, resolver.gen_src(), "\n\n".join(sources))
+
+    @hookimpl
+    def convert_build_end(self, converter):
+        """Definitions copied into a module come before the models and views that they may reference
+        at import time (`POST_MODELS = {"entry": Entry, ...}`): put each module back in this file's order."""
+        positions = self.original_positions(converter)
+        for path in [*converter.app_path.glob("*.py"), *converter.app_path.glob("templatetags/*.py")]:
+            tree = ast.parse(path.read_text())
+            imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+            if path.parent.name == "templatetags":  # `from .models import X` is one level up from there
+                for node in imports:
+                    if isinstance(node, ast.ImportFrom) and node.level == 1:
+                        node.level = 2
+            others = [node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))]
+            others.sort(key=lambda node: positions.get(self.defined_name(node), -1))
+            converter.write_file(path, ast.unparse(ast.Module(body=imports + others, type_ignores=[])))
+
+
+app.pm.register(ConvertPlugin())
 
 
 # --- Entry point: `python linkblog.py run` works like `nanodjango run linkblog.py` ----------
