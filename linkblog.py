@@ -587,7 +587,9 @@ def mixed_posts(querysets):
         queryset.order_by().annotate(kind=Value(kind, output_field=models.CharField())).values("kind", "pk", "created")
         for kind, queryset in querysets.items()
     ]
-    return rows[0].union(*rows[1:], all=True).order_by("-created", "-pk")
+    # kind last: the same pk at the same moment in two kinds must still have one fixed order, or
+    # LIMIT/OFFSET pages could repeat one post and skip another.
+    return rows[0].union(*rows[1:], all=True).order_by("-created", "-pk", "kind")
 
 
 def load_posts(rows):
