@@ -3742,21 +3742,52 @@ class ConvertPlugin:
 
     @hookimpl
     def convert_build_app_templatetags_done(self, converter):
-        """The middleware classes named in settings.MIDDLEWARE go to middleware.py."""
+        """The middleware classes named in settings.MIDDLEWARE go to middleware.py; our commands
+        (`python linkblog.py NAME`) become management commands (`python manage.py NAME`)."""
         middleware = [path.removeprefix("linkblog.") for path in settings.MIDDLEWARE if path.startswith("linkblog.")]
         self.write_module(converter, "middleware", middleware)
+        commands = {name: function.__name__ for name, function in COMMANDS.items() if function.__name__ not in self.SINGLE_FILE_ONLY}
+        if commands:
+            self.write_module(converter, "commands", list(commands.values()))
+            self.write_management_commands(converter, commands)
+
+    @staticmethod
+    def write_management_commands(converter, commands):
+        folder = converter.app_path / "management" / "commands"
+        folder.mkdir(parents=True)
+        (folder.parent / "__init__.py").touch()
+        (folder / "__init__.py").touch()
+        for name, function_name in commands.items():
+            summary = (COMMANDS[name].__doc__ or name).strip().splitlines()[0]
+            converter.write_file(
+                folder / f"{name.replace('-', '_')}.py",
+                "import sys",
+                "from django.core.management.base import BaseCommand",
+                f"from ...commands import {function_name}",
+                "class Command(BaseCommand):",
+                f"    help = {summary!r}",
+                "    def run_from_argv(self, argv):  # the command parses its own arguments, as in linkblog.py",
+                f"        sys.exit({function_name}(argv[2:]) or 0)",
+            )
 
     @staticmethod
     def write_module(converter, module_name, names, preamble=""):
-        """Write app/MODULE_NAME.py with these top-level definitions and whatever they reference."""
+        """Write app/MODULE_NAME.py with these top-level definitions (less our `@command` decorator)
+        and whatever they reference."""
         from nanodjango.convert.converter import Resolver
+        from nanodjango.convert.utils import collect_references
 
         resolver = Resolver(converter, f".{module_name}")
         sources = []
         for name in names:
-            source, references = converter.collect_definition(name)
-            sources.append(source)
-            resolver.add(name, references)
+            source, _ = converter.collect_definition(name)
+            definition = ast.parse(source).body[0]
+            if hasattr(definition, "decorator_list"):
+                definition.decorator_list = [
+                    decorator for decorator in definition.decorator_list if ast.unparse(decorator) != "command"
+                ]
+            sources.append(ast.unparse(definition))
+            resolver.add(name, collect_references(definition))
         converter.write_file(converter.app_path / f"{module_name}.py", preamble, resolver.gen_src(), "\n\n".join(sources))
 
     @hookimpl
