@@ -8,11 +8,14 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from production_server import ROOT, Browser, ProductionServer, fresh_database_url, manage, production_environment
@@ -109,6 +112,31 @@ def stored_entries(env):
     return json.loads(result.stdout)
 
 
+def online_backup_titles(database_url):
+    """README's backup taken while serving (SQLite's online backup, or pg_dump then pg_restore): its entry titles."""
+    target = Path(tempfile.mkdtemp(prefix="linkblog-backup-"))
+    if database_url.startswith("sqlite"):
+        source = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        backup = sqlite3.connect(target / "backup.sqlite3")
+        source.backup(backup)
+        source.close()
+        assert backup.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return {title for (title,) in backup.execute("SELECT title FROM linkblog_entry")}
+    dump = target / "linkblog.dump"
+    run_tool(["pg_dump", "-Fc", "-f", str(dump), database_url])
+    restored = fresh_database_url(conftest.POSTGRES)
+    run_tool(["pg_restore", "--clean", "--if-exists", "--no-owner", "-d", restored, str(dump)])
+    import psycopg
+
+    with psycopg.connect(restored) as connection:
+        return {title for (title,) in connection.execute("SELECT title FROM linkblog_entry")}
+
+
+def run_tool(args):
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture
 def environment():
     env = production_environment(fresh_database_url(conftest.POSTGRES))
@@ -131,6 +159,9 @@ def test_concurrent_writers_and_readers_with_a_worker_killed_lose_nothing(enviro
         for thread in threads:
             thread.start()
         time.sleep(LOAD_SECONDS / 2)
+        with outcome.lock:
+            acknowledged_before_backup = dict(outcome.acknowledged)
+        backed_up = online_backup_titles(environment["DATABASE_URL"])
         killed = server.worker_pids()[0]
         os.kill(killed, signal.SIGKILL)
         time.sleep(LOAD_SECONDS / 2)
@@ -155,6 +186,8 @@ def test_concurrent_writers_and_readers_with_a_worker_killed_lose_nothing(enviro
     stored = stored_entries(environment)
     missing = {title: body for title, body in outcome.acknowledged.items() if stored.get(title) != body}
     assert not missing, f"{len(missing)} acknowledged writes lost or changed: {list(missing)[:5]}"
+    # README's online backup, taken while writers were writing, holds every write acknowledged before it.
+    assert set(acknowledged_before_backup) <= backed_up and len(acknowledged_before_backup) > 0
     # Every worker shares the cache, so the last acknowledged post already shows on the home page.
     last = list(outcome.acknowledged)[-1]
     assert f">{last}<" in home, (last, home[:2000])
