@@ -3612,9 +3612,10 @@ def serve_production_command(args):
 class ConvertPlugin:
     """What nanodjango's converter (0.17.1) does not do on its own, done for this file (README: Converting).
 
-    It binds loop, comprehension and lambda variables, knows imports made under another name, moves
-    the ModelAdmin classes to admin.py and our middleware to middleware.py, keeps the signal
-    connections made at import time, and writes every module's definitions in this file's order.
+    It binds loop, comprehension, lambda and starred-assignment variables, knows imports made under
+    another name, moves the ModelAdmin classes to admin.py, our middleware to middleware.py and our
+    commands to management commands, keeps the signal connections made at import time, and writes
+    every module's definitions in this file's order.
     """
 
     # Only meaningful in the single file: a converted project has manage.py and NAME/wsgi.py instead;
@@ -3626,13 +3627,43 @@ class ConvertPlugin:
         self.teach_reference_visitor()
         converter.used.update(self.SINGLE_FILE_ONLY)
         converter.used.update(function.__name__ for _, function, _ in app.templatetag._registered)
+        converter.collect_definition = self.without_single_file_decorators(converter.collect_definition)
+
+    @staticmethod
+    def without_single_file_decorators(collect_definition):
+        """A function copied into another module loses `@app.templatetag...` and `@command`: the
+        template library and the management commands are written separately."""
+        from nanodjango.convert.utils import collect_references
+
+        def is_single_file_decorator(decorator):
+            source = ast.unparse(decorator)
+            return source == "command" or source.startswith("app.templatetag.")
+
+        def collect(name):
+            source, references = collect_definition(name)
+            definition = ast.parse(source).body[0]
+            decorators = getattr(definition, "decorator_list", [])
+            if not any(is_single_file_decorator(decorator) for decorator in decorators):
+                return source, references
+            definition.decorator_list = [decorator for decorator in decorators if not is_single_file_decorator(decorator)]
+            return ast.unparse(definition), collect_references(definition)
+
+        return collect
 
     @staticmethod
     def teach_reference_visitor():
         from nanodjango.convert.reference import ReferenceVisitor
 
         def bind(visitor, target):
-            visitor.current_scope.update(node.id for node in ast.walk(target) if isinstance(node, ast.Name))
+            """Every name a target stores to: `x`, `(kind, model)`, `first, *rest`."""
+            visitor.current_scope.update(
+                node.id for node in ast.walk(target) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
+            )
+
+        def visit_assign(visitor, node):
+            for target in node.targets:
+                bind(visitor, target)
+            visitor.generic_visit(node)
 
         def visit_for(visitor, node):
             visitor.visit(node.iter)
@@ -3648,7 +3679,6 @@ class ConvertPlugin:
 
         def visit_lambda(visitor, node):
             visitor.push_scope()
-            bind(visitor, node.args)
             visitor.current_scope.update(argument.arg for argument in ast.walk(node.args) if isinstance(argument, ast.arg))
             visitor.visit(node.body)
             visitor.pop_scope()
@@ -3659,6 +3689,7 @@ class ConvertPlugin:
             if not (node.id.startswith("__") and node.id.endswith("__")):  # __file__ exists in every module
                 found_reference(visitor, node)
 
+        ReferenceVisitor.visit_Assign = visit_assign
         ReferenceVisitor.visit_For = visit_for
         ReferenceVisitor.visit_comprehension = visit_comprehension
         ReferenceVisitor.visit_Lambda = visit_lambda
@@ -3724,12 +3755,15 @@ class ConvertPlugin:
 
     @hookimpl
     def convert_build_app_models(self, converter, resolver, extra_src):
-        """Calls made at import time (`connect_change_signals()`) move with the models."""
+        """Calls made at import time (`connect_change_signals()`, `register_converter(...)`) move with
+        the models: models.py is imported before anything else of the app, URL patterns included."""
+        from nanodjango.convert.utils import collect_references
+
         for node in converter.ast.body:
             call = getattr(node, "value", None) if isinstance(node, ast.Expr) else None
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in vars(converter.module):
                 extra_src.append(ast.unparse(node))
-                resolver.add_references({call.func.id})
+                resolver.add_references(collect_references(node))
 
     @hookimpl
     def convert_build_app_admin_done(self, converter):
@@ -3772,22 +3806,15 @@ class ConvertPlugin:
 
     @staticmethod
     def write_module(converter, module_name, names, preamble=""):
-        """Write app/MODULE_NAME.py with these top-level definitions (less our `@command` decorator)
-        and whatever they reference."""
+        """Write app/MODULE_NAME.py with these top-level definitions and whatever they reference."""
         from nanodjango.convert.converter import Resolver
-        from nanodjango.convert.utils import collect_references
 
         resolver = Resolver(converter, f".{module_name}")
         sources = []
         for name in names:
-            source, _ = converter.collect_definition(name)
-            definition = ast.parse(source).body[0]
-            if hasattr(definition, "decorator_list"):
-                definition.decorator_list = [
-                    decorator for decorator in definition.decorator_list if ast.unparse(decorator) != "command"
-                ]
-            sources.append(ast.unparse(definition))
-            resolver.add(name, collect_references(definition))
+            source, references = converter.collect_definition(name)
+            sources.append(source)
+            resolver.add(name, references)
         converter.write_file(converter.app_path / f"{module_name}.py", preamble, resolver.gen_src(), "\n\n".join(sources))
 
     @hookimpl

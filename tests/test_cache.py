@@ -123,3 +123,18 @@ def test_different_query_strings_are_different_pages(client, make):
     second = html(client.get("/?page=2"))
     assert "Numbered 34" in first and "Numbered 34" not in second
     assert "Numbered 0" in second and "Numbered 0" not in first
+
+
+def test_feeds_are_cached_answer_conditional_gets_and_show_a_new_post_at_once(client, make):
+    make.entry("In the feed", tags=["django"])
+    for url in ("/atom/everything/", "/tags/django.atom"):
+        first = client.get(url)
+        assert first.status_code == 200 and "In the feed" in html(first)
+        assert "public" in first["Cache-Control"]
+        assert client.get(url)["X-Page-Cache"] == "hit"
+        assert client.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+    etag = client.get("/atom/everything/")["ETag"]
+    make.entry("Newer in the feed", tags=["django"])
+    changed = client.get("/atom/everything/", HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and "Newer in the feed" in html(changed)
+    assert "Newer in the feed" in html(client.get("/tags/django.atom"))
