@@ -3753,17 +3753,63 @@ class ConvertPlugin:
             return node.targets[0].id
         return ast.unparse(node)
 
+    @staticmethod
+    def import_time_calls(converter):
+        """Statements like `connect_change_signals()`: calls of names in linkblog.py made at import time."""
+        return [
+            node for node in converter.ast.body
+            if isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id in vars(converter.module)
+        ]
+
+    @staticmethod
+    def ninja_apis(converter):
+        """Names of the module-level django-ninja APIs (our own NinjaAPI instances)."""
+        return [
+            name for name, value in vars(converter.module).items()
+            if any(cls.__name__ == "NinjaAPI" for cls in type(value).__mro__)
+        ]
+
+    def api_members(self, converter):
+        """What belongs with the API: the functions its decorators register, and the import-time calls
+        of functions that use it (`register_kind(Entry, ...)`)."""
+        from nanodjango.convert.utils import collect_references
+
+        apis = set(self.ninja_apis(converter))
+        functions, calls = [], []
+        for node in converter.ast.body:
+            decorators = getattr(node, "decorator_list", [])
+            if any(ast.unparse(decorator).split(".")[0] in apis for decorator in decorators):
+                functions.append(node.name)
+        for node in self.import_time_calls(converter):
+            called, _ = converter.collect_definition(node.value.func.id)
+            if apis & collect_references(ast.parse(called).body[0]):
+                calls.append(node)
+        return functions, calls
+
     @hookimpl
     def convert_build_app_models(self, converter, resolver, extra_src):
         """Calls made at import time (`connect_change_signals()`, `register_converter(...)`) move with
-        the models: models.py is imported before anything else of the app, URL patterns included."""
+        the models: models.py is imported before anything else of the app, URL patterns included.
+        (Calls that register API endpoints go to api.py.)"""
         from nanodjango.convert.utils import collect_references
 
-        for node in converter.ast.body:
-            call = getattr(node, "value", None) if isinstance(node, ast.Expr) else None
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in vars(converter.module):
+        _, api_calls = self.api_members(converter)
+        for node in self.import_time_calls(converter):
+            if node not in api_calls:
                 extra_src.append(ast.unparse(node))
                 resolver.add_references(collect_references(node))
+
+    @hookimpl
+    def convert_build_app_views_done(self, converter):
+        """A NinjaAPI of our own goes to api.py with its endpoints (the converter only knows `@app.api`
+        and would leave them unused); urls.py then imports it from there."""
+        apis = self.ninja_apis(converter)
+        if apis:
+            functions, calls = self.api_members(converter)
+            self.write_module(converter, "api", [*apis, *functions], statements=calls)
 
     @hookimpl
     def convert_build_app_admin_done(self, converter):
@@ -3805,9 +3851,11 @@ class ConvertPlugin:
             )
 
     @staticmethod
-    def write_module(converter, module_name, names, preamble=""):
-        """Write app/MODULE_NAME.py with these top-level definitions and whatever they reference."""
+    def write_module(converter, module_name, names, preamble="", statements=()):
+        """Write app/MODULE_NAME.py with these top-level definitions (and statements), and whatever
+        they reference."""
         from nanodjango.convert.converter import Resolver
+        from nanodjango.convert.utils import collect_references
 
         resolver = Resolver(converter, f".{module_name}")
         sources = []
@@ -3815,6 +3863,9 @@ class ConvertPlugin:
             source, references = converter.collect_definition(name)
             sources.append(source)
             resolver.add(name, references)
+        for statement in statements:
+            sources.append(ast.unparse(statement))
+            resolver.add_references(collect_references(statement))
         converter.write_file(converter.app_path / f"{module_name}.py", preamble, resolver.gen_src(), "\n\n".join(sources))
 
     @hookimpl

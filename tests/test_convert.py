@@ -55,10 +55,11 @@ for path in ["/admin/", "/admin/linkblog/entry/", "/admin/linkblog/blogmark/", "
 print("ANSWERS" + json.dumps(answers))
 """
 
-# Feeds, archives and discovery pages; the API joins the comparison once it exists on main.
+# Feeds, archives, discovery pages and the API (404 in both until the API is on main).
 EXTRA_PATHS = [
     "/atom/everything/", "/atom/entries/", "/tags/django.atom", "/tags/django+python/",
     "/archive/", "/2024/", "/2024/Mar/", "/2024/Mar/1/", "/sitemap.xml", "/robots.txt",
+    "/api/items", "/api/tags", "/api/entries",
 ]
 
 
