@@ -19,10 +19,9 @@ print(entry.get_absolute_url())
 
 @pytest.fixture(scope="module")
 def seeded_server():
-    # Plain HTTP on loopback, as the proxy would forward it; the HTTPS rules are tested elsewhere.
-    env = production_environment(
-        fresh_database_url(conftest.POSTGRES), DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_SECURE_COOKIES="0"
-    )
+    # Chromium talks plain HTTP to it, so it would not send Secure cookies back: the admin login
+    # needs them off here (the HTTPS rules are tested in test_production.py).
+    env = production_environment(fresh_database_url(conftest.POSTGRES), DJANGO_SECURE_COOKIES="0")
     assert manage(env, "migrate", "--noinput").returncode == 0
     permalink = run_python(env, SEED).strip()
     created = manage({**env, "DJANGO_SUPERUSER_PASSWORD": "csp-pass-1"}, "createsuperuser", "--noinput", "--username", "author", "--email", "")

@@ -96,10 +96,22 @@ def server():
     server.stop()
 
 
-def test_the_production_server_redirects_plain_http_to_https(server):
+def test_hsts_and_secure_cookies_only_over_https_as_the_proxy_says(server):
     status, headers, _ = Browser(server.base).request("/", headers={"X-Forwarded-Proto": "http"})
-    assert status == 301
-    assert headers["Location"] == f"https://127.0.0.1:{server.port}/"
+    assert status == 200  # the proxy, not the app, redirects plain HTTP
+    assert "Strict-Transport-Security" not in headers
+    status, headers, _ = Browser(server.base).request("/admin/login/")
+    assert "Strict-Transport-Security" in headers
+    assert headers["Set-Cookie"].startswith("csrftoken=") and "; Secure" in headers["Set-Cookie"]
+
+
+@pytest.mark.django_db
+def test_the_app_redirects_to_https_itself_when_told_to(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    response = client.get("/tags/")
+    assert response.status_code == 301
+    assert response["Location"] == "https://testserver/tags/"
+    assert client.get("/tags/", HTTP_X_FORWARDED_PROTO="https").status_code == 200
 
 
 def test_the_production_server_sends_security_headers_and_caches_pages(server):
