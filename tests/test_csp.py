@@ -60,6 +60,9 @@ def test_public_pages_raise_no_csp_violation(seeded_server, watched_tab):
         tab.wait_for_load_state("networkidle")
         # The stylesheet (a 'self' resource) really applied.
         assert tab.evaluate("getComputedStyle(document.body).margin") != "8px"
+    # The API's interactive docs (Swagger UI from our own static files) run under the same policy.
+    tab.goto(server.base + "/api/docs")
+    tab.locator(".swagger-ui .opblock").first.wait_for()
     # The example.com image is allowed (https:) but unreachable offline: only CSP matters here.
     assert not [problem for problem in problems if "CSP" in problem or "Content Security Policy" in problem], problems
 
