@@ -4,7 +4,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,29 +11,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 
+from postgres_server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def fresh_database_url(postgres):
-    """A new empty database: a SQLite file in a temp dir, or a new database on the test PostgreSQL server."""
-    if postgres is None:
-        return "sqlite:///" + str(Path(tempfile.mkdtemp(prefix="linkblog-server-")) / "db.sqlite3")
-    import psycopg
-
-    name = f"linkblog_{uuid.uuid4().hex[:12]}"
-    admin_url = postgres.url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return postgres.url.rsplit("/", 1)[0] + "/" + name
 
 
 def production_environment(database_url, **extra):

@@ -2,7 +2,8 @@
 
 import pytest
 from playwright.sync_api import expect
-from production_server import ProductionServer, fresh_database_url, manage, production_environment, run_python
+from api_server import fresh_database_url
+from production_server import ProductionServer, manage, production_environment, run_python
 
 import conftest
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from postgres_server import PostgresServer
-from production_server import ROOT, fresh_database_url, manage, production_environment
+from api_server import fresh_database_url
+from production_server import ROOT, manage, production_environment
 
 import conftest
 

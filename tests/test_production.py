@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from production_server import ROOT, Browser, ProductionServer, fresh_database_url, manage, production_environment
+from api_server import fresh_database_url
+from production_server import ROOT, Browser, ProductionServer, manage, production_environment
 
 import conftest
 
