@@ -3610,6 +3610,15 @@ def serve_production_command(args):
 # --- Convert: hooks that let `nanodjango convert linkblog.py OUT --name=NAME` make a working project
 
 
+class AppNameAsLabel(ast.NodeTransformer):
+    """`app.app_name` (table names in SQL) is the app label, which the converted app keeps."""
+
+    def visit_Attribute(self, node):
+        if node.attr == "app_name" and ast.unparse(node.value) == "app":
+            return ast.copy_location(ast.Constant(app.app_name), node)
+        return self.generic_visit(node)
+
+
 class ConvertPlugin:
     """What nanodjango's converter (0.17.1) does not do on its own, done for this file (README: Converting).
 
@@ -3621,7 +3630,7 @@ class ConvertPlugin:
 
     # Only meaningful in the single file: a converted project has manage.py and NAME/wsgi.py instead;
     # startproject's settings.py defines its own BASE_DIR (the project root).
-    SINGLE_FILE_ONLY = {"ConvertPlugin", "BASE_DIR", "main", "command", "COMMANDS", "wsgi_application", "serve_production_command"}
+    SINGLE_FILE_ONLY = {"ConvertPlugin", "AppNameAsLabel", "BASE_DIR", "main", "command", "COMMANDS", "wsgi_application", "serve_production_command"}
 
     @hookimpl
     def convert_init(self, converter):
@@ -3632,21 +3641,28 @@ class ConvertPlugin:
 
     @staticmethod
     def without_single_file_decorators(collect_definition):
-        """A function copied into another module loses `@app.templatetag...` and `@command`: the
-        template library and the management commands are written separately."""
+        """A function copied into another module loses `@app.templatetag...` and `@command` (the
+        template library and the management commands are written separately), and `app.app_name`
+        becomes the app label it stands for."""
         from nanodjango.convert.utils import collect_references
 
         def is_single_file_decorator(decorator):
             source = ast.unparse(decorator)
             return source == "command" or source.startswith("app.templatetag.")
 
+        def is_app_name(node):
+            return isinstance(node, ast.Attribute) and node.attr == "app_name" and ast.unparse(node.value) == "app"
+
         def collect(name):
             source, references = collect_definition(name)
             definition = ast.parse(source).body[0]
             decorators = getattr(definition, "decorator_list", [])
-            if not any(is_single_file_decorator(decorator) for decorator in decorators):
+            uses_app_name = any(is_app_name(node) for node in ast.walk(definition))
+            if not uses_app_name and not any(is_single_file_decorator(decorator) for decorator in decorators):
                 return source, references
-            definition.decorator_list = [decorator for decorator in decorators if not is_single_file_decorator(decorator)]
+            if hasattr(definition, "decorator_list"):
+                definition.decorator_list = [decorator for decorator in decorators if not is_single_file_decorator(decorator)]
+            definition = AppNameAsLabel().visit(definition)
             return ast.unparse(definition), collect_references(definition)
 
         return collect
@@ -3698,12 +3714,13 @@ class ConvertPlugin:
 
     @hookimpl
     def convert_collect_imports(self, converter):
-        """Imports under another name (`timezone as dt_timezone`): the converter only knows the original."""
-        for node in ast.walk(converter.ast):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                for alias in node.names:
-                    if alias.asname:
-                        converter.imports[alias.asname] = ast.unparse(type(node)(**{**vars(node), "names": [alias]}))
+        """Imports under another name: the converter files `ValidationError as NinjaValidationError`
+        under `ValidationError`, hiding Django's. Refile every import, in file order, under the name
+        the code uses."""
+        imports = [node for node in ast.walk(converter.ast) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        for node in sorted(imports, key=lambda node: (node.lineno, node.col_offset)):
+            for alias in node.names:
+                converter.imports[alias.asname or alias.name] = ast.unparse(type(node)(**{**vars(node), "names": [alias]}))
 
     @hookimpl
     def convert_build_settings(self, converter, resolver, settings_ast):
@@ -3757,12 +3774,18 @@ class ConvertPlugin:
     @staticmethod
     def import_time_calls(converter):
         """Statements like `connect_change_signals()`: calls of names in linkblog.py made at import time."""
+        def called_name(call):  # `connect_signals` for connect_signals(), `post_migrate` for post_migrate.connect()
+            function = call.func
+            while isinstance(function, ast.Attribute):
+                function = function.value
+            return function.id if isinstance(function, ast.Name) else None
+
         return [
             node for node in converter.ast.body
             if isinstance(node, ast.Expr)
             and isinstance(node.value, ast.Call)
-            and isinstance(node.value.func, ast.Name)
-            and node.value.func.id in vars(converter.module)
+            and called_name(node.value) in vars(converter.module)
+            and called_name(node.value) != converter.app._instance_name  # app.route(...): the converter's
         ]
 
     @staticmethod
@@ -3785,6 +3808,8 @@ class ConvertPlugin:
             if any(ast.unparse(decorator).split(".")[0] in apis for decorator in decorators):
                 functions.append(node.name)
         for node in self.import_time_calls(converter):
+            if not isinstance(node.value.func, ast.Name):
+                continue
             called, _ = converter.collect_definition(node.value.func.id)
             if apis & collect_references(ast.parse(called).body[0]):
                 calls.append(node)
@@ -3870,6 +3895,21 @@ class ConvertPlugin:
         converter.write_file(converter.app_path / f"{module_name}.py", preamble, resolver.gen_src(), "\n\n".join(sources))
 
     @hookimpl
+    def convert_build_app_unused(self, converter, resolver, extra_src):
+        """What no page, model or admin uses (the search index's SQL, which the migration reaches
+        through the app's models module) goes to models.py: in the single file, the models module
+        is the whole file."""
+        leftovers = set(vars(converter.module)) - converter.used - set(converter.imports)
+        leftovers = [name for name in leftovers if not name.startswith("_") and name != converter.app._instance_name]
+        if not leftovers:
+            return
+        models_py = converter.app_path / "models.py"
+        existing = models_py.read_text()
+        self.write_module(converter, "models", leftovers)
+        models_py.write_text(existing + "\n\n" + models_py.read_text())
+        extra_src.append("# moved to models.py")  # the converter writes no unused.py when a hook adds source
+
+    @hookimpl
     def convert_build_end(self, converter):
         """Definitions copied into a module come before the models and views that they may reference
         at import time (`POST_MODELS = {"entry": Entry, ...}`): put each module back in this file's order."""
@@ -3877,6 +3917,8 @@ class ConvertPlugin:
         for path in [*converter.app_path.glob("*.py"), *converter.app_path.glob("templatetags/*.py")]:
             tree = ast.parse(path.read_text())
             imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+            if path.name == "models.py":  # leftovers written there import its own names: drop those
+                imports = [node for node in imports if not (isinstance(node, ast.ImportFrom) and node.level == 1 and node.module == "models")]
             if path.parent.name == "templatetags":  # `from .models import X` is one level up from there
                 for node in imports:
                     if isinstance(node, ast.ImportFrom) and node.level == 1:

@@ -56,11 +56,11 @@ for path in ["/admin/", "/admin/linkblog/entry/", "/admin/linkblog/blogmark/", "
 print("ANSWERS" + json.dumps(answers))
 """
 
-# Feeds, archives, discovery pages and the API (404 in both until the API is on main).
+# Feeds, archives, discovery pages, search and the API.
 EXTRA_PATHS = [
     "/atom/everything/", "/atom/entries/", "/tags/django.atom", "/tags/django+python/",
     "/archive/", "/2024/", "/2024/Mar/", "/2024/Mar/1/", "/sitemap.xml", "/robots.txt",
-    "/api/items", "/api/tags", "/api/entries",
+    "/api/items", "/api/tags", "/api/entries", "/search/?q=converting", "/api/items?q=words",
 ]
 
 
@@ -118,6 +118,7 @@ def test_the_converted_project_serves_the_same_site(converted):
     assert "Secret draft" not in expected["/"][1]
     assert expected["after a write"] == [200, "True"]
     assert expected["/atom/everything/"][0] == 200 and "Converting a project" in expected["/atom/everything/"][1]
+    assert "/converting-a-project/" in expected["/search/?q=converting"][1] and "Words." in expected["/api/items?q=words"][1]
     assert list(actual) == list(expected)
     for path in expected:
         assert actual[path] == expected[path], path
