@@ -4,8 +4,25 @@ linkblog: a personal link blog in one nanodjango file.
 Three kinds of post (entries, blogmarks and quotations), all tagged, mixed
 together on the home page and on every tag page, newest first.
 
-Read it top to bottom: settings, models, Markdown, admin, pages, then the
-entry point. Templates live in templates/, the stylesheet in static/.
+Read it top to bottom; each section starts with a `# --- Name:` line:
+
+    Settings        the environment decides everything a deployment changes
+    Markdown        rendered once on save, sanitized with an allowlist
+    Models          Tag, and Entry / Blogmark / Quotation on one abstract Post
+    Admin           where the author writes
+    Pages           home, tag pages (and combinations), permalinks
+    Feeds           Atom for everything, each kind, each tag
+    Archives        years, months, days
+    Search          query language, ranked search, its index, facets, the page
+    Discovery       related tags, tag cloud, random, sitemap, robots.txt, cards
+    API             /api/ with django-ninja: read, write, tags, tokens
+    Serving         security headers, the shared page cache, the WSGI handler
+    Import/export   NDJSON, bookmarks, Pinboard and feeds; the admin pages
+    Commands        `python linkblog.py token|import|export|serve-production`
+    Convert         hooks that keep `nanodjango convert` working
+
+Templates live in templates/ (one base, one partial per kind of post), the
+stylesheet in static/, the migrations in migrations/.
 
     nanodjango run linkblog.py          # development server, migrates first
 """
