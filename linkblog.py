@@ -190,7 +190,7 @@ from django.db.models.expressions import RawSQL  # noqa: E402
 from django.db.models.functions import Cast, Coalesce, ExtractYear, Substr  # noqa: E402
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate  # noqa: E402
 from django.dispatch import Signal  # noqa: E402
-from django.http import Http404  # noqa: E402
+from django.http import Http404, HttpResponse  # noqa: E402
 from django.shortcuts import redirect, render  # noqa: E402
 from django.urls import register_converter, reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -2471,6 +2471,18 @@ def merge_tag(request, tag: TagInPath, payload: TagMerge):
 
 
 app.route("api/", include=api.urls)
+
+
+# --- Benchmark: a hello-world view through the whole stack, the ceiling bench/run.py compares with
+
+
+def bench_hello(request):
+    """The cheapest page the app can serve: same middleware, no database, no template."""
+    return HttpResponse("Hello, world!\n", content_type="text/plain")
+
+
+if env_bool("LINKBLOG_BENCH", False):  # never routed in a normal deployment
+    app.route("/bench/hello/", name="bench_hello")(bench_hello)
 
 
 # --- Serving: security headers, the shared page cache, and the WSGI handler built once per worker
