@@ -22,7 +22,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
-from functools import wraps
+from functools import lru_cache, wraps
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -53,6 +53,14 @@ def env_list(name, default):
     """Read a comma-separated environment variable into a list."""
     value = os.environ.get(name, "")
     return [item.strip() for item in value.split(",") if item.strip()] or default
+
+
+def cached_template_loaders(templates):
+    """nanodjango lists its template loaders bare, so every include is parsed again on every request;
+    Django's cached loader keeps each parsed template (and runserver still reloads edited ones)."""
+    options = templates[0]["OPTIONS"]
+    options["loaders"] = [("django.template.loaders.cached.Loader", options["loaders"])]
+    return templates
 
 
 def database_settings():
@@ -137,6 +145,7 @@ app = Django(
     ALLOWED_HOSTS=env_list("DJANGO_ALLOWED_HOSTS", ["*"] if DEBUG else ["localhost", "127.0.0.1"]),
     CSRF_TRUSTED_ORIGINS=env_list("CSRF_TRUSTED_ORIGINS", []),
     DATABASES={"default": database_settings()},
+    TEMPLATES=cached_template_loaders,
     CACHES=cache_settings(),
     # Security headers and HTTPS. In production the site sits behind a proxy that terminates TLS.
     # The proxy redirects HTTP to HTTPS itself (README), so the app answers what reaches it.
@@ -311,6 +320,13 @@ def plain_text(html):
 # --- Models: tags, and three kinds of post sharing one abstract base ----------------------
 
 
+@lru_cache(maxsize=20_000)
+def cached_reverse(name, *args):
+    """reverse() for the links every listing repeats (each post's and each tag's): a URL depends only
+    on its name and arguments, and reverse() cost more than the rest of rendering a post."""
+    return reverse(name, args=args)
+
+
 class Tag(models.Model):
     tag = models.SlugField(max_length=64, unique=True, help_text="Lower case, e.g. django")
     description = models.TextField(blank=True, help_text="Markdown, shown on the tag page")
@@ -331,7 +347,7 @@ class Tag(models.Model):
         super().save(*args, **kwargs)
 
     def get_absolute_url(self):
-        return reverse("tag_page", args=[self.tag])
+        return cached_reverse("tag_page", self.tag)
 
 
 class TagRedirect(models.Model):
@@ -375,10 +391,7 @@ class Post(models.Model):
 
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
-        return reverse(
-            "permalink",
-            args=[created.year, MONTHS[created.month - 1], created.day, self.slug],
-        )
+        return cached_reverse("permalink", created.year, MONTHS[created.month - 1], created.day, self.slug)
 
     def render(self):
         """Store everything pages show, so that a page view never runs Markdown."""
