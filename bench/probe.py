@@ -50,7 +50,8 @@ def count_queries(path):
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    client = Client(HTTP_HOST="127.0.0.1", raise_request_exception=False)
+    # As production's TLS-terminating proxy sends it (plain HTTP would be redirected).
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https", raise_request_exception=False)
     client.get(path)
     with CaptureQueriesContext(connection) as captured:
         response = client.get(path)

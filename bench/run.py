@@ -17,6 +17,7 @@ Numbers on a shared machine are noisy: compare ratios measured in the same run.
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -28,8 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,8 +40,10 @@ DATA = RESULTS / "data"
 
 # Until README documents a production command, the one the lead gave for issue 6.
 INTERIM_SERVER_COMMAND = "gunicorn 'linkblog:wsgi_application()' -w 2 -b 127.0.0.1:8000"
-# The environment switch that turns the page cache off (issue 6); None while there is none.
-CACHE_OFF_ENV = None
+# The environment switch of the page cache (issue 6), when linkblog.py has it.
+PAGE_CACHE_ENV = "LINKBLOG_PAGE_CACHE"
+# Production sits behind a TLS-terminating proxy that says so in this header (and redirects plain HTTP).
+PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
 IMPORT_BENCH = BENCH / "import_bench.py"
 CEILING = "ceiling (hello world)"
 
@@ -56,13 +58,16 @@ def free_port():
 
 
 def http_status(url, timeout=30):
+    """The status of one GET (redirects not followed), as production's proxy would send it; None if no answer."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        connection.request("GET", parts.path + ("?" + parts.query if parts.query else ""), headers=PROXY_HEADERS)
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException):
         return None
+    finally:
+        connection.close()
 
 
 def wait_for(url, seconds, process=None):
@@ -99,32 +104,36 @@ def readme_code_lines():
 
 
 def server_command(port):
-    """README's production gunicorn command with its bind address moved to our free port."""
-    documented = [line for line in readme_code_lines() if re.search(r"(^|\s)gunicorn\s", line)]
-    command = documented[0] if documented else INTERIM_SERVER_COMMAND
-    command = re.sub(r"^.*?(?=\bgunicorn\s)", "", command)  # drop env assignments / `cd x &&`
-    words = shlex.split(command)
-    for flag in ("-b", "--bind"):
-        if flag in words:
-            words[words.index(flag) + 1] = f"127.0.0.1:{port}"
-            break
+    """README's production command (serve-production, or gunicorn), listening on our free port."""
+    documented = [line for line in readme_code_lines() if re.search(r"\bserve-production\b|(^|\s)gunicorn\s", line)]
+    words = shlex.split(documented[0] if documented else INTERIM_SERVER_COMMAND)
+    while words and re.match(r"^[A-Z_]+=", words[0]):
+        words.pop(0)  # VAR=value prefixes: server_env() sets the environment
+    address = f"127.0.0.1:{port}"
+    if any(re.fullmatch(r"[\w.-]+:\d+", word) for word in words):
+        words = [address if re.fullmatch(r"[\w.-]+:\d+", word) else word for word in words]
     else:
-        words += ["-b", f"127.0.0.1:{port}"]
-    return words, ("README" if documented else "interim (README documents no gunicorn command yet)")
+        words += [address] if "serve-production" in words else ["-b", address]
+    return words, ("README" if documented else "interim (README documents no production command yet)")
 
 
-def server_env(database_url, cache):
+def server_env(database_url, cache, cache_dir=None):
     env = dict(os.environ)
     env.update(
+        LINKBLOG_CACHE_DIR=cache_dir or tempfile.gettempdir(),
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DATABASE_URL=database_url,
         LINKBLOG_BENCH="1",
     )
-    if not cache and CACHE_OFF_ENV:
-        name, _, value = CACHE_OFF_ENV.partition("=")
-        env[name] = value
+    if page_cache_switch():
+        env[PAGE_CACHE_ENV] = "true" if cache else "false"
     return env
+
+
+def page_cache_switch():
+    """True once linkblog has the page cache switch (issue 6)."""
+    return PAGE_CACHE_ENV in (ROOT / "linkblog.py").read_text()
 
 
 def manage(env, *args):
@@ -188,7 +197,8 @@ def to_ms(text):
 
 def wrk(url, duration, connections):
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+         *[f"-H{name}: {value}" for name, value in PROXY_HEADERS.items()], url],
         capture_output=True, text=True, check=True,
     ).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
@@ -232,14 +242,19 @@ def probe(env):
 
 def measure_size(size, seed, cache, duration, connections):
     database_url = f"sqlite:///{dataset_file(size, seed)}"
-    env = server_env(database_url, cache)
+    with tempfile.TemporaryDirectory(prefix="linkblog-bench-cache-") as cache_dir:
+        return measure_server(size, server_env(database_url, cache, cache_dir), cache, duration, connections)
+
+
+def measure_server(size, env, cache, duration, connections):
     manage(env, "migrate", "--noinput")  # applies index migrations newer than the cached data set
     probed = probe(env)
     rows = {}
     with Server(env) as server:
         for name, url in probed["urls"].items():
-            row = {"path": url["path"], "status": url["status"], "queries": url["queries"]}
-            if url["status"] != 200:
+            status = http_status(server.base + url["path"])
+            row = {"path": url["path"], "status": status, "queries": url["queries"]}
+            if status != 200:
                 row["available"] = False
             else:
                 wrk(server.base + url["path"], 1, connections)  # warm-up, discarded
@@ -274,7 +289,7 @@ def print_row(name, row, ceiling, flush=False):
 
 def print_heading(size, cache):
     mode = "on" if cache else "off"
-    if CACHE_OFF_ENV is None:
+    if not page_cache_switch():
         mode += " (no switch yet: on and off are the same server)"
     print(f"\n== {size:,} posts, page cache {mode}\n{HEADER}", flush=True)
 
@@ -405,7 +420,7 @@ def main(argv=None):
         "machine": machine(),
         "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                      text=True).stdout.strip(),
-        "settings": vars(args) | {"cache_off_env": CACHE_OFF_ENV},
+        "settings": vars(args) | {"page_cache_switch": page_cache_switch()},
         "runs": runs,
     }
     if not args.skip_extras:
