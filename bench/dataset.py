@@ -36,17 +36,40 @@ DRAFT_RATE = 0.005
 FIRST_DAY = datetime(2006, 1, 1, tzinfo=timezone.utc)
 YEARS = 20
 
-WORDS = """
+# Words as in English: a few function words make up nearly half of any text, and the rest follow a
+# long tail (Zipf), so a search for two ordinary words matches a few hundred posts, not all of them.
+FUNCTION_WORDS = """
 the a of to and in is that for it with as on be this are by or from at not you can but have
-which we will an more one all if their they has about was so what there when can been use like
-just into than other some them only how then its also new these would make could our way time
-people work first most need should data model code database query page server request response
-python django sqlite postgres index cache template view middleware feed search tag post blog
-link quote entry release version library tool project open source web browser javascript css
+which we will an more one all if their they has about was so what there when been like just
+into than other some them only how then its also these would could our way
+""".split()
+REAL_WORDS = """
+time people work first most need should data model code database query page server request
+response python django sqlite postgres index cache template view middleware feed search tag post
+blog link quote entry release version library tool project open source web browser javascript css
 html api json http client test benchmark memory latency throughput worker process thread async
 language model prompt token context agent llm embedding vector training inference weights paper
 research interesting useful neat trick pattern design small fast simple robust clever detail
 """.split()
+SYLLABLES = "ka lo mi ter on ex pra vel sun dor bri ta mon gal fen ru cho per lin sa".split()
+FUNCTION_SHARE = 0.45
+
+
+def content_words():
+    """The long-tail vocabulary: real words first (most frequent), then made-up ones."""
+    words = list(dict.fromkeys(REAL_WORDS))
+    for first in SYLLABLES:
+        for second in SYLLABLES:
+            for third in SYLLABLES:
+                if first != second != third:
+                    words.append(first + second + third)
+    return words[:6000]
+
+
+CONTENT_WORDS = content_words()
+# Two words of the middle of the tail: each is in a few percent of posts.
+SEARCH_WORDS = (CONTENT_WORDS[60], CONTENT_WORDS[120])
+WORDS = REAL_WORDS  # for tag names
 
 TOPICS = """
 python django sqlite postgresql javascript css html web-performance security datasette llms ai
@@ -110,9 +133,15 @@ class TagChooser:
 class Writer:
     def __init__(self, rng):
         self.rng = rng
+        self.cumulative = list(accumulate(1 / (rank + 3) for rank in range(len(CONTENT_WORDS))))
+
+    def word(self):
+        if self.rng.random() < FUNCTION_SHARE:
+            return self.rng.choice(FUNCTION_WORDS)
+        return CONTENT_WORDS[bisect(self.cumulative, self.rng.random() * self.cumulative[-1])]
 
     def words(self, low, high):
-        return " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(low, high)))
+        return " ".join(self.word() for _ in range(self.rng.randint(low, high)))
 
     def title(self, low=3, high=9):
         return self.words(low, high).capitalize()
@@ -130,7 +159,7 @@ class Writer:
         if roll < 0.15:
             text += f" [{self.words(1, 4)}]({self.url()})"
         elif roll < 0.25:
-            text += f" `{self.rng.choice(WORDS)}()`"
+            text += f" `{self.word()}()`"
         elif roll < 0.30:
             text += f" **{self.words(1, 3)}**"
         return text[0].upper() + text[1:] + "."
@@ -139,8 +168,8 @@ class Writer:
         return " ".join(self.sentence() for _ in range(self.rng.randint(low, high)))
 
     def code_block(self):
-        lines = [f"def {self.rng.choice(WORDS)}_view(request):"]
-        lines += [f"    {self.rng.choice(WORDS)} = {self.rng.choice(WORDS)}({self.rng.randint(1, 99)})"
+        lines = [f"def {self.word()}_view(request):"]
+        lines += [f"    {self.word()} = {self.word()}({self.rng.randint(1, 99)})"
                   for _ in range(self.rng.randint(2, 8))]
         return "```python\n" + "\n".join(lines) + "\n```"
 
