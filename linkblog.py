@@ -621,9 +621,14 @@ def load_posts(rows):
     return [loaded[row["kind"], row["pk"]] for row in rows]
 
 
+def count_mixed_posts(querysets):
+    """How many rows mixed_posts(querysets) has, counted kind by kind: each kind's count can read one
+    index, where a count over the UNION reads every row of every table (3 ms against 45 ms at 100k)."""
+    return sum(queryset.count() for queryset in querysets.values())
+
+
 class MixedPostsPaginator(Paginator):
-    """Pages of mixed_posts(querysets), counted kind by kind: each kind's count reads one index, where
-    a count over the UNION reads every row of every table (3 ms against 45 ms at 100k posts)."""
+    """Pages of mixed_posts(querysets), counted with count_mixed_posts()."""
 
     def __init__(self, querysets, per_page):
         super().__init__(mixed_posts(querysets), per_page)
@@ -631,7 +636,7 @@ class MixedPostsPaginator(Paginator):
 
     @cached_property
     def count(self):
-        return sum(queryset.count() for queryset in self.querysets.values())
+        return count_mixed_posts(self.querysets)
 
 
 def paginate(request, queryset):
