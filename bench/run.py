@@ -197,7 +197,7 @@ def to_ms(text):
 
 def wrk(url, duration, connections):
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
          *[f"-H{name}: {value}" for name, value in PROXY_HEADERS.items()], url],
         capture_output=True, text=True, check=True,
     ).stdout
@@ -206,8 +206,9 @@ def wrk(url, duration, connections):
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50_ms": round(to_ms(latency["50"]), 2),
-        "p99_ms": round(to_ms(latency["99"]), 2),
+        # No latencies when no request finished within wrk's timeout.
+        "p50_ms": round(to_ms(latency["50"]), 2) if latency else None,
+        "p99_ms": round(to_ms(latency["99"]), 2) if latency else None,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "timeouts": int(errors.group(4)) if errors else 0,
     }
@@ -259,6 +260,8 @@ def measure_server(size, env, cache, duration, connections):
             else:
                 wrk(server.base + url["path"], 1, connections)  # warm-up, discarded
                 row.update(available=True, **wrk(server.base + url["path"], duration, connections))
+                if name == "search":  # the latency of one reader alone, without queueing behind others
+                    row["p50_ms_one_connection"] = wrk(server.base + url["path"], duration, 1)["p50_ms"]
                 row["peak_worker_rss_mb"] = server.peak_worker_rss_mb()
             rows[name] = row
             print_row(name, row, rows.get(CEILING), flush=True)
@@ -283,7 +286,8 @@ def print_row(name, row, ceiling, flush=False):
         return
     ratio = f"{row['rps'] / ceiling['rps']:.0%}" if ceiling and ceiling.get("rps") else "-"
     warning = f"  ({row['non_2xx']} non-2xx!)" if row["non_2xx"] else ""
-    print(f"{name:<24} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {ratio:>8} "
+    p50, p99 = (f"{row[key]:.2f}" if row[key] is not None else "-" for key in ("p50_ms", "p99_ms"))
+    print(f"{name:<24} {row['rps']:>8.0f} {p50:>8} {p99:>8} {ratio:>8} "
           f"{row['queries']:>8} {row['peak_worker_rss_mb']:>7}{warning}", flush=flush)
 
 
@@ -373,18 +377,22 @@ def check_targets(runs):
         slower = first["rps"] / last["rps"]
         results.append(("cache off: tag page last within 2x of first", slower <= 2, f"{slower:.2f}x"))
     search = off.get("search", {})
-    results.append(("search p50 < 20 ms", None if not search.get("available") else search["p50_ms"] < 20,
-                    f"{search['p50_ms']} ms" if search.get("available") else "not available"))
+    search_p50 = search.get("p50_ms_one_connection") if search.get("available") else None
+    results.append(("search p50 < 20 ms (one connection)", None if search_p50 is None else search_p50 < 20,
+                    "not available" if search_p50 is None else f"{search_p50} ms"))
     rss = max((row.get("peak_worker_rss_mb", 0) for run in runs for row in run["urls"].values()), default=0)
     results.append(("worker peak RSS < 120 MB", rss < 120, f"{rss} MB"))
     if largest != smallest:
+        # Time per request relative to the same run's ceiling, so that a busier machine in one
+        # run does not read as growth.
         for cache in (True, False):
             small, big = pick.get((smallest, cache), {}), pick.get((largest, cache), {})
             for name, row in big.items():
-                if name == CEILING or not row.get("available") or not small.get(name, {}).get("available"):
+                before = small.get(name, {}).get("ratio_to_ceiling")
+                if name == CEILING or not row.get("ratio_to_ceiling") or not before:
                     continue
-                growth = row["p50_ms"] / small[name]["p50_ms"]
-                results.append((f"flat growth, cache {'on' if cache else 'off'}: {name} p50 at {largest:,} "
+                growth = before / row["ratio_to_ceiling"]
+                results.append((f"flat growth, cache {'on' if cache else 'off'}: {name} at {largest:,} posts "
                                 f"within 1.5x of {smallest:,}", growth <= 1.5, f"{growth:.2f}x"))
     return results
 
