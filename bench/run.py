@@ -13,6 +13,8 @@ times a 100k-post import and the first launch of a fresh clone, checks the targe
 and writes everything to bench/results/<timestamp>.json.
 
 Numbers on a shared machine are noisy: compare ratios measured in the same run.
+`python bench/run.py --markdown bench/results/<timestamp>.json [SIZE]` prints a saved run as the
+Markdown table README shows.
 """
 
 import argparse
@@ -407,7 +409,34 @@ def print_targets(results):
 # --- Main ---------------------------------------------------------------------------------------------------------
 
 
+def markdown_table(report, size):
+    """The README table for one size of a saved report: cache off and on side by side."""
+    runs = {run["cache"]: run["urls"] for run in report["runs"] if run["posts"] == size}
+    modes = [cache for cache in (False, True) if cache in runs]
+    heading = "| URL | " + " | ".join(
+        f"cache {'on' if cache else 'off'}: req/s | p50 / p99 ms | of ceiling" for cache in modes)
+    heading += " | SQL queries" + (" (off / on)" if len(modes) > 1 else "") + " |"
+    lines = [heading, "|" + " --- |" * (2 + 3 * len(modes))]
+    for name, first in runs[modes[0]].items():
+        cells = []
+        for cache in modes:
+            row = runs[cache][name]
+            if not row.get("available"):
+                cells += ["not available", "", ""]
+                continue
+            latency = f"{row['p50_ms']} / {row['p99_ms']}" if row["p50_ms"] is not None else "-"
+            cells += [f"{row['rps']:,.0f}", latency, f"{row.get('ratio_to_ceiling', 0):.0%}"]
+        queries = " / ".join(str(runs[cache][name]["queries"]) for cache in modes)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {queries} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
+    if argv is None and sys.argv[1:2] == ["--markdown"]:
+        report = json.loads(Path(sys.argv[2]).read_text())
+        size = int(sys.argv[3]) if len(sys.argv) > 3 else max(run["posts"] for run in report["runs"])
+        print(markdown_table(report, size))
+        return
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated post counts")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per URL")
