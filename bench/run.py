@@ -203,14 +203,14 @@ def wrk(url, duration, connections):
          *[f"-H{name}: {value}" for name, value in PROXY_HEADERS.items()], url],
         capture_output=True, text=True, check=True,
     ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s))\s*$", output, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         # No latencies when no request finished within wrk's timeout.
-        "p50_ms": round(to_ms(latency["50"]), 2) if latency else None,
-        "p99_ms": round(to_ms(latency["99"]), 2) if latency else None,
+        "p50_ms": round(to_ms(latency["50"]), 2) if "50" in latency else None,
+        "p99_ms": round(to_ms(latency["99"]), 2) if "99" in latency else None,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "timeouts": int(errors.group(4)) if errors else 0,
     }
