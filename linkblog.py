@@ -2313,9 +2313,11 @@ def filter_posts(request, model, filters):
     return posts
 
 
-def page_of(queryset, page, load=list):
-    """One slice of a newest-first list and the total count: two queries, plus `load`'s."""
-    return {"count": queryset.count(), "items": load(queryset[page.offset : page.offset + page.limit])}
+def page_of(queryset, page, load=list, count=None):
+    """One slice of a newest-first list and the total count (`count()` unless the caller has a
+    cheaper way): two queries, plus `load`'s."""
+    count = queryset.count if count is None else count
+    return {"count": count(), "items": load(queryset[page.offset : page.offset + page.limit])}
 
 
 @api.get("/items", auth=READERS, response=responses(200, ItemsPage, *READ_ERRORS), tags=["Posts of every kind"],
@@ -2328,7 +2330,7 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     if filters.q.strip():
         results, _ = search_posts(filters.q, querysets)
         return page_of(results, page, load_posts)
-    return page_of(mixed_posts(querysets), page, load_posts)
+    return page_of(mixed_posts(querysets), page, load_posts, count=lambda: count_mixed_posts(querysets))
 
 
 def get_post(request, model, post_id):

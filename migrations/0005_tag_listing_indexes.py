@@ -10,14 +10,14 @@ KINDS = ["entry", "blogmark", "quotation"]
 def tag_post_index(kind):
     table, name = f"linkblog_{kind}_tags", f"linkblog_{kind}_tags_tag_post"
     return migrations.RunSQL(
-        sql=f'CREATE INDEX "{name}" ON "{table}" ("tag_id", "{kind}_id")',
-        reverse_sql=f'DROP INDEX "{name}"',
+        sql=f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("tag_id", "{kind}_id")',
+        reverse_sql=f'DROP INDEX IF EXISTS "{name}"',
     )
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("linkblog", "0002_post_ordering_and_slug_required"),
+        ("linkblog", "0004_search_index"),
     ]
 
     operations = [tag_post_index(kind) for kind in KINDS]
