@@ -272,7 +272,7 @@ def measure_server(size, env, cache, duration, connections):
     ceiling = rows[CEILING].get("rps")
     for row in rows.values():
         if row.get("available") and ceiling:
-            row["ratio_to_ceiling"] = round(row["rps"] / ceiling, 3)
+            row["ratio_to_ceiling"] = round(row["rps"] / ceiling, 4)
     return {"posts": size, "cache": cache, "server_command": command, "server_command_source": source,
             "big_tag": probed["big_tag"], "big_tag_posts": probed["big_tag_posts"], "urls": rows}
 
@@ -286,7 +286,7 @@ def print_row(name, row, ceiling, flush=False):
     if not row.get("available"):
         print(f"{name:<24} not available (HTTP {row['status']} at {row['path']})", flush=flush)
         return
-    ratio = f"{row['rps'] / ceiling['rps']:.0%}" if ceiling and ceiling.get("rps") else "-"
+    ratio = f"{row['rps'] / ceiling['rps']:.1%}" if ceiling and ceiling.get("rps") else "-"
     warning = f"  ({row['non_2xx']} non-2xx!)" if row["non_2xx"] else ""
     p50, p99 = (f"{row[key]:.2f}" if row[key] is not None else "-" for key in ("p50_ms", "p99_ms"))
     print(f"{name:<24} {row['rps']:>8.0f} {p50:>8} {p99:>8} {ratio:>8} "
@@ -368,7 +368,7 @@ def check_targets(runs):
         row = rows.get(name, {})
         ratio = row.get("ratio_to_ceiling")
         results.append((f"{label}: {name} >= {minimum:.0%} of ceiling", None if ratio is None else ratio >= minimum,
-                        "not available" if ratio is None else f"{ratio:.0%}"))
+                        "not available" if ratio is None else f"{ratio:.1%}"))
 
     for name in ("home", "tag page 1", "feed"):
         ratio_target("cache on", on, name, 0.5)
@@ -425,7 +425,7 @@ def markdown_table(report, size):
                 cells += ["not available", "", ""]
                 continue
             latency = f"{row['p50_ms']} / {row['p99_ms']}" if row["p50_ms"] is not None else "-"
-            cells += [f"{row['rps']:,.0f}", latency, f"{row.get('ratio_to_ceiling', 0):.0%}"]
+            cells += [f"{row['rps']:,.0f}", latency, f"{row.get('ratio_to_ceiling', 0):.1%}"]
         queries = " / ".join(str(runs[cache][name]["queries"]) for cache in modes)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {queries} |")
     return "\n".join(lines)
