@@ -3715,7 +3715,10 @@ class ConvertPlugin:
 
     # Only meaningful in the single file: a converted project has manage.py and NAME/wsgi.py instead;
     # startproject's settings.py defines its own BASE_DIR (the project root).
-    SINGLE_FILE_ONLY = {"ConvertPlugin", "AppNameAsLabel", "BASE_DIR", "main", "command", "COMMANDS", "wsgi_application", "serve_production_command"}
+    SINGLE_FILE_ONLY = {
+        "ConvertPlugin", "AppNameAsLabel", "BASE_DIR", "main", "command", "COMMANDS", "wsgi_application",
+        "serve_production_command", "bench_hello",  # bench/ drives the single file, not a converted project
+    }
 
     @hookimpl
     def convert_init(self, converter):
@@ -3817,11 +3820,28 @@ class ConvertPlugin:
         for node in ast.walk(settings_ast):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("linkblog."):
                 node.value = f"{app_module}.middleware.{node.value.removeprefix('linkblog.')}"
+        self.use_djangos_template_loaders(settings_ast)
         settings_ast.body += ast.parse(
             'STATIC_ROOT = BASE_DIR / "static-collected"\n'
             'STORAGES = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},'
             ' "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}\n'
         ).body
+
+    @staticmethod
+    def use_djangos_template_loaders(settings_ast):
+        """`TEMPLATES=cached_template_loaders` adjusts nanodjango's loader list; a converted project
+        has Django's usual TEMPLATES instead (app templates, cached by Django when no loaders are listed)."""
+        settings_ast.body = [
+            node for node in settings_ast.body
+            if not (isinstance(node, ast.FunctionDef) and node.name == "cached_template_loaders")
+        ]
+        for node in settings_ast.body:
+            if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "TEMPLATES":
+                node.value = ast.parse(
+                    '[{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [], "APP_DIRS": True,'
+                    ' "OPTIONS": {"context_processors": ["django.template.context_processors.request",'
+                    ' "django.contrib.auth.context_processors.auth", "django.contrib.messages.context_processors.messages"]}}]'
+                ).body[0].value
 
     @staticmethod
     def collect_definitions(converter, resolver, module):
@@ -3933,10 +3953,12 @@ class ConvertPlugin:
 
     @hookimpl
     def convert_build_app_templatetags_done(self, converter):
-        """The middleware classes named in settings.MIDDLEWARE go to middleware.py; our commands
-        (`python linkblog.py NAME`) become management commands (`python manage.py NAME`)."""
-        middleware = [path.removeprefix("linkblog.") for path in settings.MIDDLEWARE if path.startswith("linkblog.")]
-        self.write_module(converter, "middleware", middleware)
+        """The classes settings name by dotted path (our middleware, the cache backend) go to
+        middleware.py, where the settings now point; our commands (`python linkblog.py NAME`) become
+        management commands (`python manage.py NAME`)."""
+        dotted_paths = [*settings.MIDDLEWARE, *(cache["BACKEND"] for cache in settings.CACHES.values())]
+        classes = [path.removeprefix("linkblog.") for path in dotted_paths if path.startswith("linkblog.")]
+        self.write_module(converter, "middleware", classes)
         commands = {name: function.__name__ for name, function in COMMANDS.items() if function.__name__ not in self.SINGLE_FILE_ONLY}
         if commands:
             self.write_module(converter, "commands", list(commands.values()))
