@@ -449,6 +449,9 @@ class Post(models.Model):
 
     def clean(self):
         super().clean()
+        if self.created and self.created.astimezone(dt_timezone.utc).date() == date.max:
+            # Slugs are unique per day, and 9999-12-31 has no next day to end it.
+            raise ValidationError({"created": "A post's day must end before the year 10000."})
         if self.slug and self.same_day_posts(type(self)).filter(slug=self.slug).exists():
             raise ValidationError(
                 {"slug": f"Another {self.kind} on this day already uses the slug “{self.slug}”."}

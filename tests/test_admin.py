@@ -116,3 +116,13 @@ def test_a_tag_differing_only_in_case_is_a_form_error(admin_client, make):
     response = admin_client.post("/admin/linkblog/tag/add/", {"tag": "Django", "description": ""})
     assert response.status_code == 200
     assert "Tag with this Tag already exists." in response.content.decode()
+
+
+def test_a_date_whose_day_has_no_end_is_a_form_error_not_a_crash(admin_client):
+    response = admin_client.post(
+        "/admin/linkblog/entry/add/",
+        {"title": "Last day", "slug": "", "body": "b", "created_0": "9999-12-31", "created_1": "12:00:00"},
+    )
+    assert response.status_code == 200
+    assert "day must end before the year 10000" in response.content.decode()
+    assert not Entry.objects.exists()
