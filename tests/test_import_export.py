@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from linkblog import (
-    Blogmark, Entry, ImportFailed, Quotation, Tag, export_ndjson, export_netscape, import_file, posts_changed,
+    Blogmark, Entry, ImportFailed, Quotation, Tag, export_ndjson, export_netscape, import_file,
+    load_posts, posts_changed, search_posts,
 )
 
 pytestmark = pytest.mark.django_db
@@ -425,6 +426,41 @@ def test_bookmarks_export_reads_back_as_the_same_blogmarks():
     report = import_bytes(exported)
     assert counts(report)["blogmark"] == (0, 0, 7, 0)
     assert everything() == before
+
+
+# --- Search ----------------------------------------------------------------------------------------
+
+
+def searched(q):
+    results, _ = search_posts(q)
+    return sorted(str(post) for post in load_posts(list(results)))
+
+
+def test_imported_posts_are_searchable_and_later_writes_still_index():
+    """The import indexes its posts once at the end (SQLite), not per row: the index must still be whole."""
+    entry = {"type": "entry", "slug": "rodents", "title": "About rodents", "body": "The capybara is large.",
+             "created": "2024-03-01T10:00:00Z", "tags": ["mammals"]}
+    link = {"type": "blogmark", "slug": "wombat", "link_url": "https://example.com/w", "link_title": "Wombat facts",
+            "commentary": "Burrowing marsupials.", "created": "2024-03-02T10:00:00Z", "tags": ["mammals", "australia"]}
+    import_bytes(ndjson(entry, link))
+    assert searched("capybara") == ["About rodents"]
+    assert searched("mammals") == ["About rodents", "Wombat facts"]
+    assert searched("australia burrowing") == ["Wombat facts"]
+
+    import_bytes(ndjson({**entry, "body": "The quokka smiles.", "tags": ["marsupials"]}, link))
+    assert searched("capybara") == [] and searched("quokka") == ["About rodents"]
+    assert searched("marsupials") == ["About rodents", "Wombat facts"]  # a tag, and a word of a commentary
+    assert searched("mammals") == ["Wombat facts"]
+
+    import_bytes(ndjson({**entry, "body": "Dry run okapi."}), dry_run=True)
+    assert import_bytes(ndjson({**link, "commentary": "Failed echidna."}, {"type": "entry"})).failed
+    assert searched("okapi") == [] and searched("echidna") == []
+
+    later = Entry.objects.get(slug="rodents")  # after all of that, ordinary saves are indexed again
+    later.title = "Renamed platypus"
+    later.save()
+    later.tags.add(Tag.objects.create(tag="monotremes"))
+    assert searched("platypus monotremes") == ["Renamed platypus"]
 
 
 # --- Signals -------------------------------------------------------------------------------------
