@@ -415,7 +415,13 @@ class Post(models.Model):
 
     def render(self):
         """Store everything pages show, so that a page view never runs Markdown."""
-        self.html = render_markdown(getattr(self, self.markdown_field))
+        for name, value in self.rendered(getattr(self, self.markdown_field)).items():
+            setattr(self, name, value)
+
+    @classmethod
+    def rendered(cls, text):
+        """{field: value} of what a post of this kind stores from its Markdown `text`."""
+        return {"html": render_markdown(text)}
 
     def same_day_posts(self, model):
         """Posts of `model` on this post's (UTC) day, other than this one."""
@@ -477,10 +483,10 @@ class Entry(Post):
     class Meta(Post.Meta):
         verbose_name_plural = "entries"
 
-    def render(self):
-        super().render()
-        self.excerpt_html = first_block(self.html)
-        self.word_count = len(plain_text(self.html).split())
+    @classmethod
+    def rendered(cls, text):
+        html = render_markdown(text)
+        return {"html": html, "excerpt_html": first_block(html), "word_count": len(plain_text(html).split())}
 
     @property
     def is_truncated(self):
@@ -2724,9 +2730,15 @@ import codecs  # noqa: E402
 import heapq  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
 import re  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from concurrent.futures.process import BrokenProcessPool  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from functools import partial  # noqa: E402
 from itertools import islice  # noqa: E402
 from urllib.error import HTTPError  # noqa: E402
 from urllib.request import Request, urlopen  # noqa: E402
@@ -3240,8 +3252,9 @@ class PostIndex:
 class Importer:
     """Reads records, validates them, and writes them in bulk inside ONE transaction."""
 
-    def __init__(self, skip_bad=False, dry_run=False, foreign_tags=False):
+    def __init__(self, skip_bad=False, dry_run=False, foreign_tags=False, render_map=map):
         self.skip_bad, self.report, self.foreign_tags = skip_bad, ImportReport(dry_run=dry_run), foreign_tags
+        self.render_map = render_map  # map, or a pool's map that renders in other processes
         self.now = timezone.now().replace(microsecond=0)
         self.seen_existing = {}  # (kind, pk) -> where it was first seen in this file
         self.declared_tags = {}  # tag name -> where this file declared it
@@ -3353,13 +3366,19 @@ class Importer:
             else:
                 self.seen_existing[post.kind, found] = post.where
                 matches[post.kind][found] = post
+        self.render([model_post for kind in POST_MODELS for model_post, _ in new[kind]])
         for kind, model in POST_MODELS.items():
             self.create_posts(model, new[kind])
             self.update_posts(model, matches[kind])
 
+    def render(self, model_posts):
+        """Render the posts' Markdown, all at once, so that a pool of processes can share the work."""
+        texts = [(post.kind, getattr(post, post.markdown_field)) for post in model_posts]
+        for model_post, fields in zip(model_posts, self.render_map(render_for_import, texts)):
+            for name, value in fields.items():
+                setattr(model_post, name, value)
+
     def create_posts(self, model, pairs):
-        for model_post, _ in pairs:
-            model_post.render()
         model.objects.bulk_create([model_post for model_post, _ in pairs])
         self.link_tags(model, [(model_post.pk, post.tags or []) for model_post, post in pairs])
         self.search_index.wrote(model.kind, [model_post.pk for model_post, _ in pairs])
@@ -3385,12 +3404,12 @@ class Importer:
             fields_changed = self.apply_changes(model_post, post)
             tags_changed = post.tags is not None and set(post.tags) != current_tags[pk]
             if fields_changed:
-                model_post.render()
                 changed.append(model_post)
             if tags_changed:
                 retagged.append((pk, post.tags))
             outcome = "updated" if fields_changed or tags_changed else "unchanged"
             self.report.counts[model.kind, outcome] += 1
+        self.render(changed)
         model.objects.bulk_update(changed, [*POST_FIELDS[model.kind], "created", "is_draft", *self.rendered_fields(model)])
         model.tags.through.objects.filter(**{f"{column}__in": [pk for pk, _ in retagged]}).delete()
         self.link_tags(model, retagged)
@@ -3414,6 +3433,32 @@ class Importer:
                 setattr(model_post, name, value)
                 changed = True
         return changed
+
+
+def render_for_import(kind_and_text):
+    """What a post of this kind stores from this Markdown: a task for a rendering process."""
+    kind, text = kind_and_text
+    return POST_MODELS[kind].rendered(text)
+
+
+@contextmanager
+def rendering_processes(processes):
+    """A map() that renders Markdown on every core, for imports from the command line.
+
+    Rendering is most of an import's work, and one process uses one core. The workers are forked, so
+    they start with everything loaded; they never touch the database. Not for the web server's
+    processes, which may have threads. Ctrl-C is left to the importing process, which rolls back.
+    """
+    if processes < 2:
+        yield map
+        return
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=signal.signal,
+                               initargs=(signal.SIGINT, signal.SIG_IGN))
+    try:
+        yield partial(pool.map, chunksize=25)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 class Progress:
@@ -3447,7 +3492,8 @@ class Progress:
             self.stream.flush()
 
 
-def import_file(stream, format=None, skip_bad=False, dry_run=False, folders_as_tags=False, progress=None):
+def import_file(stream, format=None, skip_bad=False, dry_run=False, folders_as_tags=False, progress=None,
+                render_map=map):
     """Import a binary file object (NDJSON is read line by line); returns an ImportReport."""
     progress = progress or Progress()
     format = format or detect_format(stream)
@@ -3458,7 +3504,8 @@ def import_file(stream, format=None, skip_bad=False, dry_run=False, folders_as_t
         "feed": lambda: read_feed(stream, progress),
     }
     try:
-        return Importer(skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson").run(readers[format]())
+        importer = Importer(skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson", render_map=render_map)
+        return importer.run(readers[format]())
     finally:
         progress.finish()
 
@@ -3623,7 +3670,15 @@ def import_arguments():
     parser.add_argument("--skip-bad", action="store_true", help="import the good records and list the bad ones")
     parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
     parser.add_argument("--folders-as-tags", action="store_true", help="bookmark folder names become tags (netscape)")
+    parser.add_argument("--processes", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                        help="processes that render Markdown (default: one per core; 1 keeps a busy server's other cores free)")
     return parser
+
+
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def open_import_source(name):
@@ -3639,12 +3694,14 @@ def import_command(args):
     options = import_arguments().parse_args(args)
     format = options.format or ("feed" if is_web_url(options.file) else None)
     try:
-        with open_import_source(options.file) as stream:
+        with open_import_source(options.file) as stream, rendering_processes(options.processes) as render_map:
             size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_web_url(options.file) else 0
             report = import_file(stream, format, options.skip_bad, options.dry_run, options.folders_as_tags,
-                                 progress=Progress(sys.stderr, size))
+                                 progress=Progress(sys.stderr, size), render_map=render_map)
     except (ImportFailed, OSError, DatabaseError) as error:
         return command_error("import", error)
+    except BrokenProcessPool:
+        return command_error("import", "a rendering process died (out of memory?), nothing was written")
     except KeyboardInterrupt:
         return command_error("import", "interrupted, nothing was written")
     context = {"report": report, "source": options.file}

@@ -148,6 +148,9 @@ def test_wrong_arguments_get_usage_and_exit_status_two(database):
     result = run(database, "import", "--format", "csv", str(DATA / "blog.ndjson"))
     assert result.returncode == 2
     assert "invalid choice: 'csv'" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+    result = run(database, "import", "--processes", "0", str(DATA / "blog.ndjson"))
+    assert result.returncode == 2
+    assert "argument --processes: must be a whole number of at least 1, not '0'" in result.stderr.decode()
 
 
 def test_a_feed_url_is_fetched_over_http(database):
@@ -189,30 +192,92 @@ def test_a_terminal_gets_a_progress_bar_on_stderr(database):
     assert b"importing" not in result.stdout  # the summary on stdout stays clean for scripts
 
 
-def test_an_interrupted_import_writes_nothing_and_says_so(database, tmp_path):
+def big_import_file(tmp_path, posts=20000):
     import json
-    import pty
-    import signal
 
     big = tmp_path / "big.ndjson"
     with open(big, "w") as output:
-        for number in range(20000):
+        for number in range(posts):
             output.write(json.dumps({"type": "entry", "slug": f"e-{number}", "title": f"Entry {number}",
                                      "body": "A *paragraph* of text.\n\n- one\n- two", "created": "2024-01-01T00:00:00Z"}) + "\n")
+    return big
+
+
+def start_import_on_a_terminal(database, path, *options):
+    """`python linkblog.py import` with stderr on a pseudo-terminal, in its own process group, once under way."""
+    import pty
+
     controller, terminal = pty.openpty()
     environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
-    process = subprocess.Popen([sys.executable, "linkblog.py", "import", str(big)], cwd=ROOT, env=environment,
-                               stdout=subprocess.PIPE, stderr=terminal)
+    process = subprocess.Popen([sys.executable, "linkblog.py", "import", str(path), *options], cwd=ROOT, env=environment,
+                               stdout=subprocess.PIPE, stderr=terminal, start_new_session=True)
     shown = b""
     while b"importing [" not in shown:  # wait until the import itself is under way
         shown += os.read(controller, 4096)
-    process.send_signal(signal.SIGINT)
+    return process, controller, terminal, shown
+
+
+def read_to_the_end(controller):
+    """All the terminal shows until every process writing to it (workers too) has closed it."""
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: nobody has the terminal open any more
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    return shown
+
+
+def rendering_processes_of(process, count=2):
+    """The ids of the import's rendering processes (its children, from /proc), once all have started."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == process.pid:
+                    children.append(int(entry.name))
+            except OSError:
+                continue
+        if len(children) == count:
+            return children
+        time.sleep(0.05)
+    raise AssertionError(f"the import did not start {count} rendering processes")
+
+
+def test_an_interrupted_import_writes_nothing_and_says_so(database, tmp_path):
+    import signal
+
+    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path), "--processes", "2")
+    rendering_processes_of(process)
+    while b"importing [#" not in shown:  # and rendering is under way
+        shown += os.read(controller, 4096)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals every process of the group
     process.wait(timeout=60)
     os.close(terminal)
-    shown += os.read(controller, 65536)
-    os.close(controller)
+    shown += read_to_the_end(controller)
     assert process.returncode == 1
     assert "linkblog import: interrupted, nothing was written" in shown.decode()
+    assert "Traceback" not in shown.decode()
+    assert run(database, "export").stdout == b""
+
+
+def test_a_rendering_process_killed_mid_import_leaves_nothing_written(database, tmp_path):
+    import signal
+
+    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path, 40000), "--processes", "2")
+    os.kill(rendering_processes_of(process)[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    process.wait(timeout=60)
+    os.close(terminal)
+    shown += read_to_the_end(controller)
+    assert process.returncode == 1
+    assert "linkblog import: a rendering process died (out of memory?), nothing was written" in shown.decode()
     assert "Traceback" not in shown.decode()
     assert run(database, "export").stdout == b""
 

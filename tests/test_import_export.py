@@ -10,7 +10,7 @@ import pytest
 
 from linkblog import (
     Blogmark, Entry, ImportFailed, Quotation, Tag, export_ndjson, export_netscape, import_file,
-    load_posts, posts_changed, search_posts,
+    load_posts, posts_changed, rendering_processes, search_posts,
 )
 
 pytestmark = pytest.mark.django_db
@@ -426,6 +426,26 @@ def test_bookmarks_export_reads_back_as_the_same_blogmarks():
     report = import_bytes(exported)
     assert counts(report)["blogmark"] == (0, 0, 7, 0)
     assert everything() == before
+
+
+# --- Rendering in other processes (the command line's import) ---------------------------------------
+
+
+def test_posts_rendered_by_worker_processes_store_what_a_save_would():
+    with rendering_processes(2) as render_map:
+        assert render_map is not map
+        for name in ("blog.ndjson", "bookmarks-firefox.html", "pinboard.json", "feed-atom.xml"):
+            import_path(name, render_map=render_map)
+        report = import_bytes(ndjson({"type": "entry", "slug": "djp", "title": "DJP: A plugin system for Django",
+                                      "body": "Edited *again*.\n\nA second paragraph.", "created": "2024-09-25T20:44:00Z"}),
+                              render_map=render_map)
+    assert counts(report)["entry"] == (0, 1, 0, 0)
+    posts = [post for model in (Entry, Blogmark, Quotation) for post in model.objects.all()]
+    assert len(posts) > 15
+    for post in posts:
+        stored = {name: getattr(post, name) for name in type(post).rendered("")}
+        assert stored == type(post).rendered(getattr(post, post.markdown_field)), post
+    assert Entry.objects.get(slug="djp").word_count == 5
 
 
 # --- Search ----------------------------------------------------------------------------------------
