@@ -3,11 +3,15 @@ Import benchmark: posts per second and peak memory for importing a large NDJSON 
 
     python bench/import_bench.py [--posts 100000] [--seed 7] [--baseline-posts 10000]
 
-Writes a realistic NDJSON file (Markdown bodies of real length, long-tail tags, twenty years of
-dates), then measures, each in a fresh process so that peak memory is the phase's own:
+Writes bench/dataset.py's realistic posts (the data set bench/run.py serves: Markdown bodies of
+real length, 5,000 long-tail tags, twenty years of dates) as NDJSON, then measures, each in a fresh
+process so that peak memory is the phase's own:
 
-- baseline: render() alone (Markdown + sanitizing), no database: the least an import must do per post;
-- import: `import_file()` of the whole file into a freshly migrated SQLite database (one transaction);
+- baseline: render() alone (Markdown + sanitizing) in one process, no database: what one core must
+  do per post at the least; times the number of cores, it bounds any import's rate;
+- import: the whole file into a freshly migrated SQLite database (one transaction), as
+  `python linkblog.py import` does it: Markdown rendered by one process per core;
+- import in one process (`--processes 1`), into another fresh database;
 - reimport: the same file again (every post found and unchanged);
 - export: the whole blog back out as NDJSON;
 - import with Markdown switched off (a diagnostic, into another fresh database): what everything but
@@ -20,95 +24,35 @@ as a ratio against the baseline measured in the same run, since the machine's sp
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TARGET_POSTS_PER_SECOND = 5000
 
-# --- A realistic data set, as NDJSON lines --------------------------------------------------------
+# --- The data set: bench/dataset.py's realistic posts, written as our NDJSON ----------------------
 
-WORDS = """the a of to and in is that for it with as on be this are by or from at not you can but have which
-we will an more one all if their they has about was so what there when been use like just into than other
-some them only how then its also new these would make could our way time people work first most need data
-model code database query page server request response python django sqlite postgres index cache template
-view middleware feed search tag post blog link quote release version library tool project open source web
-browser javascript css html api json http client test benchmark memory latency worker process thread async
-language prompt token context agent embedding vector inference paper research useful neat trick pattern""".split()
-TOPICS = """python django sqlite postgresql javascript css html security datasette llms ai openai anthropic
-rust go webassembly docker git github open-source testing pytest caching search rss atom markdown unicode
-accessibility browsers http apis json oauth privacy journalism maps visualization pandas jupyter""".split()
-KINDS = ["blogmark"] * 15 + ["entry"] * 4 + ["quotation"]
+sys.path.insert(0, str(ROOT / "bench"))
+import dataset  # noqa: E402  (the same posts bench/run.py serves)
 
 
-class Writer:
-    def __init__(self, seed):
-        self.random = random.Random(seed)
-        # 3,000 tags with long-tail popularity: a few carry thousands of posts, most a handful.
-        self.tags = TOPICS + [f"{first}-{second}" for first in TOPICS for second in WORDS[:80]][: 3000 - len(TOPICS)]
-        self.tag_weights = [1 / (rank + 5) for rank in range(len(self.tags))]
-
-    def words(self, low, high):
-        return " ".join(self.random.choices(WORDS, k=self.random.randint(low, high)))
-
-    def sentence(self):
-        text, roll = self.words(6, 20), self.random.random()
-        if roll < 0.15:
-            text += f" [{self.words(1, 3)}]({self.url()})"
-        elif roll < 0.25:
-            text += f" `{self.random.choice(WORDS)}()`"
-        elif roll < 0.30:
-            text += f" **{self.words(1, 3)}**"
-        return text.capitalize() + "."
-
-    def paragraph(self, low=2, high=6):
-        return " ".join(self.sentence() for _ in range(self.random.randint(low, high)))
-
-    def url(self):
-        return f"https://{self.random.choice(['example.com', 'example.org', 'blog.example.net'])}/{self.words(1, 3).replace(' ', '/')}"
-
-    def body(self):
-        blocks = [self.paragraph(3, 7)]
-        for _ in range(self.random.randint(2, 9)):
-            roll = self.random.random()
-            if roll < 0.12:
-                blocks.append("## " + self.words(2, 5).capitalize())
-            elif roll < 0.25:
-                blocks.append("```python\n" + "\n".join(f"{self.random.choice(WORDS)} = {self.random.randint(1, 99)}" for _ in range(4)) + "\n```")
-            elif roll < 0.37:
-                blocks.append("\n".join(f"- {self.words(3, 10)}" for _ in range(self.random.randint(3, 6))))
-            blocks.append(self.paragraph())
-        return "\n\n".join(blocks)
-
-    def record(self, number, created):
-        kind = self.random.choice(KINDS)
-        record = {"type": kind, "slug": f"post-{number}"}
-        if kind == "entry":
-            record.update(title=self.words(3, 9).capitalize(), body=self.body())
-        elif kind == "blogmark":
-            record.update(link_url=self.url(), link_title=self.words(3, 9).capitalize(),
-                          commentary="" if self.random.random() < 0.1 else "\n\n".join(self.paragraph(1, 4) for _ in range(self.random.randint(1, 2))))
-        else:
-            record.update(quotation=self.paragraph(1, 3), source=self.words(2, 2).title(), source_url=self.url())
-        tags = set(self.random.choices(self.tags, self.tag_weights, k=self.random.choice([1, 2, 2, 3, 3, 4, 5])))
-        record.update(created=created.isoformat(), tags=sorted(tags), is_draft=self.random.random() < 0.005)
-        return record
+def ndjson_record(record):
+    """A bench/dataset.py record as a line of the import format (see README, "Import and export")."""
+    fields = {key: value for key, value in record.items() if key not in ("kind", "created", "slug", "is_draft", "tags")}
+    return {"type": record["kind"], "slug": record["slug"], **fields, "created": record["created"].isoformat(),
+            "tags": record["tags"], "is_draft": record["is_draft"]}
 
 
 def write_ndjson(path, posts, seed):
-    writer, start = Writer(seed), datetime(2006, 1, 1, tzinfo=timezone.utc)
-    span = 20 * 365 * 24 * 3600
-    moments = sorted(writer.random.randrange(span) for _ in range(posts))
     with open(path, "w", encoding="utf-8") as output:
-        for number, second in enumerate(moments):
-            output.write(json.dumps(writer.record(number, start + timedelta(seconds=second)), ensure_ascii=False) + "\n")
+        for record in dataset.generate(posts, seed):
+            output.write(json.dumps(ndjson_record(record), ensure_ascii=False) + "\n")
 
 
 # --- Phases, each run in its own process -----------------------------------------------------------
@@ -142,11 +86,12 @@ def phase_baseline(path, database, limit):
     return {"posts": len(posts), "seconds": time.perf_counter() - started}
 
 
-def phase_import(path, database, _):
+def phase_import(path, database, processes):
+    """What `python linkblog.py import FILE --processes N` does, timed from opening the file to the commit."""
     linkblog = load_linkblog(database)
     started = time.perf_counter()
-    with open(path, "rb") as stream:
-        report = linkblog.import_file(stream)
+    with open(path, "rb") as stream, linkblog.rendering_processes(processes or os.cpu_count()) as render_map:
+        report = linkblog.import_file(stream, render_map=render_map)
     seconds = time.perf_counter() - started
     outcomes = {outcome: sum(report.counts[kind, outcome] for kind in linkblog.POST_MODELS) for outcome in report.OUTCOMES}
     return {"posts": sum(outcomes.values()), "seconds": seconds, "failed": report.failed, **outcomes}
@@ -170,20 +115,21 @@ def phase_export(path, database, _):
     return {"lines": lines, "seconds": time.perf_counter() - started}
 
 
-PHASES = {"baseline": phase_baseline, "import": phase_import, "reimport": phase_import,
+PHASES = {"baseline": phase_baseline, "import": phase_import, "import-one-process": phase_import, "reimport": phase_import,
           "import-without-markdown": phase_import_without_markdown, "export": phase_export}
 
 
-def run_phase(name, path, database, limit=0):
+def run_phase(name, path, database, number=0):
     """Run one phase in a fresh Python process; its peak memory is that process's own."""
-    result = subprocess.run([sys.executable, __file__, "--phase", name, str(path), str(database), str(limit)],
+    result = subprocess.run([sys.executable, __file__, "--phase", name, str(path), str(database), str(number)],
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
 
 
-def child(name, path, database, limit):
-    result = PHASES[name](path, database, int(limit))
+def child(name, path, database, number):
+    result = PHASES[name](path, database, int(number))  # posts to render, or processes to import with
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["worker_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(result))
 
 
@@ -212,7 +158,9 @@ def main(argv=None):
         results["import"] = run_phase("import", data, database)
         results["reimport"] = run_phase("reimport", data, database)
         results["export"] = run_phase("export", folder / "export.ndjson", database)
-        plain = folder / "plain.sqlite3"
+        one, plain = folder / "one.sqlite3", folder / "plain.sqlite3"
+        migrate(one)
+        results["import_one_process"] = run_phase("import-one-process", data, one, 1)
         migrate(plain)
         results["import_without_markdown"] = run_phase("import-without-markdown", data, plain)
     report(results)
@@ -226,7 +174,8 @@ def report(results):
     baseline = rate(results["baseline"])
     rows = [
         ("render() only (baseline)", results["baseline"]["posts"], results["baseline"]),
-        ("import into empty SQLite", results["import"]["created"], results["import"]),
+        (f"import ({results['cpus']} processes)", results["import"]["created"], results["import"]),
+        ("import (1 process)", results["import_one_process"]["created"], results["import_one_process"]),
         ("re-import (all unchanged)", results["reimport"]["unchanged"], results["reimport"]),
         ("export NDJSON", results["export"]["lines"], results["export"]),
         ("import, Markdown off (diag.)", results["import_without_markdown"]["created"], results["import_without_markdown"]),
@@ -236,8 +185,10 @@ def report(results):
     for name, items, phase in rows:
         per_second = items / phase["seconds"]
         print(f"{name:28} {items:8,} {phase['seconds']:8.1f} {per_second:8,.0f} {per_second / baseline:7.2f} {phase['peak_rss_mb']:7.0f} MB")
-    print(f"(a process that only loads linkblog peaks at {results['idle']['peak_rss_mb']:.0f} MB; "
-          f"target {TARGET_POSTS_PER_SECOND:,} posts/s, import reached {rate(results['import'], 'created'):,.0f})")
+    print(f"(a process that only loads linkblog peaks at {results['idle']['peak_rss_mb']:.0f} MB; a rendering "
+          f"process at {results['import']['worker_peak_rss_mb']:.0f} MB)")
+    print(f"target {TARGET_POSTS_PER_SECOND:,} posts/s; import reached {rate(results['import'], 'created'):,.0f}; "
+          f"render() alone on all {results['cpus']} cores allows at most {baseline * results['cpus']:,.0f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     output = RESULTS / f"import-{datetime.now():%Y%m%d-%H%M%S}.json"
     output.write_text(json.dumps(results, indent=2) + "\n")
