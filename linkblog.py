@@ -3670,9 +3670,17 @@ def import_arguments():
     parser.add_argument("--skip-bad", action="store_true", help="import the good records and list the bad ones")
     parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
     parser.add_argument("--folders-as-tags", action="store_true", help="bookmark folder names become tags (netscape)")
-    parser.add_argument("--processes", type=positive_int, default=os.cpu_count() or 1, metavar="N",
-                        help="processes that render Markdown (default: one per core; 1 keeps a busy server's other cores free)")
+    parser.add_argument("--processes", type=positive_int, default=default_render_processes(), metavar="N",
+                        help="processes that render Markdown (default: one per core, at most 4; "
+                             "1 keeps a busy server's other cores free)")
     return parser
+
+
+def default_render_processes():
+    """One per core this process may run on, at most 4: each holds ~75 MB, and past that most of the time is
+    the one process that reads and writes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, 4)
 
 
 def positive_int(text):
