@@ -1451,9 +1451,14 @@ def search_index_insert_sql(kind, post_ids):
     )
 
 
+def search_index_delete_sql(kind, post_ids):
+    """SQL that removes the index rows of the posts whose ids `post_ids` gives."""
+    return f"DELETE FROM {search_index_table(kind)} WHERE rowid IN ({post_ids});"
+
+
 def search_index_row_sql(kind, post_ids):
     """SQL that rewrites the index rows of the posts whose ids `post_ids` gives."""
-    return f"DELETE FROM {search_index_table(kind)} WHERE rowid IN ({post_ids}); {search_index_insert_sql(kind, post_ids)}"
+    return f"{search_index_delete_sql(kind, post_ids)} {search_index_insert_sql(kind, post_ids)}"
 
 
 def search_index_triggers(kind):
@@ -1583,7 +1588,7 @@ def reindex_posts(connection, kind, post_ids):
     with connection.cursor() as cursor:
         for start in range(0, len(post_ids), 5000):
             ids = ", ".join(str(int(pk)) for pk in post_ids[start : start + 5000])
-            cursor.execute(f"DELETE FROM {search_index_table(kind)} WHERE rowid IN ({ids})")
+            cursor.execute(search_index_delete_sql(kind, ids))
             cursor.execute(search_index_insert_sql(kind, ids))
 
 
