@@ -251,6 +251,17 @@ def rendering_processes_of(process, count=2):
     raise AssertionError(f"the import did not start {count} rendering processes")
 
 
+def assert_stopped_with_nothing_written(database, process, controller, terminal, shown, message):
+    """The import exits with status 1 and `message` on the terminal, shows no traceback, and wrote nothing."""
+    process.wait(timeout=60)
+    os.close(terminal)
+    shown = (shown + read_to_the_end(controller)).decode()
+    assert process.returncode == 1
+    assert message in shown
+    assert "Traceback" not in shown
+    assert run(database, "export").stdout == b""
+
+
 def test_an_interrupted_import_writes_nothing_and_says_so(database, tmp_path):
     import signal
 
@@ -259,13 +270,8 @@ def test_an_interrupted_import_writes_nothing_and_says_so(database, tmp_path):
     while b"importing [#" not in shown:  # and rendering is under way
         shown += os.read(controller, 4096)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals every process of the group
-    process.wait(timeout=60)
-    os.close(terminal)
-    shown += read_to_the_end(controller)
-    assert process.returncode == 1
-    assert "linkblog import: interrupted, nothing was written" in shown.decode()
-    assert "Traceback" not in shown.decode()
-    assert run(database, "export").stdout == b""
+    assert_stopped_with_nothing_written(database, process, controller, terminal, shown,
+                                        "linkblog import: interrupted, nothing was written")
 
 
 def test_a_rendering_process_killed_mid_import_leaves_nothing_written(database, tmp_path):
@@ -273,13 +279,8 @@ def test_a_rendering_process_killed_mid_import_leaves_nothing_written(database, 
 
     process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path, 40000), "--processes", "2")
     os.kill(rendering_processes_of(process)[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
-    process.wait(timeout=60)
-    os.close(terminal)
-    shown += read_to_the_end(controller)
-    assert process.returncode == 1
-    assert "linkblog import: a rendering process died (out of memory?), nothing was written" in shown.decode()
-    assert "Traceback" not in shown.decode()
-    assert run(database, "export").stdout == b""
+    assert_stopped_with_nothing_written(database, process, controller, terminal, shown,
+                                        "linkblog import: a rendering process died (out of memory?), nothing was written")
 
 
 def test_export_into_a_closed_pipe_is_quiet(database, tmp_path):
