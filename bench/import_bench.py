@@ -87,14 +87,15 @@ def phase_baseline(path, database, limit):
 
 
 def phase_import(path, database, processes):
-    """What `python linkblog.py import FILE --processes N` does, timed from opening the file to the commit."""
+    """What `python linkblog.py import FILE [--processes N]` does, timed from opening the file to the commit."""
     linkblog = load_linkblog(database)
+    processes = processes or linkblog.default_render_processes()  # 0: the command line's default
     started = time.perf_counter()
-    with open(path, "rb") as stream, linkblog.rendering_processes(processes or os.cpu_count()) as render_map:
+    with open(path, "rb") as stream, linkblog.rendering_processes(processes) as render_map:
         report = linkblog.import_file(stream, render_map=render_map)
     seconds = time.perf_counter() - started
     outcomes = {outcome: sum(report.counts[kind, outcome] for kind in linkblog.POST_MODELS) for outcome in report.OUTCOMES}
-    return {"posts": sum(outcomes.values()), "seconds": seconds, "failed": report.failed, **outcomes}
+    return {"posts": sum(outcomes.values()), "seconds": seconds, "failed": report.failed, "processes": processes, **outcomes}
 
 
 def phase_import_without_markdown(path, database, _):
@@ -174,7 +175,7 @@ def report(results):
     baseline = rate(results["baseline"])
     rows = [
         ("render() only (baseline)", results["baseline"]["posts"], results["baseline"]),
-        (f"import ({results['cpus']} processes)", results["import"]["created"], results["import"]),
+        (f"import ({results['import']['processes']} processes)", results["import"]["created"], results["import"]),
         ("import (1 process)", results["import_one_process"]["created"], results["import_one_process"]),
         ("re-import (all unchanged)", results["reimport"]["unchanged"], results["reimport"]),
         ("export NDJSON", results["export"]["lines"], results["export"]),
