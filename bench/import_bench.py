@@ -72,11 +72,13 @@ def load_linkblog(database):
 def phase_baseline(path, database, limit):
     """render() on each post, as an import must: the floor for an import's time per post."""
     linkblog = load_linkblog(database)
-    report, now = linkblog.ImportReport(), datetime.now(timezone.utc)
+    from blogworks.importer import ImportReport, clean_record
+
+    report, now = ImportReport(), datetime.now(timezone.utc)
     posts = []
     with open(path, encoding="utf-8") as lines:
         for line in lines:
-            cleaned = linkblog.clean_record(json.loads(line), report, now)
+            cleaned = clean_record(json.loads(line), report, now, linkblog.POST_MODELS, linkblog.Tag)
             posts.append(linkblog.POST_MODELS[cleaned.kind](**cleaned.fields))
             if len(posts) == limit:
                 break
@@ -89,10 +91,13 @@ def phase_baseline(path, database, limit):
 def phase_import(path, database, processes):
     """What `python linkblog.py import FILE [--processes N]` does, timed from opening the file to the commit."""
     linkblog = load_linkblog(database)
-    processes = processes or linkblog.default_render_processes()  # 0: the command line's default
+    from blogworks.cli import default_render_processes
+    from blogworks.importer import rendering_processes
+
+    processes = processes or default_render_processes()  # 0: the command line's default
     started = time.perf_counter()
-    with open(path, "rb") as stream, linkblog.rendering_processes(processes) as render_map:
-        report = linkblog.import_file(stream, render_map=render_map)
+    with open(path, "rb") as stream, rendering_processes(processes, linkblog.POST_MODELS) as render_map:
+        report = linkblog.import_posts(stream, render_map=render_map)
     seconds = time.perf_counter() - started
     outcomes = {outcome: sum(report.counts[kind, outcome] for kind in linkblog.POST_MODELS) for outcome in report.OUTCOMES}
     return {"posts": sum(outcomes.values()), "seconds": seconds, "failed": report.failed, "processes": processes, **outcomes}
@@ -100,8 +105,10 @@ def phase_import(path, database, processes):
 
 def phase_import_without_markdown(path, database, _):
     """Diagnostic: the same import with Markdown rendering switched off, to show what the rest costs."""
-    linkblog = load_linkblog(database)
-    linkblog.render_markdown = lambda text: ""
+    load_linkblog(database)
+    from blogworks import text
+
+    text.render_markdown = lambda markdown_text: ""
     return phase_import(path, database, _)
 
 
@@ -110,7 +117,7 @@ def phase_export(path, database, _):
     started = time.perf_counter()
     lines = 0
     with open(path, "w", encoding="utf-8", newline="\n") as output:
-        for line in linkblog.export_ndjson():
+        for line in linkblog.export("ndjson"):
             output.write(line)
             lines += 1
     return {"lines": lines, "seconds": time.perf_counter() - started}

@@ -30,7 +30,7 @@ def choose_urls():
     tags = linkblog.tags_with_counts().order_by("-post_count")[:2]
     big, second = tags[0], tags[1]
     last_page = max(1, ceil(big.post_count / settings.LINKBLOG_PAGE_SIZE))
-    blogmark = linkblog.published(linkblog.Blogmark).filter(tags=second).order_by("created")
+    blogmark = linkblog.Blogmark.objects.published().filter(tags=second).order_by("created")
     post = blogmark[blogmark.count() // 2]
     return {
         "ceiling (hello world)": "/bench/hello/",

@@ -1,25 +1,28 @@
 """The full-text search index: per kind, a table (FTS5 on SQLite, tsvector with a GIN index on
 PostgreSQL) and the triggers that keep it in sync with every write; existing posts are indexed.
 
-The SQL lives in linkblog.py (section "Search index") so that this migration and the repair that runs
-after later migrations build exactly the same index; the index holds no data of its own (it is rebuilt
-from the posts), so running today's definition here is safe.
+The SQL lives in blogworks/search_index.py, so that this migration and the repair that runs after
+later migrations build the same index. What is indexed is frozen here, as a migration freezes its
+fields; the index holds no data of its own (it is rebuilt from the posts).
 """
 
-from django.apps import apps as global_apps
 from django.db import migrations
 
+from blogworks.search_index import IndexedKind, install_search_index, uninstall_search_index
 
-def linkblog_module():
-    return global_apps.get_app_config("linkblog").models_module
+INDEXED = [
+    IndexedKind("entry", "linkblog_entry", ("title", "body", ""), "linkblog_tag"),
+    IndexedKind("blogmark", "linkblog_blogmark", ("link_title", "commentary", "via_title"), "linkblog_tag"),
+    IndexedKind("quotation", "linkblog_quotation", ("", "quotation", "source"), "linkblog_tag"),
+]
 
 
 def install(apps, schema_editor):
-    linkblog_module().install_search_index(schema_editor.connection)
+    install_search_index(schema_editor.connection, INDEXED)
 
 
 def uninstall(apps, schema_editor):
-    linkblog_module().uninstall_search_index(schema_editor.connection)
+    uninstall_search_index(schema_editor.connection, INDEXED)
 
 
 class Migration(migrations.Migration):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from linkblog import (
-    Blogmark, Entry, ImportFailed, Quotation, Tag, export_ndjson, export_netscape, import_file,
-    load_posts, posts_changed, rendering_processes, search_posts,
-)
+from blogworks.formats import ImportFailed, detect_format
+from blogworks.importer import rendering_processes
+from blogworks.listing import load_posts
+from linkblog import POST_MODELS, Blogmark, Entry, Quotation, Tag, export, import_posts, posts_changed, search_posts
 
 pytestmark = pytest.mark.django_db
 DATA = Path(__file__).resolve().parent / "data"
@@ -19,11 +19,11 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def import_path(name, **options):
     with open(DATA / name, "rb") as stream:
-        return import_file(stream, **options)
+        return import_posts(stream, **options)
 
 
 def import_bytes(data, **options):
-    return import_file(io.BytesIO(data), **options)
+    return import_posts(io.BytesIO(data), **options)
 
 
 def ndjson(*records):
@@ -36,7 +36,7 @@ def counts(report):
 
 
 def export_text(**options):
-    return "".join(export_ndjson(**options))
+    return "".join(export("ndjson", **options))
 
 
 def everything():
@@ -369,7 +369,6 @@ def test_an_rss_item_without_a_link_is_a_bad_record():
     ("pinboard.json", "pinboard"), ("feed-atom.xml", "feed"), ("feed-rss.xml", "feed"),
 ])
 def test_the_format_is_detected_from_the_content(name, format):
-    from linkblog import detect_format
 
     with open(DATA / name, "rb") as stream:
         assert detect_format(stream) == format
@@ -420,7 +419,7 @@ def test_export_can_leave_drafts_out():
 
 def test_bookmarks_export_reads_back_as_the_same_blogmarks():
     import_path("bookmarks-firefox.html")
-    exported = "".join(export_netscape()).encode()
+    exported = "".join(export("netscape")).encode()
     assert exported.startswith(b"<!DOCTYPE NETSCAPE-Bookmark-file-1>")
     before = everything()
     report = import_bytes(exported)
@@ -432,7 +431,7 @@ def test_bookmarks_export_reads_back_as_the_same_blogmarks():
 
 
 def test_posts_rendered_by_worker_processes_store_what_a_save_would():
-    with rendering_processes(2) as render_map:
+    with rendering_processes(2, POST_MODELS) as render_map:
         assert render_map is not map
         for name in ("blog.ndjson", "bookmarks-firefox.html", "pinboard.json", "feed-atom.xml"):
             import_path(name, render_map=render_map)
@@ -452,8 +451,8 @@ def test_posts_rendered_by_worker_processes_store_what_a_save_would():
 
 
 def searched(q):
-    results, _ = search_posts(q)
-    return sorted(str(post) for post in load_posts(list(results)))
+    results = search_posts(q).results()
+    return sorted(str(post) for post in load_posts(list(results), POST_MODELS))
 
 
 def test_imported_posts_are_searchable_and_later_writes_still_index():

@@ -80,8 +80,8 @@ def cache_backend(**env):
 
 def test_the_cache_is_diskcache_by_default_and_redis_or_memcached_by_url():
     directory = tempfile.mkdtemp()
-    # DiskCache's Django backend, kept open between requests (linkblog.PersistentDiskCache subclasses it).
-    assert cache_backend(LINKBLOG_CACHE_DIR=directory) == ["linkblog.PersistentDiskCache", directory]
+    # DiskCache's Django backend, kept open between requests (blogworks.serving.PersistentDiskCache subclasses it).
+    assert cache_backend(LINKBLOG_CACHE_DIR=directory) == ["blogworks.serving.PersistentDiskCache", directory]
     assert cache_backend(LINKBLOG_CACHE_URL="redis://cache.internal:6379/1") == [
         "django.core.cache.backends.redis.RedisCache", "redis://cache.internal:6379/1"
     ]

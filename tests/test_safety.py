@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from linkblog import Blogmark, Entry, Quotation, Tag, render_markdown
+from blogworks.text import render_markdown
+from linkblog import Blogmark, Entry, Quotation, Tag
 
 pytestmark = pytest.mark.django_db
 

@@ -9,30 +9,32 @@ from django.core.management import call_command
 from django.db import connection
 from factories import at
 
-from linkblog import (
-    POST_MODELS,
-    Blogmark,
-    Entry,
-    Quotation,
-    Tag,
-    highlight,
-    load_posts,
-    parse_query,
-    pause_search_index,
-    resume_search_index,
-    search_posts,
-    tokenize_query,
-)
+from blogworks import search_index
+from blogworks.listing import load_posts
+from blogworks.search import tokenize_query
+from linkblog import POST_MODELS, SEARCH_INDEX, Blogmark, Entry, Quotation, Tag, highlight, search_posts
 
 pytestmark = pytest.mark.django_db
 
 
 def found(q):
     """The titles (or link titles, or sources) of what a search finds, best first."""
-    results, _ = search_posts(q)
+    results = search_posts(q).results()
     rows = list(results)
     assert results.count() == len(rows)
-    return [str(post) for post in load_posts(rows)]
+    return [str(post) for post in load_posts(rows, POST_MODELS)]
+
+
+def parse_query(q):
+    return search_posts(q).parsed
+
+
+def pause_search_index(**kwargs):
+    search_index.pause_search_index(SEARCH_INDEX, **kwargs)
+
+
+def resume_search_index(**kwargs):
+    search_index.resume_search_index(SEARCH_INDEX, **kwargs)
 
 
 def text(response):
@@ -456,8 +458,9 @@ def test_search_posts_searches_the_querysets_it_is_given(make):
     make.entry("Drafted bongo", is_draft=True)
     make.entry("Published bongo")
     every_post = {kind: model.objects.all() for kind, model in POST_MODELS.items()}
-    rows, parsed = search_posts("bongo", every_post)
-    assert sorted(str(post) for post in load_posts(list(rows))) == ["Drafted bongo", "Published bongo"]
+    found_posts = search_posts("bongo", every_post)
+    rows, parsed = found_posts.results(), found_posts.parsed
+    assert sorted(str(post) for post in load_posts(list(rows), POST_MODELS)) == ["Drafted bongo", "Published bongo"]
     assert parsed.highlight_words == ["bongo"]
     assert {Blogmark, Quotation} <= set(POST_MODELS.values())
 
@@ -466,7 +469,7 @@ def test_imported_posts_are_found_and_reimports_update_the_index():
     import io
     import json
 
-    from linkblog import import_file
+    from linkblog import import_posts
 
     def ndjson(*records):
         return io.BytesIO("".join(json.dumps(record) + "\n" for record in records).encode())
@@ -475,10 +478,10 @@ def test_imported_posts_are_found_and_reimports_update_the_index():
                 "created": "2024-01-01T00:00:00Z", "tags": ["amphibians"]}
     entry = {"type": "entry", "slug": "pond", "title": "Pond notes", "body": "An axolotl lives here.",
              "created": "2024-01-02T00:00:00Z", "tags": ["ponds"]}
-    import_file(ndjson(blogmark, entry))
+    import_posts(ndjson(blogmark, entry))
     assert sorted(found("axolotl")) == ["Axolotl facts", "Pond notes"]
     assert found("amphibians") == ["Axolotl facts"]
-    import_file(ndjson({**blogmark, "link_title": "Salamander facts", "tags": ["newts"]}, entry))
+    import_posts(ndjson({**blogmark, "link_title": "Salamander facts", "tags": ["newts"]}, entry))
     assert found("axolotl") == ["Pond notes"]
     assert found("salamander newts") == ["Salamander facts"]
     assert found("amphibians") == []

@@ -1,0 +1,110 @@
+"""Settings from the environment: the helpers linkblog.py's `Django(...)` call reads its settings with.
+
+Everything a deployment changes comes from an environment variable (README lists them). A malformed
+value stops the app with one clear line, never a traceback.
+"""
+
+import os
+import sys
+
+import dj_database_url
+
+INSECURE_SECRET_KEY = "linkblog-insecure-development-key"
+
+
+def env_bool(name, default):
+    """Read a yes/no environment variable: 1/true/yes/on or 0/false/no/off."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value in ("1", "true", "yes", "on")
+
+
+def env_list(name, default):
+    """Read a comma-separated environment variable into a list."""
+    value = os.environ.get(name, "")
+    return [item.strip() for item in value.split(",") if item.strip()] or default
+
+
+def cached_template_loaders(templates):
+    """nanodjango lists its template loaders bare, so every include is parsed again on every request;
+    Django's cached loader keeps each parsed template (and runserver still reloads edited ones)."""
+    options = templates[0]["OPTIONS"]
+    options["loaders"] = [("django.template.loaders.cached.Loader", options["loaders"])]
+    return templates
+
+
+def database_settings(base_dir):
+    """DATABASE_URL when given (PostgreSQL), otherwise the SQLite file db.sqlite3 in `base_dir`."""
+    default_url = "sqlite:///" + str(base_dir / "db.sqlite3")
+    config = dj_database_url.parse(os.environ.get("DATABASE_URL", default_url))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {
+            # A web workload on SQLite: readers never block the writer, a writer waits
+            # its turn instead of failing, and a transaction takes the write lock up front.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 5,
+            "transaction_mode": "IMMEDIATE",
+        }
+    else:
+        config["CONN_HEALTH_CHECKS"] = True
+    # A worker keeps its connection between requests: a new one costs about a millisecond (for
+    # SQLite: opening the file, the PRAGMAs above, and starting with an empty page cache).
+    config["CONN_MAX_AGE"] = 60
+    return config
+
+
+def env_int(name, default):
+    """Read a whole-number environment variable; a malformed one stops the app with a clear message."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        sys.exit(f"linkblog: {name} must be a whole number, not {value!r}")
+
+
+def secret_key(debug):
+    """DJANGO_SECRET_KEY; production (DEBUG off) never runs with the well-known development key."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "").strip() or INSECURE_SECRET_KEY
+    if not debug and key == INSECURE_SECRET_KEY:
+        sys.exit(
+            "linkblog: refusing to start with DJANGO_DEBUG off and no DJANGO_SECRET_KEY. "
+            'Set one, e.g. DJANGO_SECRET_KEY="$(python -c \'import secrets; print(secrets.token_urlsafe(50))\')"'
+        )
+    return key
+
+
+def cache_settings(base_dir):
+    """The cache every worker shares: a DiskCache directory by default, Redis or memcached by URL."""
+    url = os.environ.get("LINKBLOG_CACHE_URL", "").strip()
+    scheme = url.partition("://")[0]
+    if scheme in ("redis", "rediss"):
+        config = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    elif scheme == "memcached":
+        config = {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": url.partition("://")[2]}
+    elif url:
+        sys.exit(f"linkblog: LINKBLOG_CACHE_URL must start with redis://, rediss:// or memcached://, not {url!r}")
+    else:
+        directory = os.environ.get("LINKBLOG_CACHE_DIR") or str(base_dir / "cache")
+        # DiskCache keeps entries in SQLite files: shared by every worker process on this machine.
+        config = {"BACKEND": "blogworks.serving.PersistentDiskCache", "LOCATION": directory, "DATABASE_TIMEOUT": 1.0}
+    return {"default": {**config, "KEY_PREFIX": "linkblog", "TIMEOUT": 3600}}
+
+
+def proxy_ssl_header():
+    """The header a TLS-terminating proxy sets to say the request came over HTTPS ("" trusts none)."""
+    header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto").strip()
+    if not header:
+        return None
+    return ("HTTP_" + header.upper().replace("-", "_"), "https")
+
+
+
+# A Content-Security-Policy our own pages and the admin satisfy: no inline scripts or styles anywhere,
+# images from anywhere over HTTPS (posts may show them), nothing may frame the site.
+DEFAULT_CSP = (
+    "default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)

@@ -1,0 +1,431 @@
+"""Search: the query language, ranked full-text search over every kind, and the facets beside it.
+
+The query language: words, "quoted phrases", -negation and key:value filters (`tag:django
+type:blogmark year:2024 from:2023-01-01 to:2023-12-31`); it never fails, what makes no sense becomes
+a note. A `Search` runs one query over `{kind: queryset}`: FTS5 (ranked by bm25) on SQLite,
+tsvector (SearchRank) on PostgreSQL, both reading the index tables of `search_index`. Each kind's
+model says the names its type: filter accepts (`search_names`) and its label (`verbose_name_plural`).
+"""
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone as dt_timezone
+
+from django.db import connection, models
+from django.db.models import Count, Q, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, ExtractYear, Substr
+from django.utils.functional import cached_property
+
+from .listing import count_mixed_posts, union_all, with_every_tag, with_kind
+from .search_index import SEARCH_WEIGHTS, POSTGRES_SEARCH_CONFIG, index_table
+
+MAX_QUERY_LENGTH = 500  # longer queries are cut here: nobody types more, and it bounds the SQL
+MAX_QUERY_TERMS = 20
+FILTER_KEYS = {"tag", "type", "year", "from", "to"}
+WORD_CHARACTER = re.compile(r"[^\W_]")  # a letter or digit: terms without one cannot match anything
+
+
+@dataclass(frozen=True)
+class Term:
+    """One piece of a query as typed: a word, a "quoted phrase" or a key:value filter; maybe negated."""
+
+    text: str
+    key: str = ""
+    negated: bool = False
+    quoted: bool = False
+
+    def __str__(self):
+        text = f'"{self.text}"' if self.quoted else self.text
+        return ("-" if self.negated else "") + (f"{self.key}:" if self.key else "") + text
+
+
+def read_until(text, position, stop):
+    """The index of the first character at or after `position` for which `stop` is true (or the end)."""
+    while position < len(text) and not stop(text[position]):
+        position += 1
+    return position
+
+
+def tokenize_query(q):
+    """Split a query into Terms. Never fails: an unclosed quote runs to the end of the query."""
+    q = q.replace("\x00", " ")[:MAX_QUERY_LENGTH]
+    terms, position = [], 0
+    while len(terms) < MAX_QUERY_TERMS:
+        position = read_until(q, position, lambda character: not character.isspace())
+        if position >= len(q):
+            break
+        negated = q[position] == "-" and position + 1 < len(q) and not q[position + 1].isspace()
+        position += negated
+        if q[position] == '"':
+            end = read_until(q, position + 1, lambda character: character == '"')
+            terms.append(Term(q[position + 1 : end], negated=negated, quoted=True))
+            position = end + 1
+            continue
+        end = read_until(q, position, str.isspace)
+        word = q[position:end]
+        key, colon, value = word.partition(":")
+        if colon and value and key.lower() in FILTER_KEYS:
+            terms.append(Term(value, key=key.lower(), negated=negated))
+        else:
+            terms.append(Term(word, negated=negated))
+        position = end
+    return terms
+
+
+@dataclass
+class ParsedQuery:
+    """What a search asks for: text to find and filters to apply, plus notes about what was ignored."""
+
+    terms: list = field(default_factory=list)
+    words: list = field(default_factory=list)  # Terms of text that must match
+    excluded_words: list = field(default_factory=list)  # Terms of text that must not match
+    tags: list = field(default_factory=list)  # every one of these tags
+    excluded_tags: list = field(default_factory=list)
+    kinds: list = field(default_factory=list)  # any of these kinds
+    excluded_kinds: list = field(default_factory=list)
+    years: list = field(default_factory=list)  # any of these years
+    excluded_years: list = field(default_factory=list)
+    type_names: dict = field(default_factory=dict)  # what type: accepts: {"links": "blogmark", ...}
+    date_from: date | None = None
+    date_to: date | None = None
+    notes: list = field(default_factory=list)
+
+    def __str__(self):
+        return " ".join(str(term) for term in self.terms)
+
+    @property
+    def is_empty(self):
+        return not self.terms
+
+    @property
+    def highlight_words(self):
+        """The letters-and-digits words to mark in results."""
+        words = []
+        for term in self.words:
+            words.extend(re.findall(r"[^\W_]+", term.text))
+        return words
+
+    @property
+    def filters(self):
+        return [term for term in self.terms if term.key]
+
+    def with_filter(self, key, value):
+        """This query's text with one more key:value filter (or unchanged if it is already there)."""
+        term = Term(str(value), key=key)
+        return str(self) if term in self.terms else f"{self} {term}".strip()
+
+    def without(self, term):
+        """This query's text with one term taken out."""
+        return " ".join(str(other) for other in self.terms if other != term)
+
+    @property
+    def filter_removals(self):
+        """(filter, the query without it) for each filter, for "remove" links."""
+        return [(term, self.without(term)) for term in self.filters]
+
+
+def parse_date_filter(term):
+    try:
+        return date.fromisoformat(term.text)
+    except ValueError:
+        return None
+
+
+def apply_filter(parsed, term):
+    """Add one key:value term to `parsed`; a value that makes no sense becomes a note and is ignored."""
+    value = term.text.lower()
+    if term.key == "tag":
+        (parsed.excluded_tags if term.negated else parsed.tags).append(value)
+    elif term.key == "type" and value in parsed.type_names:
+        (parsed.excluded_kinds if term.negated else parsed.kinds).append(parsed.type_names[value])
+    elif term.key == "type":
+        *others, last = dict.fromkeys(parsed.type_names.values())
+        parsed.notes.append(f"Ignored {term}: the types are {', '.join(others)} and {last}.")
+    elif term.key == "year" and value.isascii() and value.isdigit() and len(value) == 4 and value != "0000":
+        (parsed.excluded_years if term.negated else parsed.years).append(int(value))
+    elif term.key == "year":
+        parsed.notes.append(f"Ignored {term}: a year has four digits, like year:2024.")
+    elif term.negated:
+        parsed.notes.append(f"Ignored {term}: {term.key}: cannot be negated.")
+    elif parse_date_filter(term) is None:
+        parsed.notes.append(f"Ignored {term}: a date looks like {term.key}:2024-01-31.")
+    elif term.key == "from":
+        parsed.date_from = parse_date_filter(term)
+    else:
+        parsed.date_to = parse_date_filter(term)
+
+
+def parse_query(q, type_names):
+    """Parse the search box: `tag:django type:blogmark year:2024 -tag:python "exact phrase" from:2023-01-01`.
+    `type_names` maps what type: accepts to a kind: {"entries": "entry", "links": "blogmark", ...}."""
+    parsed = ParsedQuery(type_names=type_names)
+    for term in tokenize_query(q or ""):
+        if term.key:
+            apply_filter(parsed, term)
+        elif WORD_CHARACTER.search(term.text):
+            (parsed.excluded_words if term.negated else parsed.words).append(term)
+        else:
+            continue  # only punctuation: nothing to search for, and left out of the query kept in the box
+        parsed.terms.append(term)
+    return parsed
+
+
+
+def any_of_years(years):
+    """A condition for posts of any of these (UTC) years, as date ranges the `created` index serves."""
+    condition = Q(pk__in=[])
+    for year in years:
+        condition |= Q(created__year=year)
+    return condition
+
+
+def start_of_day(day):
+    return datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc)
+
+
+def apply_search_filters(querysets, parsed):
+    """Apply the query's filters (kind, tags, years, dates) to each kind's queryset."""
+    filtered = {}
+    for kind, queryset in querysets.items():
+        if (parsed.kinds and kind not in parsed.kinds) or kind in parsed.excluded_kinds:
+            continue
+        if parsed.tags:
+            queryset = with_every_tag(queryset, parsed.tags)
+        if parsed.excluded_tags:
+            queryset = queryset.exclude(tags__tag__in=parsed.excluded_tags)
+        if parsed.years:
+            queryset = queryset.filter(any_of_years(parsed.years))
+        if parsed.excluded_years:
+            queryset = queryset.exclude(any_of_years(parsed.excluded_years))
+        if parsed.date_from:
+            queryset = queryset.filter(created__gte=start_of_day(parsed.date_from))
+        if parsed.date_to and parsed.date_to < date.max:  # nothing is later than the last day there is
+            queryset = queryset.filter(created__lt=start_of_day(parsed.date_to) + timedelta(days=1))
+        filtered[kind] = queryset
+    return filtered
+
+
+def fts5_phrase(term):
+    """A term as an FTS5 string: the tokenizer splits it, so operators and punctuation are plain text."""
+    return '"' + term.text.replace('"', '""') + '"'
+
+
+def fts5_query(terms, operator):
+    return f" {operator} ".join(fts5_phrase(term) for term in terms)
+
+
+def sqlite_match(kind, queryset, parsed):
+    """Posts whose index row has every word and no excluded word: a subquery, fit for any query."""
+    index = index_table(queryset.model)
+    matches = f"SELECT rowid FROM {index} WHERE {index} MATCH %s"
+    if parsed.words:
+        queryset = queryset.filter(pk__in=RawSQL(matches, [fts5_query(parsed.words, "AND")]))
+    if parsed.excluded_words:
+        queryset = queryset.exclude(pk__in=RawSQL(matches, [fts5_query(parsed.excluded_words, "OR")]))
+    return queryset
+
+
+def sqlite_ranked(kind, queryset, parsed):
+    """Posts joined to their matching index rows, ranked by bm25 (negated: higher is better, as on PostgreSQL).
+
+    The join lets FTS5 find the matches and rank them in one pass; Django's extra() is the ORM's way to
+    join a table that has no model. The unary + in the join keeps SQLite from looking the index up once
+    per post (seconds at 100,000 posts): it must run the MATCH once and look the posts up by id.
+    """
+    index = index_table(queryset.model)
+    match = fts5_query(parsed.words, "AND")
+    if parsed.excluded_words:
+        match = f"({match}) NOT ({fts5_query(parsed.excluded_words, 'OR')})"
+    weights = ", ".join(str(weight) for weight in SEARCH_WEIGHTS)
+    return queryset.extra(
+        select={"rank": f"-bm25({index}, {weights})"},
+        tables=[index],
+        where=[f"{queryset.model._meta.db_table}.id = +{index}.rowid", f"{index} MATCH %s"],
+        params=[match],
+    )
+
+
+def postgres_query(parsed):
+    """A SearchQuery for every word and phrase, none of the excluded ones: each term parsed by PostgreSQL."""
+    from django.contrib.postgres.search import SearchQuery
+
+    query = None
+    for term in parsed.words + parsed.excluded_words:
+        part = SearchQuery(term.text, search_type="phrase" if term.quoted else "plain", config=POSTGRES_SEARCH_CONFIG)
+        part = ~part if term.negated else part
+        query = part if query is None else query & part
+    return query
+
+
+def as_sql(expression, queryset):
+    """An ORM expression compiled to (sql, params) for the queryset's database."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    return expression.resolve_expression(queryset.query).as_sql(compiler, compiler.connection)
+
+
+def postgres_match(kind, queryset, parsed):
+    """Posts whose search document matches: a GIN index scan of the kind's search table."""
+    if not (parsed.words or parsed.excluded_words):
+        return queryset
+    query, params = as_sql(postgres_query(parsed), queryset)
+    matches = f"SELECT post_id FROM {index_table(queryset.model)} WHERE document @@ {query}"
+    return queryset.filter(pk__in=RawSQL(matches, params))
+
+
+def postgres_ranked(kind, queryset, parsed):
+    """Matching posts ranked by SearchRank of their weighted document (looked up for the matches only)."""
+    from django.contrib.postgres.search import SearchRank, SearchVectorField
+
+    document = RawSQL(
+        f"SELECT document FROM {index_table(queryset.model)} WHERE post_id = {queryset.model._meta.db_table}.id",
+        [],
+        output_field=SearchVectorField(),
+    )
+    return postgres_match(kind, queryset, parsed).annotate(rank=SearchRank(document, postgres_query(parsed)))
+
+
+def matching_posts(filtered, parsed):
+    """Each kind's posts (already filtered) that match the text: {kind: queryset}."""
+    match = sqlite_match if connection.vendor == "sqlite" else postgres_match
+    return {kind: match(kind, queryset, parsed) for kind, queryset in filtered.items()}
+
+
+def ranked_rows(filtered, parsed):
+    """One query of (kind, pk, created, rank) rows of the matching posts, best first (newest first without words)."""
+    rows = []
+    for kind, queryset in filtered.items():
+        if not parsed.words:
+            queryset = matching_posts({kind: queryset}, parsed)[kind].annotate(rank=Value(0.0, output_field=models.FloatField()))
+        elif connection.vendor == "sqlite":
+            queryset = sqlite_ranked(kind, queryset, parsed)
+        else:
+            queryset = postgres_ranked(kind, queryset, parsed)
+        rows.append(with_kind(queryset, kind).values("kind", "pk", "created", "rank"))
+    return union_all(rows).order_by("-rank", "-created", "-pk") if rows else None
+
+
+class SearchResults:
+    """The ranked rows of a search, as `paginate` and slicing want them; counting them skips the
+    ranking (which the queryset's own count() would repeat), or uses a count already known."""
+
+    def __init__(self, rows, matching, count=None):
+        self.rows, self.matching, self.known_count = rows, matching, count
+
+    def count(self):
+        if self.known_count is None:
+            self.known_count = count_mixed_posts(self.matching)  # finds the matches, does not rank them
+        return self.known_count
+
+    def __getitem__(self, key):
+        return self.rows[key] if self.rows is not None else []
+
+    def __iter__(self):
+        return iter(self.rows if self.rows is not None else [])
+
+
+
+FACET_TAGS = 15
+
+
+@dataclass
+class Facet:
+    """One value to narrow a search by: its label, how many matches have it, and the query that
+    adds it (or, when the query already has it, the query without it)."""
+
+    label: str
+    count: int
+    q: str
+    active: bool
+
+
+def facet(parsed, key, value, label, count):
+    term = Term(str(value), key=key)
+    active = term in parsed.terms
+    return Facet(label, count, parsed.without(term) if active else parsed.with_filter(key, value), active)
+
+
+def year_created():
+    """The UTC year a post was created. SQLite stores UTC text, whose first four characters are the year:
+    reading them spares the Python function Django's ExtractYear calls there for every row."""
+    if connection.vendor == "sqlite":
+        return Cast(Substr(Cast("created", models.CharField()), 1, 4), models.IntegerField())
+    return ExtractYear("created")
+
+
+def kind_and_year_counts(matching):
+    """{(kind, year): count} of the matching posts, in one query."""
+    rows = union_all([
+        with_kind(queryset, kind).annotate(year=year_created()).values("kind", "year").annotate(n=Count("pk"))
+        for kind, queryset in matching.items()
+    ])
+    return {(row["kind"], row["year"]): row["n"] for row in rows or ()}
+
+
+def top_tags(matching):
+    """[(tag, count)] of the tags the matching posts use most, at most FACET_TAGS, in one query.
+
+    Each kind's tag links come from the ORM; adding them up across kinds needs a GROUP BY over their
+    UNION ALL, which the ORM cannot write, so that outer query is SQL around the ORM's own."""
+    links = union_all([
+        queryset.model.tags.through.objects.filter(**{f"{kind}_id__in": queryset.order_by().values("pk")}).values("tag_id")
+        for kind, queryset in matching.items()
+    ])
+    if links is None:
+        return []
+    tag_table = links.model._meta.get_field("tag").related_model._meta.db_table
+    sql, params = links.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT tag.tag, top.n FROM (SELECT tag_id, COUNT(*) AS n FROM ({sql}) AS link GROUP BY tag_id"
+            f" ORDER BY n DESC, tag_id LIMIT %s) AS top JOIN {tag_table} AS tag ON tag.id = top.tag_id"
+            " ORDER BY top.n DESC, tag.tag",
+            [*params, FACET_TAGS],
+        )
+        return cursor.fetchall()
+
+
+def search_facets(matching, parsed, counts, labels):
+    """Facets for the page: {"type": [...], "year": [...], "tag": [...]}, each a list of Facets.
+    `counts` is kind_and_year_counts(matching); `labels` names each kind: {"entry": "Entries", ...}."""
+    by_kind, by_year = defaultdict(int), defaultdict(int)
+    for (kind, year), count in counts.items():
+        by_kind[kind] += count
+        by_year[year] += count
+    return {
+        "type": [facet(parsed, "type", kind, label, by_kind[kind]) for kind, label in labels.items() if by_kind[kind]],
+        "year": [facet(parsed, "year", year, str(year), count) for year, count in sorted(by_year.items(), reverse=True)],
+        "tag": [facet(parsed, "tag", tag, tag, count) for tag, count in top_tags(matching)],
+    }
+
+
+
+
+
+class Search:
+    """One search of `{kind: queryset}` with the query language, for the search page and the API alike.
+
+    `models` are every kind of post (type: filters name them even when `querysets` leaves some out).
+    `results()` are (kind, pk, created, rank) rows, best first (newest first without words), to
+    paginate or slice and then hand to `load_posts`; `facets()` narrow the search by kind, year and tag.
+    """
+
+    def __init__(self, q, querysets, models):
+        self.models = models
+        type_names = {name: kind for kind, model in models.items() for name in model.search_names}
+        self.parsed = parse_query(q, type_names)
+        self.filtered = apply_search_filters(querysets, self.parsed)
+        self.matching = matching_posts(self.filtered, self.parsed)
+
+    @cached_property
+    def counts(self):
+        """{(kind, year): how many posts match}."""
+        return kind_and_year_counts(self.matching)
+
+    def results(self, count=None):
+        return SearchResults(ranked_rows(self.filtered, self.parsed), self.matching, count)
+
+    def facets(self):
+        labels = {kind: str(model._meta.verbose_name_plural).capitalize() for kind, model in self.models.items()}
+        return search_facets(self.matching, self.parsed, self.counts, labels)

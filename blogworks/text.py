@@ -1,0 +1,150 @@
+"""Text: Markdown rendered and sanitized, and the plain-text cuts pages make of stored HTML.
+
+Posts are rendered once, when they are saved (a page view never runs Markdown), with Python-Markdown,
+then cleaned by nh3 down to an allowlist of tags, attributes and URL schemes. The rest turns stored
+HTML into what listings and meta tags show: the first paragraph, plain words, a trimmed description,
+search excerpts with the searched words marked.
+"""
+
+import re
+import threading
+from html import unescape
+from html.parser import HTMLParser
+
+import markdown
+import nh3
+from django.utils.html import conditional_escape, escape, format_html, strip_tags
+from django.utils.safestring import mark_safe
+
+MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
+SAFE_URL_SCHEMES = {"http", "https", "mailto"}
+SAFE_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "ol", "p",
+    "pre", "q", "s", "small", "span", "strong", "sub", "sup", "table", "tbody", "td",
+    "tfoot", "th", "thead", "tr", "u", "ul",
+}
+SAFE_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "abbr": {"title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"align"},
+    "th": {"align"},
+    "code": {"class"},
+    "li": {"id"},
+    "sup": {"id"},
+    "ol": {"start"},
+}
+
+
+markdown_converters = threading.local()
+
+
+def markdown_converter():
+    """This thread's Markdown converter: building one costs as much as converting a post, so reuse it."""
+    if not hasattr(markdown_converters, "converter"):
+        markdown_converters.converter = markdown.Markdown(extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    return markdown_converters.converter.reset()
+
+
+def render_markdown(text):
+    """Markdown to HTML that is safe to show: no scripts, event handlers or javascript: URLs."""
+    return sanitize_html(markdown_converter().convert(text or ""))
+
+
+def sanitize_html(html):
+    """HTML from anywhere (rendered Markdown, an imported feed) cut down to the safe allowlist."""
+    return nh3.clean(
+        html or "",
+        tags=SAFE_TAGS,
+        attributes=SAFE_ATTRIBUTES,
+        url_schemes=SAFE_URL_SCHEMES,
+        link_rel="noopener",
+    )
+
+
+def is_safe_url(url):
+    """True for the http(s) and mailto links a post may point to; never javascript: or data:."""
+    scheme, colon, _ = (url or "").partition(":")
+    return bool(colon) and scheme.strip().lower() in SAFE_URL_SCHEMES
+
+
+class FirstBlockFinder(HTMLParser):
+    """Finds where the first top-level element of an HTML fragment ends."""
+
+    VOID = {"br", "hr", "img"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=False)
+        self.depth = 0
+        self.end = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.depth += 1
+        elif self.depth == 0 and self.end is None:
+            self.end = self.getpos()
+
+    def handle_endtag(self, tag):
+        self.depth -= 1
+        if self.depth == 0 and self.end is None:
+            self.end = self.getpos()
+
+
+def first_block(html):
+    """The first paragraph (or other top-level block) of rendered HTML."""
+    finder = FirstBlockFinder()
+    finder.feed(html)
+    if finder.end is None:
+        return html
+    line, column = finder.end
+    lines = html.splitlines(keepends=True)
+    offset = sum(len(text) for text in lines[: line - 1]) + column
+    return html[: html.index(">", offset) + 1]
+
+
+
+def plain_text(html):
+    """Visible words of rendered HTML, for word counts and descriptions."""
+    return " ".join(strip_tags(html).split())
+
+
+
+DESCRIPTION_LENGTH = 200
+
+
+def description(html):
+    """Plain text of stored HTML for meta descriptions: no markup, no entities, trimmed on a word."""
+    text = unescape(plain_text(html))
+    if len(text) <= DESCRIPTION_LENGTH:
+        return text
+    return text[: DESCRIPTION_LENGTH - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+
+def highlight_pattern(words):
+    """A pattern for any of the words at the start of a word, running to the word's end (so "test" marks "tests")."""
+    alternatives = "|".join(re.escape(word) for word in sorted(set(words), key=len, reverse=True))
+    return re.compile(rf"(\b(?:{alternatives})\w*)", re.IGNORECASE)
+
+
+def highlight(text, words):
+    """Escape plain text, then wrap the searched words in <mark>: {{ post.title|highlight:query.highlight_words }}."""
+    if not words:
+        return conditional_escape(text)
+    pieces = highlight_pattern(words).split(str(text))
+    # split() with one group alternates text that did not match (even places) and matches (odd places).
+    return mark_safe("".join(
+        format_html("<mark>{}</mark>", piece) if index % 2 else escape(piece) for index, piece in enumerate(pieces)
+    ))
+
+
+def search_excerpt(html, words, length=240):
+    """Plain text of rendered HTML around the first searched word, at most `length` characters."""
+    text = unescape(plain_text(html))
+    found = highlight_pattern(words).search(text) if words else None
+    start = max(0, found.start() - length // 3) if found else 0
+    if start:
+        start = text.find(" ", start) + 1 or start
+    excerpt = text[start : start + length]
+    return ("… " if start else "") + excerpt + (" …" if start + length < len(text) else "")
