@@ -19,7 +19,7 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Search page     /search/ with facets (the engine: blogworks/search.py)
     API             /api/ with django-ninja: read, write, tags, tokens
     Admin tools     import, export and the bookmarklet
-    Commands        `python linkblog.py token|import|export|serve-production`, and the entry point
+    Commands        `python linkblog.py token|import|export|serve-production|worker`, the entry point
 
 Templates live in templates/ (one base, one partial per kind of post), the stylesheet in static/,
 the migrations in migrations/.
@@ -136,7 +136,9 @@ app = Django(
     ],
     ADMIN_URL="admin/",
     FORMS_URLFIELD_ASSUME_HTTPS=True,
-    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja"],  # ninja: the API docs UI, served locally
+    # ninja: the API docs UI, served locally; django_tasks and its database backend: background jobs.
+    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja", "django_tasks", "django_tasks_db"],
+    TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}},
     TIME_ZONE="UTC",
     LINKBLOG_TITLE=os.environ.get("LINKBLOG_TITLE", "linkblog"),
     LINKBLOG_AUTHOR=os.environ.get("LINKBLOG_AUTHOR", "The author"),
@@ -1925,6 +1927,15 @@ def serve_production_command(args):
     ]
     sys.stdout.flush()
     os.execv(sys.executable, gunicorn)
+
+
+@cli.command
+def worker_command(args):
+    """`python linkblog.py worker [--batch]`: run background jobs (link checks, archiving, deliveries)
+    until stopped; --batch runs what is due and exits. Options are django-tasks' `db_worker`'s."""
+    options = ["--no-reload", "--no-startup-delay", *args] if "--reload" not in args else args
+    call_command("db_worker", *options)
+    return 0
 
 
 def main(argv):
