@@ -98,7 +98,8 @@ class _Base:
             self.requests.append(Seen(handler.command, handler.path, dict(handler.headers), time.monotonic()))
 
     def start(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll interval: shutdown() waits up to one interval.
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self):

@@ -257,8 +257,9 @@ def test_each_url_is_checked_once_per_run_even_when_listed_many_times(site):
 
 
 def test_requests_to_one_host_respect_the_concurrency_limit_and_spacing():
-    delay, count = 0.2, 8
-    site = Site(hold_seconds=0.3).start()
+    # Each request is held longer than two delays, so without the limit three would overlap.
+    delay, count = 0.2, 6
+    site = Site(hold_seconds=0.6).start()
     try:
         started = time.monotonic()
         results = checker(per_host=2, host_delay=delay, max_workers=8).check(
@@ -389,8 +390,7 @@ def test_classification_is_as_of_now_and_thresholds_are_parameters():
 
 def test_runs_days_apart_mark_exactly_the_dead_links(site):
     urls = {name: f"{site.url}{path}" for name, path in
-            [("live", "/live"), ("flaky", "/flaky"), ("moved", "/moved"), ("dead", "/not-found"),
-             ("gone-host", DEAD_HOST_URL), ("slow", "/slow")]}
+            [("live", "/live"), ("flaky", "/flaky"), ("moved", "/moved"), ("dead", "/not-found"), ("slow", "/slow")]}
     urls["gone-host"] = DEAD_HOST_URL
     history = {url: [] for url in urls.values()}
     for day in (0, 4, 8):
@@ -400,9 +400,9 @@ def test_runs_days_apart_mark_exactly_the_dead_links(site):
         states = {name: classify_history(history[url], DAY0 + timedelta(days=day)) for name, url in urls.items()}
         if day < 8:
             assert "dead" not in states.values()
-    assert states == {"live": "alive", "flaky": states["flaky"], "moved": "moved", "dead": "dead",
+    # /flaky answered 503, 200, 503: failing today, but a 5xx is never death.
+    assert states == {"live": "alive", "flaky": "suspect", "moved": "moved", "dead": "dead",
                       "gone-host": "dead", "slow": "suspect"}
-    assert states["flaky"] in ("alive", "suspect")
 
 
 # --- The web archive ----------------------------------------------------------------------------
