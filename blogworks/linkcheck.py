@@ -154,7 +154,10 @@ def _ascii_host(host: str) -> str:
 
 def _host_key(url: str) -> str:
     """Politeness counts per host and port, as browsers count connections."""
-    return urlsplit(url).netloc
+    try:
+        return urlsplit(url).netloc
+    except ValueError:  # "http://[::1": never requested, any key will do
+        return ""
 
 
 # --- Results ------------------------------------------------------------------------------------
@@ -414,6 +417,10 @@ class LinkChecker:
         except _Stopped:
             # Only reached after the run was interrupted, when nobody reads this any more.
             return self._result(url, None, "connection_error", None, (), self.clock(), "interrupted")
+        except Exception as error:  # noqa: BLE001
+            # Whatever odd URL or server tripped us, one link must not end a run of thousands.
+            return self._result(url, None, "connection_error", None, (), self.clock(),
+                                f"unexpected {type(error).__name__}: {error}")
 
     def check_one(self, url: str) -> LinkResult:
         """Check one URL now (through the same per-host gates as check())."""

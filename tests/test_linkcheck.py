@@ -188,6 +188,14 @@ def test_urls_that_cannot_be_requested_are_errors_not_crashes(url):
     assert result.error
 
 
+def test_a_run_with_unrequestable_urls_checks_the_rest(site):
+    urls = ["http://[::1", "http://127.0.0.1:99999/", "", f"{site.url}/live"]
+    results = checker().check(urls)
+    assert [(result.url, result.outcome) for result in results] == [
+        ("http://[::1", "connection_error"), ("http://127.0.0.1:99999/", "connection_error"),
+        ("", "connection_error"), (f"{site.url}/live", "ok")]
+
+
 def test_urls_with_spaces_unicode_and_300_characters_are_quoted_as_a_browser_would(site):
     paths = ["/echo/a page with spaces", "/echo/ünïcödé/日本語", "/echo/" + "long-segment " * 25 + "end?q=a b&r=ü"]
     assert len(site.url + paths[2]) > 300
