@@ -297,3 +297,96 @@ def test_spoofed_reply_refused():
     note = {"id": "https://m.test/notes/1", "type": "Note", "attributedTo": "https://m.test/users/b", "inReplyTo": POST["id"], "content": "hi"}
     with pytest.raises(ap.InboxError, match="attributed to someone other"):
         ap.parse_inbox_activity(json.dumps({**FOLLOW, "type": "Create", "object": note}).encode())
+
+
+# --- Webmention and WebSub ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "page, endpoint",
+    [
+        ("/wm/link-header", "/webmention?via=header"),  # relative Link header, ../ from /wm/
+        ("/wm/link-header-multi", "/webmention?via=multi"),  # rel list, and the header beats the HTML
+        ("/wm/html-link", "/webmention?via=link"),  # the commented-out one before it is ignored
+        ("/wm/html-a", "/wm/webmention?via=a"),  # relative to the page's folder
+        ("/wm/empty-href", "/wm/empty-href"),  # empty href: the page itself
+        ("/wm/redirect", "/wm/moved/endpoint-webmention"),  # relative to the URL after the redirect
+        ("/wm/none", None),
+        ("/wm/missing", None),  # 404
+    ],
+)
+def test_discover_endpoint(fedi, page, endpoint):
+    assert webmention.discover_endpoint(fedi.url(page), timeout=5) == (fedi.url(endpoint) if endpoint else None)
+
+
+def test_send_webmention_to_the_discovered_endpoint(fedi):
+    endpoint = webmention.discover_endpoint(fedi.url("/wm/html-link"), timeout=5)
+    assert webmention.send("http://blog.test/p/", fedi.url("/wm/html-link"), endpoint, timeout=5) == 202
+    assert fedi.webmentions == [{"path": "/webmention?via=link", "source": "http://blog.test/p/", "target": fedi.url("/wm/html-link")}]
+
+
+SOURCE = """<!doctype html><html><body><article class="h-entry">
+<span class="p-author h-card"><a class="u-url p-name" href="/about">Ann Writer</a><img class="u-photo" src="/me.jpg" alt=""></span>
+<div class="e-content">I replied to <a class="u-in-reply-to" href="{target}">this post</a>.</div>
+<time class="dt-published" datetime="2024-02-03T04:05:06Z">3 Feb</time>
+</article></body></html>"""
+
+
+def test_verify_returns_the_source_h_entry(fedi):
+    target = "http://blog.test/2024/Jan/2/a-post/"
+    source = fedi.add_page("/wm/source", SOURCE.format(target=target))
+    mention = webmention.verify(source, target, timeout=5)
+    assert (mention.kind, mention.author_name, mention.author_url) == ("reply", "Ann Writer", fedi.url("/about"))
+    assert mention.author_photo == fedi.url("/me.jpg") and mention.published == "2024-02-03T04:05:06Z"
+    assert "this post</a>" in mention.content_html and mention.content_text.startswith("I replied")
+
+
+def test_verify_refuses_a_source_not_linking_the_target(fedi):
+    source = fedi.add_page("/wm/unrelated", SOURCE.format(target="http://blog.test/another-post/"))
+    with pytest.raises(webmention.WebmentionError, match="does not link"):
+        webmention.verify(source, "http://blog.test/2024/Jan/2/a-post/", timeout=5)
+    # The target's URL as text, not as a link, does not count either.
+    text_only = fedi.add_page("/wm/text-only", "<p>http://blog.test/2024/Jan/2/a-post/</p>")
+    with pytest.raises(webmention.WebmentionError, match="does not link"):
+        webmention.verify(text_only, "http://blog.test/2024/Jan/2/a-post/", timeout=5)
+
+
+def test_verify_reports_a_deleted_source(fedi):
+    gone = fedi.add_page("/wm/gone", "gone", status=410)
+    with pytest.raises(webmention.WebmentionError) as caught:
+        webmention.verify(gone, "http://blog.test/p/", timeout=5)
+    assert caught.value.deleted
+
+
+def test_validate_request():
+    webmention.validate_request("https://them.test/a", "http://blog.test/p/", {"blog.test"})
+    for source, target, message in (
+        ("file:///etc/passwd", "http://blog.test/p/", "source is not"),
+        ("https://them.test/a", "http://elsewhere.test/p/", "not on this site"),
+        ("http://blog.test/p/", "http://blog.test/p/#x", "same page"),
+    ):
+        with pytest.raises(webmention.WebmentionError, match=message):
+            webmention.validate_request(source, target, {"blog.test"})
+
+
+def test_websub_ping(fedi):
+    feeds = ["http://blog.test/atom/everything/", "http://blog.test/atom/entries/"]
+    assert webmention.websub_ping(fedi.url("/hub"), feeds, timeout=5) == 204
+    assert fedi.pings == [{"hub.mode": ["publish"], "hub.url": feeds}]
+
+
+# --- the bounded client ------------------------------------------------------------------------
+
+
+def test_fetch_refuses_other_schemes_and_oversized_answers(fedi):
+    with pytest.raises(netfetch.FetchError, match="not an http"):
+        netfetch.request("GET", "file:///etc/passwd")
+    fedi.add_page("/big", "x" * 5000)
+    with pytest.raises(netfetch.FetchError, match="more than 1000"):
+        netfetch.request("GET", fedi.url("/big"), max_bytes=1000)
+    # urllib itself stops at a redirect to file://, answering the 302; ftp:// it would follow.
+    fedi.add_page("/to-file", "", status=302, headers={"Location": "file:///etc/passwd"})
+    assert netfetch.request("GET", fedi.url("/to-file")).status == 302
+    fedi.add_page("/to-ftp", "", status=302, headers={"Location": "ftp://127.0.0.1/x"})
+    with pytest.raises(netfetch.FetchError, match="refusing redirect"):
+        netfetch.request("GET", fedi.url("/to-ftp"))
