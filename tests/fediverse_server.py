@@ -98,11 +98,12 @@ class _Handler(BaseHTTPRequestHandler):
             body, content_type = json.dumps(body).encode(), AP_TYPE
         elif isinstance(body, str):
             body = body.encode()
+        headers = {"Content-Length": str(len(body)), **(headers or {})}
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
+        for name, value in headers.items():
+            if value is not None:  # None leaves a header out: {"Content-Length": None} streams
+                self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 

@@ -248,6 +248,9 @@ def test_fetch_actor_and_webfinger(fedi):
     actor = ap.fetch_actor(fedi.actor_url, timeout=5)
     assert (actor.inbox, actor.shared_inbox) == (fedi.inbox_url, fedi.url("/inbox"))
     assert actor.public_key_id == fedi.key_id and actor.public_key_pem == fedi.public_pem
+    lookup = ap.key_lookup(timeout=5)
+    assert lookup(fedi.key_id) == fedi.public_pem and lookup.cache[fedi.key_id][0] == fedi.actor_url
+    assert lookup(fedi.actor_url + "#a-key-alice-does-not-publish") is None
     fedi.add_page("/users/mallory", {**fedi.actor_document(), "id": fedi.actor_url})
     with pytest.raises(ap.DeliveryError, match="not the URL fetched"):
         ap.fetch_actor(fedi.url("/users/mallory"), timeout=5)
@@ -384,6 +387,10 @@ def test_fetch_refuses_other_schemes_and_oversized_answers(fedi):
     fedi.add_page("/big", "x" * 5000)
     with pytest.raises(netfetch.FetchError, match="more than 1000"):
         netfetch.request("GET", fedi.url("/big"), max_bytes=1000)
+    # Without a Content-Length the read itself must stop.
+    fedi.add_page("/big-unannounced", "x" * 5000, headers={"Content-Length": None})
+    with pytest.raises(netfetch.FetchError, match="more than 1000 bytes"):
+        netfetch.request("GET", fedi.url("/big-unannounced"), max_bytes=1000)
     # urllib itself stops at a redirect to file://, answering the 302; ftp:// it would follow.
     fedi.add_page("/to-file", "", status=302, headers={"Location": "file:///etc/passwd"})
     assert netfetch.request("GET", fedi.url("/to-file")).status == 302
