@@ -66,7 +66,8 @@ def webfinger(resource: str, username: str, host: str, actor_url: str, profile_u
     return {"subject": subject, "aliases": [actor_url] + ([profile_url] if profile_url else []), "links": links}
 
 
-def actor_document(actor_url, username, name, summary, inbox, outbox, followers, public_pem, icon=None, url=None, shared_inbox=None):
+def actor_document(actor_url, username, name, summary, inbox, outbox, followers, public_pem,
+                   icon=None, url=None, shared_inbox=None) -> dict:
     """The blog's actor. A Person so Mastodon shows it as an account, not flagged as a bot (Service)."""
     doc = {
         "@context": [AS_CONTEXT, SECURITY_CONTEXT],
@@ -198,7 +199,8 @@ def ordered_collection(collection_id: str, total: int, first: str | None = None,
     return doc
 
 
-def ordered_collection_page(page_id: str, part_of: str, items: list, next_page: str | None = None, prev_page: str | None = None) -> dict:
+def ordered_collection_page(page_id: str, part_of: str, items: list,
+                            next_page: str | None = None, prev_page: str | None = None) -> dict:
     """One page of an OrderedCollection (the outbox pages hold Create activities, newest first)."""
     doc = {
         "@context": AS_CONTEXT,

@@ -69,7 +69,8 @@ def signing_string(method: str, path: str, headers: dict, signed: list[str]) -> 
     return "\n".join(lines)
 
 
-def sign_request(method: str, url: str, headers: dict | None, body: bytes | None, key_id: str, private_pem: str) -> dict:
+def sign_request(method: str, url: str, headers: dict | None, body: bytes | None,
+                 key_id: str, private_pem: str) -> dict:
     """Sign a request; returns the headers to add to it: Host, Date, (Digest,) Signature.
 
     A body (even empty, for POST) gets a Digest and signs it, because Mastodon refuses a POST whose

@@ -64,7 +64,8 @@ def discover_endpoint(target_url: str, timeout: float = 10.0, max_bytes: int = n
     """The absolute Webmention endpoint of target_url, or None when it has none (or is unreachable
     or refuses us: nothing to send then). An empty href means the page is its own endpoint."""
     try:
-        resp = netfetch.request("GET", target_url, headers={"Accept": "text/html"}, timeout=timeout, max_bytes=max_bytes)
+        resp = netfetch.request("GET", target_url, headers={"Accept": "text/html"},
+                                timeout=timeout, max_bytes=max_bytes)
     except FetchError:
         return None
     if resp.status >= 400:
@@ -212,7 +213,8 @@ def _author(values) -> tuple[str | None, str | None, str | None]:
 
 def _kind(props: dict, target_url: str) -> str:
     """Which relation the entry has to the target; a plain link is a mention."""
-    for prop, kind in (("in-reply-to", "reply"), ("like-of", "like"), ("repost-of", "repost"), ("bookmark-of", "bookmark")):
+    relations = (("in-reply-to", "reply"), ("like-of", "like"), ("repost-of", "repost"), ("bookmark-of", "bookmark"))
+    for prop, kind in relations:
         urls = {v if isinstance(v, str) else _first_str(v.get("properties", {}).get("url")) or v.get("value")
                 for v in props.get(prop, []) if isinstance(v, (str, dict))}
         if target_url in urls:
