@@ -18,6 +18,7 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Discovery       tag cloud, random post, sitemap, robots.txt
     Search page     /search/ with facets (the engine: blogworks/search.py)
     API             /api/ with django-ninja: read, write, tags, tokens
+    Serving         the WSGI handler built once per worker; the benchmark's hello-world page
     Admin tools     import, export and the bookmarklet
     Commands        `python linkblog.py token|import|export|serve-production|worker`, the entry point
 
@@ -54,6 +55,7 @@ from django.contrib.syndication.views import Feed
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
+from django.core.wsgi import get_wsgi_application
 from django.db import DatabaseError, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, ExtractMonth, ExtractYear
@@ -1703,7 +1705,7 @@ def merge_tag(request, tag: TagInPath, payload: TagMerge):
 app.route("api/", include=api.urls)
 
 
-# --- Benchmark: a hello-world view through the whole stack, the ceiling bench/run.py compares with
+# --- Serving: the WSGI handler production runs, and the hello-world page benchmarks compare with --
 
 
 def bench_hello(request):
@@ -1720,8 +1722,6 @@ def wsgi_application():
 
     (nanodjango's own `app.wsgi` rebuilds Django's handler on every request.)
     """
-    from django.core.wsgi import get_wsgi_application
-
     app._prepare()
     return get_wsgi_application()
 
