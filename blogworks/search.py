@@ -232,7 +232,7 @@ def sqlite_ranked(kind, queryset, parsed):
 
     The join lets FTS5 find the matches and rank them in one pass; Django's extra() is the ORM's way to
     join a table that has no model. The unary + in the join keeps SQLite from looking the index up once
-    per post (seconds at 100,000 posts): it must run the MATCH once and look the posts up by id.
+    per post, which grows with the blog: it must run the MATCH once and look the posts up by id.
     """
     index = index_table(queryset.model)
     match = fts5_query(parsed.words, "AND")
