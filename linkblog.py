@@ -48,6 +48,7 @@ from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
 from django.contrib.syndication.views import Feed
@@ -511,11 +512,24 @@ class TagAdmin(admin.ModelAdmin):
         return tag.post_count
 
 
+class TagAutocomplete(AutocompleteSelectMultiple):
+    """The tags field: existing tags only (a new one is made on the tag form, with `add_tag`)."""
+
+    def optgroups(self, name, value, attr=None):
+        # Django looks every submitted value up as a tag id: one that is no number would be a 500.
+        return super().optgroups(name, [item for item in value if str(item).isdigit()], attr)
+
+
 class PostAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     list_filter = ["is_draft", "created", "tags"]
     autocomplete_fields = ["tags"]
     list_per_page = 50
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "tags":
+            kwargs["widget"] = TagAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
