@@ -66,6 +66,7 @@ from django.urls import register_converter, reverse
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.text import slugify
+from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
@@ -134,10 +135,21 @@ app = Django(
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "axes.middleware.AxesMiddleware",  # last, as django-axes asks: answers a locked-out login
     ],
     ADMIN_URL="admin/",
     FORMS_URLFIELD_ASSUME_HTTPS=True,
-    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja"],  # ninja: the API docs UI, served locally
+    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja", "axes"],  # ninja: the API docs UI, served locally
+    # Login throttling (django-axes, README "Login throttling"): after AXES_FAILURE_LIMIT wrong passwords
+    # a username is locked out from that address for a while. API tokens never log in, so never lock.
+    AUTHENTICATION_BACKENDS=["blogworks.throttling.LoginThrottle", "django.contrib.auth.backends.ModelBackend"],
+    AXES_FAILURE_LIMIT=config.env_int("LINKBLOG_LOGIN_FAILURE_LIMIT", 5),
+    AXES_COOLOFF_TIME=timedelta(minutes=config.env_int("LINKBLOG_LOGIN_LOCKOUT_MINUTES", 60)),
+    AXES_LOCKOUT_PARAMETERS=[["username", "ip_address"]],
+    AXES_RESET_ON_SUCCESS=True,
+    AXES_LOCKOUT_TEMPLATE="admin/locked_out.html",
+    AXES_CLIENT_IP_CALLABLE="blogworks.throttling.client_ip_address",
+    LINKBLOG_PROXY_COUNT=config.env_int("LINKBLOG_PROXY_COUNT", 0),  # proxies whose X-Forwarded-For is trusted
     TIME_ZONE="UTC",
     LINKBLOG_TITLE=os.environ.get("LINKBLOG_TITLE", "linkblog"),
     LINKBLOG_AUTHOR=os.environ.get("LINKBLOG_AUTHOR", "The author"),
@@ -774,6 +786,13 @@ def site_setting(name):
 def absolute_url(path):
     """A site path as a full URL on LINKBLOG_BASE_URL: for feeds, the sitemap and cards."""
     return settings.LINKBLOG_BASE_URL + path
+
+
+@app.templatetag.filter(name="duration")
+def duration(delta):
+    """A timedelta in words, for messages: "1 hour", "30 minutes"."""
+    now = timezone.now()
+    return timesince(now - delta, now)
 
 
 @app.templatetag.filter(name="description")
