@@ -151,6 +151,7 @@ app = Django(
     AXES_CLIENT_IP_CALLABLE="blogworks.throttling.client_ip_address",
     LINKBLOG_PROXY_COUNT=config.env_int("LINKBLOG_PROXY_COUNT", 0),  # proxies whose X-Forwarded-For is trusted
     TIME_ZONE="UTC",
+    LOGGING=config.logging_settings(),
     LINKBLOG_TITLE=os.environ.get("LINKBLOG_TITLE", "linkblog"),
     LINKBLOG_AUTHOR=os.environ.get("LINKBLOG_AUTHOR", "The author"),
     LINKBLOG_BASE_URL=os.environ.get("LINKBLOG_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
@@ -2049,6 +2050,7 @@ def serve_production_command(args):
         "--bind", bind,
         "--workers", str(config.env_int("WEB_CONCURRENCY", 2)),
         "--access-logfile", "-",
+        "--error-logfile", "-",  # stderr, as Django's errors (config.logging_settings)
         "--no-control-socket",  # several servers may share a machine (and a service user has no home)
         *args,
         "linkblog:wsgi_application()",
