@@ -461,6 +461,10 @@ def missing_permissions(user, wanted):
     names = [permission_name(action, model) for action, model in wanted]
     return [name for name in names if not user.has_perm(name)]
 
+
+VIEW_EVERYTHING = [("view", model) for model in (Tag, *POST_MODELS.values())]  # every tag and every draft
+
+
 # nanodjango never sets our app's models module, so Django's post_migrate handlers would skip
 # the app: no content types and no permissions for these models (admin history and per-user
 # permissions both need them).
@@ -684,7 +688,8 @@ def tags_named(names):
 def redirect_renamed_tags(request, names):
     """A 301 to the current page when the URL names a tag by an old name (renamed or merged
     through the API); a 404 when a name is neither a tag nor an old name."""
-    new_names = dict(TagRedirect.objects.filter(old_tag__in=names).values_list("old_tag", "tag__tag"))
+    redirects = TagRedirect.objects.filter(old_tag__in=names, tag__in=readable_tags().values("pk"))
+    new_names = dict(redirects.values_list("old_tag", "tag__tag"))
     if not new_names:
         raise Http404("No such tag")
     current = list(dict.fromkeys(new_names.get(name, name) for name in names))
@@ -1685,9 +1690,8 @@ TAG_SORTS = {"name": ["tag"], "count": ["-post_count", "tag"]}
 
 def visible_tags(request):
     """Every tag for a caller who may view tags and the drafts of every kind; readable ones for others."""
-    everything = [("view", model) for model in (Tag, *POST_MODELS.values())]
     user = caller(request)
-    return tags_with_counts() if user and not missing_permissions(user, everything) else readable_tags()
+    return tags_with_counts() if user and not missing_permissions(user, VIEW_EVERYTHING) else readable_tags()
 
 
 def get_tag(name, tags=None):
@@ -1831,7 +1835,7 @@ class ExportForm(forms.Form):
 
 
 # Who may use which tool: the Django permissions of what it touches, never merely being staff.
-EXPORT_NEEDS = [("view", model) for model in (Tag, *POST_MODELS.values())]  # it holds every draft
+EXPORT_NEEDS = VIEW_EVERYTHING  # an export holds every draft
 IMPORT_NEEDS = [("add", Tag), ("change", Tag)]  # and add and change of each kind in the file: import_needs()
 BOOKMARKLET_NEEDS = [("add", Blogmark)]
 TOOL_NEEDS = {"import": IMPORT_NEEDS, "export": EXPORT_NEEDS, "bookmarklet": BOOKMARKLET_NEEDS}

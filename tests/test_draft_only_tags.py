@@ -6,7 +6,7 @@ import json
 import pytest
 from django.contrib.auth.models import Permission
 
-from linkblog import ApiToken, export
+from linkblog import ApiToken, Tag, TagRedirect, export
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +29,8 @@ def test_a_draft_only_tag_has_no_page_feed_combination_or_random_post(client, bl
         assert response.status_code == 404, url
         assert SECRET not in response.content.decode() and "og:" not in response.content.decode()
     assert client.get("/tags/public+shared/").status_code == 200
+    TagRedirect.objects.create(old_tag="old-name", tag=Tag.objects.get(tag="secret"))  # renamed through the API
+    assert client.get("/tags/old-name/").status_code == 404  # a redirect would name the tag
 
 
 def test_a_draft_only_tag_is_absent_from_the_cloud_the_sitemap_and_related_tags(client, blog):
