@@ -49,10 +49,11 @@ from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
 from django.contrib.syndication.views import Feed
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
@@ -67,6 +68,7 @@ from django.urls import register_converter, reverse
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.text import slugify
+from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
@@ -135,13 +137,26 @@ app = Django(
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "axes.middleware.AxesMiddleware",  # last, as django-axes asks: answers a locked-out login
     ],
     ADMIN_URL="admin/",
     FORMS_URLFIELD_ASSUME_HTTPS=True,
-    # ninja: the API docs UI, served locally; django_tasks and its database backend: background jobs.
-    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja", "django_tasks", "django_tasks_db"],
+    # ninja: the API docs UI, served locally; django_tasks and its database backend: background jobs;
+    # axes: login throttling.
+    EXTRA_APPS=["django.contrib.humanize", "django.contrib.sitemaps", "ninja", "django_tasks", "django_tasks_db", "axes"],
     TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}},
+    # Login throttling (django-axes, README "Login throttling"): after AXES_FAILURE_LIMIT wrong passwords
+    # a username is locked out from that address for a while. API tokens never log in, so never lock.
+    AUTHENTICATION_BACKENDS=["blogworks.throttling.LoginThrottle", "django.contrib.auth.backends.ModelBackend"],
+    AXES_FAILURE_LIMIT=config.env_int("LINKBLOG_LOGIN_FAILURE_LIMIT", 5),
+    AXES_COOLOFF_TIME=timedelta(minutes=config.env_int("LINKBLOG_LOGIN_LOCKOUT_MINUTES", 60)),
+    AXES_LOCKOUT_PARAMETERS=[["username", "ip_address"]],
+    AXES_RESET_ON_SUCCESS=True,
+    AXES_LOCKOUT_TEMPLATE="admin/locked_out.html",
+    AXES_CLIENT_IP_CALLABLE="blogworks.throttling.client_ip_address",
+    LINKBLOG_PROXY_COUNT=config.env_int("LINKBLOG_PROXY_COUNT", 0),  # proxies whose X-Forwarded-For is trusted
     TIME_ZONE="UTC",
+    LOGGING=config.logging_settings(),
     LINKBLOG_TITLE=os.environ.get("LINKBLOG_TITLE", "linkblog"),
     LINKBLOG_AUTHOR=os.environ.get("LINKBLOG_AUTHOR", "The author"),
     LINKBLOG_BASE_URL=os.environ.get("LINKBLOG_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
@@ -440,6 +455,21 @@ class ApiToken(models.Model):
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
 
+
+def permission_name(action, model):
+    """Django's name for a permission on one of our models: "linkblog.add_entry"."""
+    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+
+
+def missing_permissions(user, wanted):
+    """The names of the (action, model) permissions in `wanted` that `user` lacks."""
+    names = [permission_name(action, model) for action, model in wanted]
+    return [name for name in names if not user.has_perm(name)]
+
+
+VIEW_EVERYTHING = [("view", model) for model in (Tag, *POST_MODELS.values())]  # every tag and every draft
+
+
 # nanodjango never sets our app's models module, so Django's post_migrate handlers would skip
 # the app: no content types and no permissions for these models (admin history and per-user
 # permissions both need them).
@@ -481,6 +511,13 @@ def tags_with_counts():
     return Tag.objects.annotate(post_count=sum(count_published(model) for model in POST_MODELS.values()))
 
 
+def readable_tags():
+    """The tags readers may see, with `post_count`: those at least one published post carries. Any
+    other tag (only drafts carry it, or nothing) is a 404 and absent from every page, feed, card,
+    the sitemap, the API's answers to anonymous callers and an export without drafts."""
+    return tags_with_counts().filter(post_count__gt=0)
+
+
 # --- Admin: where the author writes ---------------------------------------------------------
 
 
@@ -497,11 +534,24 @@ class TagAdmin(admin.ModelAdmin):
         return tag.post_count
 
 
+class TagAutocomplete(AutocompleteSelectMultiple):
+    """The tags field: existing tags only (a new one is made on the tag form, with `add_tag`)."""
+
+    def optgroups(self, name, value, attr=None):
+        # Django looks every submitted value up as a tag id: one that is no number would be a 500.
+        return super().optgroups(name, [item for item in value if str(item).isdigit()], attr)
+
+
 class PostAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     list_filter = ["is_draft", "created", "tags"]
     autocomplete_fields = ["tags"]
     list_per_page = 50
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "tags":
+            kwargs["widget"] = TagAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
@@ -630,11 +680,11 @@ def tag_page(request, names):
 
 
 def tags_named(names):
-    """The tags named in a URL, in its order and without repeats: 404 if one is unknown."""
+    """The tags named in a URL, in its order and without repeats: 404 if one is unknown or unreadable."""
     if len(names) > MAX_COMBINED_TAGS:
         raise TooManyTags(f"A page can combine at most {MAX_COMBINED_TAGS} tags; this address names {len(names)}.")
     names = list(dict.fromkeys(names))
-    found = {tag.tag: tag for tag in Tag.objects.filter(tag__in=names)}
+    found = {tag.tag: tag for tag in readable_tags().filter(tag__in=names)}
     if len(found) < len(names):
         raise Http404("No such tag")
     return [found[name] for name in names]
@@ -643,7 +693,8 @@ def tags_named(names):
 def redirect_renamed_tags(request, names):
     """A 301 to the current page when the URL names a tag by an old name (renamed or merged
     through the API); a 404 when a name is neither a tag nor an old name."""
-    new_names = dict(TagRedirect.objects.filter(old_tag__in=names).values_list("old_tag", "tag__tag"))
+    redirects = TagRedirect.objects.filter(old_tag__in=names, tag__in=readable_tags().values("pk"))
+    new_names = dict(redirects.values_list("old_tag", "tag__tag"))
     if not new_names:
         raise Http404("No such tag")
     current = list(dict.fromkeys(new_names.get(name, name) for name in names))
@@ -708,10 +759,11 @@ def day_range(year, month, day):
 
 
 def find_post(request, start, end, slug):
-    """The post with this slug on this day: entries first, then blogmarks, then quotations."""
+    """The post with this slug on this day: entries first, then blogmarks, then quotations. A draft
+    only for a user who may view drafts of its kind (Django's view permission)."""
     for model in POST_MODELS.values():
         posts = model.objects.filter(created__gte=start, created__lt=end, slug=slug)
-        if not request.user.is_staff:
+        if not request.user.has_perm(permission_name("view", model)):
             posts = posts.published()
         post = posts.prefetch_related("tags").first()
         if post:
@@ -745,6 +797,13 @@ def site_setting(name):
 def absolute_url(path):
     """A site path as a full URL on LINKBLOG_BASE_URL: for feeds, the sitemap and cards."""
     return settings.LINKBLOG_BASE_URL + path
+
+
+@app.templatetag.filter(name="duration")
+def duration(delta):
+    """A timedelta in words, for messages: "1 hour", "30 minutes"."""
+    now = timezone.now()
+    return timesince(now - delta, now)
 
 
 @app.templatetag.filter(name="description")
@@ -983,7 +1042,7 @@ CLOUD_SIZES = 5
 @app.route("/tags/", name="tag_list")
 def tag_list(request):
     """Every tag with published posts, drawn as a cloud: the more posts, the bigger."""
-    tags = list(tags_with_counts().filter(post_count__gt=0).order_by("tag"))
+    tags = list(readable_tags().order_by("tag"))
     most = max((tag.post_count for tag in tags), default=0)
     for tag in tags:
         tag.size = cloud_size(tag.post_count, most)
@@ -1031,7 +1090,7 @@ class PostSitemap(SiteSitemap):
 
 class TagSitemap(SiteSitemap):
     def items(self):
-        return tags_with_counts().filter(post_count__gt=0).order_by("tag")
+        return readable_tags().order_by("tag")
 
 
 class PageSitemap(SiteSitemap):
@@ -1140,14 +1199,14 @@ def caller(request):
 
 def require_permission(request, action, model):
     """403 unless the caller holds Django's `linkblog.<action>_<model>` permission."""
-    permission = f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+    permission = permission_name(action, model)
     if not caller(request).has_perm(permission):
         raise ApiProblem(403, f"Your account lacks the “{permission}” permission.")
 
 
 def may_see_drafts(request, model):
     user = caller(request)
-    return user is not None and user.has_perm(f"{model._meta.app_label}.view_{model._meta.model_name}")
+    return user is not None and user.has_perm(permission_name("view", model))
 
 
 class LinkblogAPI(NinjaAPI):
@@ -1533,9 +1592,17 @@ def get_post(request, model, post_id):
 # Writing: validate with the model's own rules, then save post and tags in one transaction.
 
 
-def get_or_create_tags(names):
-    """The tags with these names, created when new."""
-    return [Tag.objects.get_or_create(tag=name)[0] for name in dict.fromkeys(names)]
+def get_or_create_tags(request, names):
+    """The tags with these names, created when new: 403 naming them if the caller lacks `add_tag`."""
+    names = list(dict.fromkeys(names))
+    existing = {tag.tag: tag for tag in Tag.objects.filter(tag__in=names)}
+    new_names = [name for name in names if name not in existing]
+    permission = permission_name("add", Tag)
+    if new_names and not caller(request).has_perm(permission):
+        listed = ", ".join(new_names)
+        raise ApiProblem(403, f"Your account lacks the “{permission}” permission, needed to create the tags: {listed}.",
+                         [{"field": "tags", "message": f"New tags need “{permission}”: {listed}"}])
+    return [existing.get(name) or Tag.objects.get_or_create(tag=name)[0] for name in names]
 
 
 def validate_post(post):
@@ -1552,7 +1619,7 @@ def validate_post(post):
         raise ApiProblem(status, " ".join(error.messages), errors_of(error))
 
 
-def save_post(post, fields):
+def save_post(request, post, fields):
     """Apply `fields` (tags included) to `post` and store it, all or nothing."""
     tags = fields.pop("tags", None)
     if not fields.get("created"):
@@ -1565,7 +1632,7 @@ def save_post(post, fields):
         validate_post(post)
         post.save()
         if tags is not None:
-            post.tags.set(get_or_create_tags(tags))
+            post.tags.set(get_or_create_tags(request, tags))
     return type(post).objects.prefetch_related("tags").get(pk=post.pk)
 
 
@@ -1583,18 +1650,18 @@ def register_kind(model, schema_in, schema_out, path):
 
     def create_post(request, payload: schema_in):
         require_permission(request, "add", model)
-        return Status(201, save_post(model(), payload.dict()))
+        return Status(201, save_post(request, model(), payload.dict()))
 
     def read_post(request, post_id: PostId):
         return get_post(request, model, post_id)
 
     def replace_post(request, post_id: PostId, payload: schema_in):
         require_permission(request, "change", model)
-        return save_post(get_post(request, model, post_id), payload.dict())
+        return save_post(request, get_post(request, model, post_id), payload.dict())
 
     def update_post(request, post_id: PostId, payload: schema_patch):
         require_permission(request, "change", model)
-        return save_post(get_post(request, model, post_id), payload.dict(exclude_unset=True))
+        return save_post(request, get_post(request, model, post_id), payload.dict(exclude_unset=True))
 
     def delete_post(request, post_id: PostId):
         require_permission(request, "delete", model)
@@ -1626,8 +1693,15 @@ register_kind(Quotation, QuotationIn, QuotationOut, "/quotations")
 TAG_SORTS = {"name": ["tag"], "count": ["-post_count", "tag"]}
 
 
-def get_tag(name):
-    tag = tags_with_counts().filter(tag=name.lower()).first()
+def visible_tags(request):
+    """Every tag for a caller who may view tags and the drafts of every kind; readable ones for others."""
+    user = caller(request)
+    return tags_with_counts() if user and not missing_permissions(user, VIEW_EVERYTHING) else readable_tags()
+
+
+def get_tag(name, tags=None):
+    """The tag `name` among `tags` (by default all of them, with counts): 404 if there is none."""
+    tag = (tags_with_counts() if tags is None else tags).filter(tag=name.lower()).first()
     if tag is None:
         raise ApiProblem(404, f"No tag “{name}”.")
     return tag
@@ -1639,13 +1713,14 @@ def with_count(tag):
 
 @api.get("/tags", auth=READERS, response=responses(200, TagsPage, *READ_ERRORS), tags=["Tags"])
 def list_tags(request, page: Query[Page], sort: Literal["name", "count"] = "name"):
-    """Every tag with its number of published posts, by name or by count (most used first)."""
-    return page_of(tags_with_counts().order_by(*TAG_SORTS[sort]), page)
+    """Every tag with its number of published posts, by name or by count (most used first). Tags no
+    published post carries are listed only to callers who may view tags and every kind's drafts."""
+    return page_of(visible_tags(request).order_by(*TAG_SORTS[sort]), page)
 
 
 @api.get("/tags/{tag}", auth=READERS, response=responses(200, TagOut, 401, 404, 422), tags=["Tags"])
 def read_tag(request, tag: TagInPath):
-    return get_tag(tag)
+    return get_tag(tag, visible_tags(request))
 
 
 @api.patch("/tags/{tag}", response=responses(200, TagOut, *WRITE_ERRORS), tags=["Tags"])
@@ -1738,7 +1813,7 @@ def export(format="ndjson", include_drafts=True):
     """The chunks of an export: the whole blog as NDJSON, or the blogmarks as a bookmarks file."""
     if format == "netscape":
         return formats.export_netscape(Blogmark, include_drafts)
-    return formats.export_ndjson(POST_MODELS, Tag, include_drafts)
+    return formats.export_ndjson(POST_MODELS, Tag.objects.all() if include_drafts else readable_tags(), include_drafts)
 
 
 # Unknown /admin/... URLs fall through to the routes below instead of the admin's own 404 view.
@@ -1762,40 +1837,100 @@ class ExportForm(forms.Form):
     drafts = forms.BooleanField(required=False, initial=True, label="Include drafts")
 
 
+# Who may use which tool: the Django permissions of what it touches, never merely being staff.
+EXPORT_NEEDS = VIEW_EVERYTHING  # an export holds every draft
+IMPORT_NEEDS = [("add", Tag), ("change", Tag)]  # and add and change of each kind in the file: import_needs()
+BOOKMARKLET_NEEDS = [("add", Blogmark)]
+TOOL_NEEDS = {"import": IMPORT_NEEDS, "export": EXPORT_NEEDS, "bookmarklet": BOOKMARKLET_NEEDS}
+
+
+def tools_for(user):
+    """{"import": bool, "export": bool, "bookmarklet": bool}: the tools `user` may use."""
+    return {tool: not missing_permissions(user, needs) for tool, needs in TOOL_NEEDS.items()}
+
+
+@app.templatetag.simple_tag(name="admin_tools", takes_context=True)
+def admin_tools(context):
+    """{% admin_tools as tools %}: the tools the logged-in user may use, for the admin index's links."""
+    return tools_for(context["request"].user)
+
+
+def import_needs(report):
+    """What committing an import needs: IMPORT_NEEDS, and add and change of every kind of post in the file."""
+    kinds = [kind for kind, _ in report.rows() if kind in POST_MODELS]
+    return IMPORT_NEEDS + [(action, POST_MODELS[kind]) for kind in kinds for action in ("add", "change")]
+
+
+def authorize_import(user, report):
+    """Refuse (and so roll back) an import that creates or changes what `user` may not."""
+    missing = missing_permissions(user, import_needs(report))
+    if missing:
+        raise PermissionDenied(missing)
+
+
 def admin_page(request, template, status=200, **context):
     context = {**admin.site.each_context(request), **context}
     return render(request, template, context, status=status)
+
+
+def permission_refused(request, missing):
+    """The 403 page that names the permissions a tool needs and the user lacks."""
+    return admin_page(request, "admin/linkblog/permission_needed.html", 403, title="Permission needed", missing=missing)
+
+
+def needs_permissions(wanted):
+    """A tool for users holding every (action, model) permission in `wanted`; a 403 page for others."""
+
+    def decorate(view):
+        @wraps(view)
+        def checked_view(request, *args, **kwargs):
+            missing = missing_permissions(request.user, wanted)
+            return permission_refused(request, missing) if missing else view(request, *args, **kwargs)
+
+        return checked_view
+
+    return decorate
+
+
+def import_page(request, status=200, **context):
+    context = {"form": ImportForm(), "export_form": ExportForm(), "tools": tools_for(request.user), **context}
+    return admin_page(request, "admin/linkblog/import_export.html", status, title="Import and export", **context)
 
 
 @app.route("admin/linkblog/import/", name="admin_import")
 @staff_member_required
 def admin_import(request):
     """Upload a file to import (same rules and summary as the command line), or download an export."""
+    tools = tools_for(request.user)
+    if not tools["import"] and (request.method == "POST" or not tools["export"]):
+        return permission_refused(request, missing_permissions(request.user, IMPORT_NEEDS))
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
     report, error, status = None, None, 200
     if form.is_bound and form.is_valid():
+        options = form.cleaned_data
         try:
-            report = import_posts(form.cleaned_data["file"].file, form.cleaned_data["format"] or None,
-                                  skip_bad=form.cleaned_data["skip_bad"], dry_run=form.cleaned_data["dry_run"],
-                                  folders_as_tags=form.cleaned_data["folders_as_tags"])
+            report = import_posts(options["file"].file, options["format"] or None, skip_bad=options["skip_bad"],
+                                  dry_run=options["dry_run"], folders_as_tags=options["folders_as_tags"],
+                                  authorize=partial(authorize_import, request.user))
         except ImportFailed as failure:
             error = str(failure)
+        except PermissionDenied as refusal:
+            return permission_refused(request, refusal.args[0])
         if error or report.failed:
             status = 400
     elif form.is_bound:
         status = 400
-    return admin_page(request, "admin/linkblog/import_export.html", status, title="Import and export",
-                      form=form, export_form=ExportForm(), report=report, error=error)
+    return import_page(request, status, form=form, report=report, error=error)
 
 
 @app.route("admin/linkblog/export/", name="admin_export")
 @staff_member_required
+@needs_permissions(EXPORT_NEEDS)
 def admin_export(request):
     """Download the whole blog as NDJSON, or the blogmarks as a bookmarks file."""
     form = ExportForm(request.GET)
     if not form.is_valid():
-        return admin_page(request, "admin/linkblog/import_export.html", 400, title="Import and export",
-                          form=ImportForm(), export_form=form, error="Choose an export format.")
+        return import_page(request, 400, export_form=form, error="Choose an export format.")
     format = form.cleaned_data["format"]
     extension, content_type = {"ndjson": ("ndjson", "application/x-ndjson"), "netscape": ("html", "text/html")}[format]
     response = StreamingHttpResponse(export(format, form.cleaned_data["drafts"]), content_type=f"{content_type}; charset=utf-8")
@@ -1805,6 +1940,7 @@ def admin_export(request):
 
 @app.route("admin/linkblog/bookmarklet/", name="admin_bookmarklet")
 @staff_member_required
+@needs_permissions(BOOKMARKLET_NEEDS)
 def admin_bookmarklet(request):
     """A link to drag to the bookmarks bar: it opens the add-blogmark form filled in from the page."""
     add_url = request.build_absolute_uri(reverse("admin:linkblog_blogmark_add"))
@@ -1921,6 +2057,7 @@ def serve_production_command(args):
         "--bind", bind,
         "--workers", str(config.env_int("WEB_CONCURRENCY", 2)),
         "--access-logfile", "-",
+        "--error-logfile", "-",  # stderr, as Django's errors (config.logging_settings)
         "--no-control-socket",  # several servers may share a machine (and a service user has no home)
         *args,
         "linkblog:wsgi_application()",

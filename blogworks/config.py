@@ -108,3 +108,16 @@ DEFAULT_CSP = (
     "default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+def logging_settings():
+    """Django's errors (a 500 with its traceback, a refused Host) to stderr, where gunicorn's own log
+    goes; without this Django hands them to mail_admins in production, which nobody configured.
+    Warnings such as 404s stay out: they would bury the errors."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"timestamped": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "timestamped"}},
+        "loggers": {"django": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}},
+    }

@@ -303,10 +303,10 @@ def export_created(moment):
     return moment.astimezone(dt_timezone.utc).isoformat()
 
 
-def export_ndjson(models, tag_model, include_drafts=True):
-    """Lines of our NDJSON: tags by name, then posts by created, kind and slug; keys in a fixed order
-    (each kind's `export_fields` between "slug" and "created")."""
-    for tag in tag_model.objects.order_by("tag").iterator(2000):
+def export_ndjson(models, tags, include_drafts=True):
+    """Lines of our NDJSON: `tags` (a queryset) by name, then posts by created, kind and slug; keys in a
+    fixed order (each kind's `export_fields` between "slug" and "created")."""
+    for tag in tags.order_by("tag").iterator(2000):
         yield json_line({"type": "tag", "tag": tag.tag, "description": tag.description})
     for kind, post in exported_posts(models, include_drafts):
         record = {"type": kind, "slug": post.slug}

@@ -253,8 +253,10 @@ class PostIndex:
 class Importer:
     """Reads records, validates them, and writes them in bulk inside ONE transaction."""
 
-    def __init__(self, models, tag_model, skip_bad=False, dry_run=False, foreign_tags=False, render_map=map):
+    def __init__(self, models, tag_model, skip_bad=False, dry_run=False, foreign_tags=False, render_map=map,
+                 authorize=None):
         self.models, self.tag_model = models, tag_model
+        self.authorize = authorize  # called with the report before committing: raising rolls it all back
         self.skip_bad, self.foreign_tags = skip_bad, foreign_tags
         self.report = ImportReport(dry_run=dry_run, kinds=("tag", *models))
         _renderers.update(renderers_of(models))
@@ -273,6 +275,8 @@ class Importer:
             while chunk := list(islice(records, IMPORT_BATCH)):
                 self.import_chunk(chunk)
             self.report.failed = bool(self.report.problems) and not self.skip_bad
+            if self.authorize and not self.report.failed:
+                self.authorize(self.report)  # only now is it known which kinds the file creates and updates
             if self.report.failed or self.report.dry_run:
                 transaction.set_rollback(True)  # which also puts the search index triggers back
             else:
@@ -509,8 +513,11 @@ class Progress:
 
 
 def import_file(stream, models, tag_model, format=None, skip_bad=False, dry_run=False, folders_as_tags=False,
-                progress=None, render_map=map):
-    """Import a binary file object (NDJSON is read line by line); returns an ImportReport."""
+                progress=None, render_map=map, authorize=None):
+    """Import a binary file object (NDJSON is read line by line); returns an ImportReport.
+
+    `authorize(report)`, when given, sees what the import would do before it is committed; whatever it
+    raises (e.g. a missing permission) rolls the import back and reaches the caller."""
     progress = progress or Progress()
     format = format or detect_format(stream)
     readers = {
@@ -521,7 +528,7 @@ def import_file(stream, models, tag_model, format=None, skip_bad=False, dry_run=
     }
     try:
         importer = Importer(models, tag_model, skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson",
-                            render_map=render_map)
+                            render_map=render_map, authorize=authorize)
         return importer.run(readers[format]())
     finally:
         progress.finish()

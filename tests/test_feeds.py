@@ -191,9 +191,13 @@ def test_combined_tag_feed_has_only_posts_with_all_the_tags(client, make):
     assert links(parse(client, "/tags/python+sql+django.atom")) == [BASE + all_three.get_absolute_url()]
 
 
-def test_tag_feed_of_a_tag_without_posts_is_an_empty_feed(client, make):
+def test_tag_feed_of_a_tag_without_published_posts_is_404(client, make):
     make.tag("quiet")
-    assert parse(client, "/tags/quiet.atom").entries == []
+    make.entry("Unfinished", tags=["secret"], is_draft=True)
+    make.entry("Public", tags=["public"])
+    assert client.get("/tags/quiet.atom").status_code == 404
+    assert client.get("/tags/secret.atom").status_code == 404
+    assert client.get("/tags/public+secret.atom").status_code == 404
 
 
 def test_tag_feeds_refuse_unknown_tags_and_too_many_tags(client, make):

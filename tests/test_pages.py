@@ -36,13 +36,12 @@ def test_tag_page_uses_the_singular_for_one_item(client, make):
     assert "1 item tagged “solo”" in text(client.get("/tags/solo/"))
 
 
-def test_tag_page_of_a_tag_without_published_posts_says_zero(client, make):
-    make.tag("empty")
+def test_tag_page_of_a_tag_without_published_posts_is_404(client, make):
+    make.tag("empty", description="Nobody should read this")
     make.entry("Secret", tags=["empty"], is_draft=True)
     response = client.get("/tags/empty/")
-    assert response.status_code == 200
-    assert "0 items tagged “empty”" in text(response)
-    assert "Secret" not in text(response)
+    assert response.status_code == 404
+    assert "Secret" not in text(response) and "Nobody should read this" not in text(response)
 
 
 def test_tag_page_renders_the_description_as_markdown(client, make):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from api_server import fresh_database_url
-from production_server import ROOT, Browser, ProductionServer, manage, production_environment
+from production_server import ROOT, Browser, ProductionServer, manage, production_environment, run_python
 
 import conftest
 
@@ -143,3 +143,19 @@ def test_the_production_server_never_serves_debug_pages(server):
     status, _, html = Browser(server.base).request("/tags/no-such-tag/")
     assert status == 404
     assert "Traceback" not in html and "DEBUG = True" not in html
+
+
+def test_a_server_error_reaches_the_log_with_its_traceback():
+    env = production_environment(fresh_database_url(conftest.POSTGRES))
+    server = ProductionServer(env, workers=1).start()
+    try:
+        run_python(env, "from django.db import connection\n"
+                        "connection.cursor().execute('ALTER TABLE linkblog_tag RENAME TO linkblog_tag_gone')")
+        status, _, html = Browser(server.base).request("/tags/")
+        assert status == 500
+        assert "Traceback" not in html and "linkblog_tag" not in html  # the reader sees no details
+        log = server.output()
+        assert "[ERROR] django.request: Internal Server Error: /tags/" in log
+        assert "Traceback (most recent call last):" in log and "linkblog_tag" in log
+    finally:
+        server.stop()
