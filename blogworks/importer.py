@@ -138,20 +138,13 @@ def clean_text(record, name, model, required):
         raise BadRecord(f"has a bad {name}: {' '.join(error.messages)}")
 
 
-def refuse_lone_surrogates(value):
+def refuse_lone_surrogates(record):
     """BadRecord if any text of a record, keys included, holds a lone surrogate (a JSON "\\ud800"):
     such text is not Unicode, so it can be neither stored nor printed in a message."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise BadRecord(f"has a lone surrogate (\\u{ord(value[error.start]):04x}) in its text, which is not Unicode")
-    elif isinstance(value, dict):
-        for item in value.items():
-            refuse_lone_surrogates(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            refuse_lone_surrogates(item)
+    try:
+        json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")  # one quick pass over all of it
+    except UnicodeEncodeError as error:
+        raise BadRecord(f"has a lone surrogate (\\u{ord(error.object[error.start]):04x}) in its text, which is not Unicode")
 
 
 def clean_slug(value):
