@@ -321,7 +321,9 @@ class Post(models.Model):
 
     def refuse_a_taken_permalink(self):
         """A post's URL is its day and slug, whatever its kind: two posts of any kinds cannot share it."""
-        for model in POST_MODELS.values() if self.slug else ():
+        if not self.slug:
+            return  # one is made later, free on its day
+        for model in POST_MODELS.values():
             if self.same_day_posts(model).filter(slug=self.slug).exists():
                 raise ValidationError({"slug": f"Another {model.kind} on this day already uses the slug “{self.slug}”."})
 
@@ -333,7 +335,7 @@ class Post(models.Model):
 
 class Entry(Post):
     title = models.CharField(max_length=255, validators=rules.REQUIRED_TEXT)
-    body = models.TextField(validators=[*rules.REQUIRED_TEXT, rules.max_text_length], help_text="Markdown")
+    body = models.TextField(validators=rules.REQUIRED_LONG_TEXT, help_text="Markdown")
     excerpt_html = models.TextField(blank=True, editable=False)
     word_count = models.PositiveIntegerField(default=0, editable=False)
 
@@ -381,7 +383,7 @@ class Blogmark(Post):
 
 
 class Quotation(Post):
-    quotation = models.TextField(validators=[*rules.REQUIRED_TEXT, rules.max_text_length], help_text="Markdown")
+    quotation = models.TextField(validators=rules.REQUIRED_LONG_TEXT, help_text="Markdown")
     source = models.CharField(max_length=255, validators=rules.REQUIRED_TEXT)
     source_url = rules.WebURLField(max_length=rules.MAX_URL_LENGTH, blank=True)
 
@@ -1313,10 +1315,9 @@ def text_field(max_length=None, min_length=0, pattern=NO_NUL_PATTERN, **extra):
 
 
 # Links are checked by the model (blogworks.rules.web_url), which percent-encodes them as a browser does.
-URL_RULE = f"an http(s) URL, stored percent-encoded (at most {rules.MAX_URL_LENGTH} characters so)"
+URL_RULE = f"an http(s) URL, stored percent-encoded (at most {rules.MAX_URL_LENGTH:,} characters once encoded)"
 Url = text_field(min_length=1, description=URL_RULE.capitalize(), examples=["https://example.com/a page"])
 OptionalUrl = text_field(description=f"{URL_RULE.capitalize()}, or empty")
-LongText = text_field(rules.MAX_TEXT_LENGTH, description="Markdown")
 
 
 class InputSchema(Schema):
@@ -1351,7 +1352,7 @@ class BlogmarkIn(PostIn):
     link_title: text_field(255, 1)
     via_url: OptionalUrl = ""
     via_title: text_field(255) = ""
-    commentary: LongText = ""
+    commentary: text_field(rules.MAX_TEXT_LENGTH, description="Markdown") = ""
 
 
 class QuotationIn(PostIn):

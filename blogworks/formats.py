@@ -27,7 +27,7 @@ from .text import sanitize_html
 
 IMPORT_FORMATS = ("ndjson", "netscape", "pinboard", "feed")
 EXPORT_FORMATS = ("ndjson", "netscape")
-MAX_LINE_BYTES = 2 * 1024 * 1024  # one NDJSON line: the longest blog post is far shorter
+MAX_LINE_BYTES = 4 * 1024 * 1024  # one NDJSON line: the longest post (rules.MAX_TEXT_LENGTH), even written as \u escapes
 MAX_DOCUMENT_BYTES = 200 * 1024 * 1024  # a bookmarks file, Pinboard export or feed, parsed whole
 
 

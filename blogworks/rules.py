@@ -17,7 +17,7 @@ from django.db import models
 
 # The longest Markdown a post (or a tag's description) may hold. Every way in must take it whole:
 # at most 12 bytes a character when encoded (a form's %F0%9F%98%80, a JSON "\ud83d\ude00"), 2.4 MB
-# stays within Django's 2.5 MB request limit and within an NDJSON line (formats.MAX_LINE_BYTES).
+# stays within Django's 2.5 MB request limit and within an NDJSON line (formats.MAX_LINE_BYTES, 4 MB).
 MAX_TEXT_LENGTH = 200_000
 MAX_URL_LENGTH = 1000
 
@@ -49,8 +49,9 @@ def validate_visible(value):
 
 
 max_text_length = MaxLengthValidator(MAX_TEXT_LENGTH)
-REQUIRED_TEXT = [validate_text, validate_visible]
-LONG_TEXT = [validate_text, max_text_length]
+REQUIRED_TEXT = [validate_text, validate_visible]  # titles and sources (their length is the field's max_length)
+LONG_TEXT = [validate_text, max_text_length]  # Markdown a post or tag may leave empty
+REQUIRED_LONG_TEXT = [validate_text, validate_visible, max_text_length]  # a body or quotation
 
 
 def web_url(value):
