@@ -58,6 +58,7 @@ def web_url(value):
     """`value` as the link a browser would follow: percent-encoded where a browser would encode, an
     IDNA host for a non-ASCII name, otherwise unchanged (a link stored before keeps matching its
     bookmark). A ValidationError naming the whole value when it cannot be a web link."""
+    validate_text(value)
     url = BROWSER_DROPS.sub("", value.strip(C0_AND_SPACE))
     try:
         parts = urlsplit(url)
@@ -113,6 +114,10 @@ class WebURLField(models.URLField):
     def to_python(self, value):
         value = (super().to_python(value) or "").strip()
         return web_url(value) if value else value
+
+    def get_prep_value(self, value):
+        # Saved and queried as given: CharField's own would run to_python, and refuse old links on save.
+        return models.Field.get_prep_value(self, value)
 
     def formfield(self, **kwargs):
         return super().formfield(**{"form_class": WebURLFormField, **kwargs})
