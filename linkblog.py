@@ -73,7 +73,7 @@ from django.views.decorators.cache import never_cache
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
 
-from blogworks import cli, config, formats, text
+from blogworks import cli, config, formats, rules, text
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
@@ -186,7 +186,7 @@ class Tag(models.Model):
     NAME_PATTERN = r"[-a-zA-Z0-9_]+"  # a slug: letters, digits, hyphens and underscores
 
     tag = models.SlugField(max_length=64, unique=True, help_text="Lower case, e.g. django")
-    description = models.TextField(blank=True, help_text="Markdown, shown on the tag page")
+    description = models.TextField(blank=True, validators=rules.LONG_TEXT, help_text="Markdown, shown on the tag page")
     description_html = models.TextField(blank=True, editable=False)
 
     class Meta:
@@ -335,11 +335,16 @@ class Post(models.Model):
         super().clean()
         if self.created and self.created >= self.LAST_DAY:
             raise ValidationError({"created": "A post's day must end before the year 10000."})
-        if self.slug and self.same_day_posts(type(self)).filter(slug=self.slug).exists():
-            raise ValidationError(
-                {"slug": f"Another {self.kind} on this day already uses the slug “{self.slug}”."}
-            )
+        self.refuse_a_taken_permalink()
         self.fill_in_defaults()
+
+    def refuse_a_taken_permalink(self):
+        """A post's URL is its day and slug, whatever its kind: two posts of any kinds cannot share it."""
+        if not self.slug:
+            return  # one is made later, free on its day
+        for model in POST_MODELS.values():
+            if self.same_day_posts(model).filter(slug=self.slug).exists():
+                raise ValidationError({"slug": f"Another {model.kind} on this day already uses the slug “{self.slug}”."})
 
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
@@ -348,8 +353,8 @@ class Post(models.Model):
 
 
 class Entry(Post):
-    title = models.CharField(max_length=255)
-    body = models.TextField(help_text="Markdown")
+    title = models.CharField(max_length=255, validators=rules.REQUIRED_TEXT)
+    body = models.TextField(validators=rules.REQUIRED_LONG_TEXT, help_text="Markdown")
     excerpt_html = models.TextField(blank=True, editable=False)
     word_count = models.PositiveIntegerField(default=0, editable=False)
 
@@ -376,11 +381,11 @@ class Entry(Post):
 
 
 class Blogmark(Post):
-    link_url = models.URLField(max_length=1000)
-    link_title = models.CharField(max_length=255)
-    via_url = models.URLField(max_length=1000, blank=True)
-    via_title = models.CharField(max_length=255, blank=True)
-    commentary = models.TextField(blank=True, help_text="Markdown")
+    link_url = rules.WebURLField(max_length=rules.MAX_URL_LENGTH)
+    link_title = models.CharField(max_length=255, validators=rules.REQUIRED_TEXT)
+    via_url = rules.WebURLField(max_length=rules.MAX_URL_LENGTH, blank=True)
+    via_title = models.CharField(max_length=255, blank=True, validators=[rules.validate_text])
+    commentary = models.TextField(blank=True, validators=rules.LONG_TEXT, help_text="Markdown")
 
     kind = "blogmark"
     slug_source_field = "link_title"
@@ -397,9 +402,9 @@ class Blogmark(Post):
 
 
 class Quotation(Post):
-    quotation = models.TextField(help_text="Markdown")
-    source = models.CharField(max_length=255)
-    source_url = models.URLField(max_length=1000, blank=True)
+    quotation = models.TextField(validators=rules.REQUIRED_LONG_TEXT, help_text="Markdown")
+    source = models.CharField(max_length=255, validators=rules.REQUIRED_TEXT)
+    source_url = rules.WebURLField(max_length=rules.MAX_URL_LENGTH, blank=True)
 
     kind = "quotation"
     slug_source_field = "source"
@@ -948,13 +953,19 @@ def tag_feed(request, names):
 
 def year_range(year):
     """The UTC start and end of a year named in a URL, or 404."""
-    return utc_datetime(year), utc_datetime(year + 1)
+    return utc_datetime(year), period_end(year + 1, 1)
 
 
 def month_range(year, month):
     """The UTC start and end of a month named in a URL ("Jan"...), or 404."""
     number = month_number(month)
-    return utc_datetime(year, number), utc_datetime(year + number // 12, number % 12 + 1)
+    return utc_datetime(year, number), period_end(year + number // 12, number % 12 + 1)
+
+
+def period_end(year, month):
+    """Midnight UTC starting the month after a period; after 9999 (which has no year 10000), the
+    last day of the calendar, which no post reaches (Post.LAST_DAY)."""
+    return Post.LAST_DAY if year > 9999 else utc_datetime(year, month)
 
 
 def monthly_counts(**filters):
@@ -1366,8 +1377,10 @@ def text_field(max_length=None, min_length=0, pattern=NO_NUL_PATTERN, **extra):
     ]
 
 
-Url = text_field(1000, 1, pattern=r"^https?://[^\x00\s]+$", description="An http(s) URL", examples=["https://example.com/"])
-OptionalUrl = text_field(1000, pattern=r"^(https?://[^\x00\s]+)?$", description="An http(s) URL, or empty")
+# Links are checked by the model (blogworks.rules.web_url), which percent-encodes them as a browser does.
+URL_RULE = f"an http(s) URL, stored percent-encoded (at most {rules.MAX_URL_LENGTH:,} characters once encoded)"
+Url = text_field(min_length=1, description=URL_RULE.capitalize(), examples=["https://example.com/a page"])
+OptionalUrl = text_field(description=f"{URL_RULE.capitalize()}, or empty")
 
 
 class InputSchema(Schema):
@@ -1394,7 +1407,7 @@ class PostIn(InputSchema):
 
 class EntryIn(PostIn):
     title: text_field(255, 1)
-    body: text_field(min_length=1, description="Markdown")
+    body: text_field(rules.MAX_TEXT_LENGTH, 1, description="Markdown")
 
 
 class BlogmarkIn(PostIn):
@@ -1402,11 +1415,11 @@ class BlogmarkIn(PostIn):
     link_title: text_field(255, 1)
     via_url: OptionalUrl = ""
     via_title: text_field(255) = ""
-    commentary: text_field(description="Markdown") = ""
+    commentary: text_field(rules.MAX_TEXT_LENGTH, description="Markdown") = ""
 
 
 class QuotationIn(PostIn):
-    quotation: text_field(min_length=1, description="Markdown")
+    quotation: text_field(rules.MAX_TEXT_LENGTH, 1, description="Markdown")
     source: text_field(255, 1)
     source_url: OptionalUrl = ""
 
@@ -1524,7 +1537,7 @@ class TagsPage(Schema):
 
 
 class TagPatch(InputSchema):
-    description: text_field(description="Markdown, shown on the tag page")
+    description: text_field(rules.MAX_TEXT_LENGTH, description="Markdown, shown on the tag page")
 
 
 class TagRename(InputSchema):
@@ -1605,15 +1618,16 @@ def get_or_create_tags(request, names):
     return [existing.get(name) or Tag.objects.get_or_create(tag=name)[0] for name in names]
 
 
-def validate_post(post):
-    """The model's rules: 422 for a bad field, 409 for a slug another post uses that day."""
+def validate_with_model_rules(instance):
+    """The model's rules (the admin's and the importer's too): 422 for a bad field, 409 for a slug
+    another post uses that day."""
     try:
-        post.clean_fields()
+        instance.clean_fields()
     except ValidationError as error:
-        raise ApiProblem(422, "Invalid post: " + " ".join(error.messages), errors_of(error))
+        raise ApiProblem(422, f"Invalid {instance._meta.verbose_name}: " + " ".join(error.messages), errors_of(error))
     try:
-        post.clean()
-        post.validate_constraints()
+        instance.clean()
+        instance.validate_constraints()
     except ValidationError as error:
         status = 409 if "slug" in error.message_dict else 422
         raise ApiProblem(status, " ".join(error.messages), errors_of(error))
@@ -1629,7 +1643,7 @@ def save_post(request, post, fields):
     for name, value in fields.items():
         setattr(post, name, value)
     with transaction.atomic():
-        validate_post(post)
+        validate_with_model_rules(post)
         post.save()
         if tags is not None:
             post.tags.set(get_or_create_tags(request, tags))
@@ -1729,6 +1743,7 @@ def describe_tag(request, tag: TagInPath, payload: TagPatch):
     require_permission(request, "change", Tag)
     found = get_tag(tag)
     found.description = payload.description
+    validate_with_model_rules(found)
     found.save()
     return with_count(found)
 

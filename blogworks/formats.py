@@ -13,6 +13,7 @@ import codecs
 import heapq
 import io
 import json
+import math
 import re
 from datetime import datetime, timedelta, timezone as dt_timezone
 from html.parser import HTMLParser
@@ -26,7 +27,7 @@ from .text import sanitize_html
 
 IMPORT_FORMATS = ("ndjson", "netscape", "pinboard", "feed")
 EXPORT_FORMATS = ("ndjson", "netscape")
-MAX_LINE_BYTES = 2 * 1024 * 1024  # one NDJSON line: the longest blog post is far shorter
+MAX_LINE_BYTES = 4 * 1024 * 1024  # one NDJSON line: the longest post (rules.MAX_TEXT_LENGTH), even written as \u escapes
 MAX_DOCUMENT_BYTES = 200 * 1024 * 1024  # a bookmarks file, Pinboard export or feed, parsed whole
 
 
@@ -115,6 +116,8 @@ def declared_charset(data):
 def unix_time(value):
     """A browser's ADD_DATE (seconds since 1970; some write milli- or microseconds) as a UTC datetime."""
     seconds = float(value)
+    if not math.isfinite(seconds):  # "inf" would be divided down forever, "nan" is no time at all
+        raise ValueError(f"not a number of seconds: {value}")
     while abs(seconds) > 1e11:
         seconds /= 1000
     return datetime(1970, 1, 1, tzinfo=dt_timezone.utc) + timedelta(seconds=seconds)

@@ -3,8 +3,9 @@
 One transaction per import; a bad record (without `skip_bad`) means nothing at all is written.
 Existing posts are matched without a query per line: by (kind, UTC day, slug), or without a slug by
 each kind's `natural_key_fields`. Markdown is rendered by the kinds' own `rendered()`, on every core
-from the command line (`rendering_processes`). Validation follows the models' rules: the fields'
-lengths and types, `Tag.clean_name`, `LAST_DAY`. The models come in as arguments.
+from the command line (`rendering_processes`). Validation is the models' own: each field's clean()
+(its length and validators, blogworks/rules.py), `Tag.clean_name`, `LAST_DAY`, and no two posts of
+any kinds on one permalink; none of it asks the database. The models come in as arguments.
 """
 
 import hashlib
@@ -21,9 +22,8 @@ from functools import partial
 from itertools import islice
 
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator, validate_slug
+from django.core.validators import validate_slug
 from django.db import connection, transaction
-from django.db.models import URLField
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -35,7 +35,6 @@ from .text import render_markdown
 COMMON_KEYS = {"type", "slug", "created", "tags", "is_draft"}
 TAG_KEYS = {"type", "tag", "description"}
 IMPORT_BATCH = 1000
-web_url_validator = URLValidator(schemes=["http", "https"])
 
 
 @dataclass
@@ -125,22 +124,27 @@ def clean_record(record, report, now, models, tag_model, foreign_tags=False):
 
 
 def clean_text(record, name, model, required):
+    """The field's value as the model's field cleans it (a link percent-encoded), as the admin and the API do."""
     value = record.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or value == "":
         if required:
             raise BadRecord(f"has no {name} (required)")
         return ""
     if not isinstance(value, str):
         raise BadRecord(f"has a {name} that is not text")
-    model_field = model._meta.get_field(name)
-    if model_field.max_length and len(value) > model_field.max_length:
-        raise BadRecord(f"has a {name} longer than {model_field.max_length} characters")
-    if isinstance(model_field, URLField):
-        try:
-            web_url_validator(value)
-        except ValidationError:
-            raise BadRecord(f"has a {name} that is not an http(s) URL: “{value[:80]}”")
-    return value
+    try:
+        return model._meta.get_field(name).clean(value, None)
+    except ValidationError as error:
+        raise BadRecord(f"has a bad {name}: {' '.join(error.messages)}")
+
+
+def refuse_lone_surrogates(record):
+    """BadRecord if any text of a record, keys included, holds a lone surrogate (a JSON "\\ud800"):
+    such text is not Unicode, so it can be neither stored nor printed in a message."""
+    try:
+        json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")  # one quick pass over all of it
+    except UnicodeEncodeError as error:
+        raise BadRecord(f"has a lone surrogate (\\u{ord(error.object[error.start]):04x}) in its text, which is not Unicode")
 
 
 def clean_slug(value):
@@ -237,6 +241,16 @@ class PostIndex:
             return self.by_slug.get((post.kind, utc_day(post.created), post.slug))
         return self.by_natural_key.get(self.natural_key(post))
 
+    def other_kind_on_permalink(self, post):
+        """What already has this post's permalink (its day and slug) as another kind: "an existing
+        blogmark", "the blogmark on line 3", or None."""
+        day = utc_day(post.created)
+        for kind in self.models:
+            found = self.by_slug.get((kind, day, post.slug)) if kind != post.kind and post.slug else None
+            if found is not None:
+                return f"the {kind} on {found.where}" if isinstance(found, Pending) else f"an existing {kind}"
+        return None
+
     def new_slug(self, post, model_post):
         """The slug a new post gets: its own, or one made from its title, unique on its day across kinds."""
         if post.slug:
@@ -308,6 +322,7 @@ class Importer:
     def clean(self, record):
         if isinstance(record, BadRecord):
             raise record
+        refuse_lone_surrogates(record)
         return clean_record(record, self.report, self.now, self.models, self.tag_model, self.foreign_tags)
 
     def refuse(self, where, record, problem):
@@ -366,6 +381,9 @@ class Importer:
             if isinstance(found, Pending) or (post.kind, found) in self.seen_existing:
                 first = found.where if isinstance(found, Pending) else self.seen_existing[post.kind, found]
                 self.note_duplicate(post.kind, post.where, f"is the same {post.kind} as {first}, left out")
+            elif found is None and (other := self.index.other_kind_on_permalink(post)):
+                self.refuse(post.where, {"type": post.kind}, BadRecord(
+                    f"has the slug “{post.slug}” of {other} on the same day: two posts cannot share a permalink"))
             elif found is None:
                 model_post.slug = self.index.new_slug(post, model_post)
                 model_post.created, model_post.is_draft = post.created, bool(post.is_draft)

@@ -395,7 +395,8 @@ def search_facets(matching, parsed, counts, labels):
         by_year[year] += count
     return {
         "type": [facet(parsed, "type", kind, label, by_kind[kind]) for kind, label in labels.items() if by_kind[kind]],
-        "year": [facet(parsed, "year", year, str(year), count) for year, count in sorted(by_year.items(), reverse=True)],
+        # year:0001, as the search box wants a year (four digits), for the posts of year 1
+        "year": [facet(parsed, "year", f"{year:04d}", str(year), count) for year, count in sorted(by_year.items(), reverse=True)],
         "tag": [facet(parsed, "tag", tag, tag, count) for tag, count in top_tags(matching)],
     }
 

@@ -98,8 +98,8 @@ def first_block(html):
     if finder.end is None:
         return html
     line, column = finder.end
-    lines = html.splitlines(keepends=True)
-    offset = sum(len(text) for text in lines[: line - 1]) + column
+    # The parser counts lines at "\n" only; str.splitlines() would also break at \f, \v, \x1c, \x85, U+2028 ...
+    offset = sum(len(text) + 1 for text in html.split("\n")[: line - 1]) + column
     return html[: html.index(">", offset) + 1]
 
 

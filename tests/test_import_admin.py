@@ -80,7 +80,7 @@ def test_an_unreadable_upload_is_a_message_not_a_server_error(admin_client):
 def test_skip_bad_and_dry_run_work_from_the_admin(admin_client):
     html = upload(admin_client, "missing-field.ndjson", dry_run="on", skip_bad="on").content.decode()
     assert "Dry run: nothing was written." in html
-    assert "line 4: has a link_url that is not an http(s) URL" in html
+    assert "line 4: has a bad link_url: “javascript:alert(document.cookie)” is not a web link" in html
     assert not Entry.objects.exists()
     upload(admin_client, "missing-field.ndjson", skip_bad="on")
     assert Entry.objects.count() == 1 and Blogmark.objects.count() == 1

@@ -71,7 +71,7 @@ def test_a_bad_file_is_refused_with_the_line_and_nothing_is_written(database):
         result,
         "linkblog import: line 2: has no link_title (required)",
         "linkblog import: line 3: has no source (required)",
-        "linkblog import: line 4: has a link_url that is not an http(s) URL: “javascript:alert(document.cookie)”",
+        "linkblog import: line 4: has a bad link_url: “javascript:alert(document.cookie)” is not a web link (http:// or https://, then a host).",
         f"linkblog import: 3 bad records in {DATA / 'missing-field.ndjson'}, nothing was written "
         "(fix them or use --skip-bad to import the rest)",
     )
@@ -85,7 +85,7 @@ def test_skip_bad_imports_the_rest_and_lists_every_skipped_line(database):
     assert lines(result.stderr) == [
         "linkblog import: skipped line 2: has no link_title (required)",
         "linkblog import: skipped line 3: has no source (required)",
-        "linkblog import: skipped line 4: has a link_url that is not an http(s) URL: “javascript:alert(document.cookie)”",
+        "linkblog import: skipped line 4: has a bad link_url: “javascript:alert(document.cookie)” is not a web link (http:// or https://, then a host).",
     ]
     assert "blogmark           1         0         0         2" in lines(result.stdout)
     assert run(database, "export").stdout.count(b"\n") == 2

@@ -144,7 +144,7 @@ def test_every_problem_is_listed_not_only_the_first():
     assert report.problems == [
         ("line 2", "has no link_title (required)"),
         ("line 3", "has no source (required)"),
-        ("line 4", "has a link_url that is not an http(s) URL: “javascript:alert(document.cookie)”"),
+        ("line 4", "has a bad link_url: “javascript:alert(document.cookie)” is not a web link (http:// or https://, then a host)."),
     ]
     assert not Entry.objects.exists() and not Blogmark.objects.exists()
 
@@ -183,7 +183,7 @@ def test_records_of_the_wrong_shape_are_refused_with_a_reason():
     assert messages[1].startswith('has an unknown type "podcast"')
     assert messages[2] == "has tags that are not a list"
     assert messages[3] == "has a tag that is not a slug (letters, digits, - and _): “not a slug!”"
-    assert messages[5] == "has a title longer than 255 characters"
+    assert messages[5] == "has a bad title: Ensure this value has at most 255 characters (it has 300)."
 
 
 def test_dates_far_in_the_future_and_before_1970_are_kept_exactly(client):
@@ -215,10 +215,10 @@ def test_unreadable_dates_are_refused_with_a_message():
 
 
 def test_a_huge_line_is_refused_by_number_without_reading_it_whole():
-    huge = b'{"type": "entry", "title": "Huge", "body": "' + b"x" * (3 * 1024 * 1024) + b'"}\n'
+    huge = b'{"type": "entry", "title": "Huge", "body": "' + b"x" * (5 * 1024 * 1024) + b'"}\n'
     good = ndjson({"type": "entry", "slug": "small", "title": "Small", "body": "Fine.", "created": "2024-01-01T00:00:00Z"})
     report = import_bytes(good + huge + good.replace(b"small", b"after"), skip_bad=True)
-    assert report.skipped == [("line 2", "is longer than 2 MB")]
+    assert report.skipped == [("line 2", "is longer than 4 MB")]
     assert sorted(Entry.objects.values_list("slug", flat=True)) == ["after", "small"]
 
 

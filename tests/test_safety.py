@@ -132,7 +132,9 @@ def test_a_chosen_slug_that_clashes_on_the_same_day_is_refused(make):
         clash.full_clean()
     assert "already uses the slug" in error.value.message_dict["slug"][0]
     Entry(title="Other day", body="b", slug="taken", created=at(2024, 5, 6)).full_clean()
-    Blogmark(link_url="https://example.com/", link_title="x", slug="taken", created=at(2024, 5, 5)).full_clean()
+    with pytest.raises(ValidationError) as error:  # another kind: the same permalink all the same
+        Blogmark(link_url="https://example.com/", link_title="x", slug="taken", created=at(2024, 5, 5)).full_clean()
+    assert error.value.message_dict["slug"] == ["Another entry on this day already uses the slug “taken”."]
 
 
 def test_long_titles_make_slugs_that_fit(make):
