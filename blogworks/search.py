@@ -7,13 +7,14 @@ tsvector (SearchRank) on PostgreSQL, both reading the index tables of `search_in
 model says the names its type: filter accepts (`search_names`) and its label (`verbose_name_plural`).
 """
 
+import difflib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 
 from django.db import connection, models
-from django.db.models import Count, Q, Value
+from django.db.models import Count, Exists, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, ExtractYear, Substr
 from django.utils.functional import cached_property
@@ -401,6 +402,48 @@ def search_facets(matching, parsed, counts, labels):
 
 
 
+# "Did you mean": a query that finds nothing is compared with the names of the tags in use and the
+# words of the newest posts' titles (a bounded vocabulary, read only when a search finds nothing).
+VOCABULARY_POSTS = 2000  # newest posts per kind whose titles give words
+SUGGESTION_CUTOFF = 0.75  # difflib's similarity ratio, 0 to 1
+
+
+def used_tag_names(tag_model, querysets):
+    """Names of the tags that at least one post of `querysets` carries (a draft's tags stay unknown)."""
+    used = Q(pk__in=[])
+    for kind, queryset in querysets.items():
+        links = queryset.model.tags.through.objects.filter(tag=OuterRef("pk"), **{f"{kind}__in": queryset.values("pk")})
+        used |= Q(Exists(links))
+    return list(tag_model.objects.filter(used).values_list("tag", flat=True))
+
+
+def title_words(querysets):
+    """Lower-case words of the titles (or sources) of the newest VOCABULARY_POSTS posts of each kind."""
+    words = set()
+    for queryset in querysets.values():
+        title, _, source = queryset.model.search_fields
+        for text in queryset.order_by("-created").values_list(title or source, flat=True)[:VOCABULARY_POSTS]:
+            words.update(word.lower() for word in re.findall(r"[^\W_]{3,}", text))
+    return words
+
+
+def closest(word, vocabulary):
+    """The word of `vocabulary` closest to `word`, or None if `word` is there or nothing is close."""
+    if word in vocabulary:
+        return None
+    found = difflib.get_close_matches(word, vocabulary, n=1, cutoff=SUGGESTION_CUTOFF)
+    return found[0] if found else None
+
+
+def suggested_query(parsed, words, tag_names):
+    """The query text with misspelt words and tag: filters replaced by close ones, or None."""
+    replaced = {}
+    for term in parsed.terms:
+        vocabulary = tag_names if term.key == "tag" else words if not term.key and not term.quoted else None
+        better = closest(term.text.lower(), vocabulary) if vocabulary else None
+        if better:
+            replaced[term] = Term(better, key=term.key, negated=term.negated)
+    return " ".join(str(replaced.get(term, term)) for term in parsed.terms) if replaced else None
 
 
 class Search:
@@ -412,7 +455,7 @@ class Search:
     """
 
     def __init__(self, q, querysets, models):
-        self.models = models
+        self.models, self.querysets = models, querysets
         type_names = {name: kind for kind, model in models.items() for name in model.search_names}
         self.parsed = parse_query(q, type_names)
         self.filtered = apply_search_filters(querysets, self.parsed)
@@ -429,3 +472,11 @@ class Search:
     def facets(self):
         labels = {kind: str(model._meta.verbose_name_plural).capitalize() for kind, model in self.models.items()}
         return search_facets(self.matching, self.parsed, self.counts, labels)
+
+    def did_you_mean(self):
+        """A query like this one with misspelt words or tags replaced by ones the blog uses, or None.
+        Reads every tag name and thousands of titles: ask only when a search finds nothing."""
+        tag_model = next(iter(self.models.values())).tags.field.related_model
+        tag_names = used_tag_names(tag_model, self.querysets)
+        words = title_words(self.querysets) | {word for name in tag_names for word in re.split(r"[-_]", name)}
+        return suggested_query(self.parsed, words, set(tag_names))
