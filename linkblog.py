@@ -270,7 +270,7 @@ class Post(models.Model):
 
     @property
     def kind_label(self):
-        """"Entry", "Blogmark", "Quotation": the singular of the label search facets use."""
+        """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
         return self._meta.verbose_name.capitalize()
 
     def get_absolute_url(self):
@@ -1214,7 +1214,8 @@ class SearchFeed(PostsFeed):
     """The newest posts a search finds (`/search.atom?q=...`): follow a search as you follow a tag."""
 
     def get_object(self, request):
-        return request.GET.get("q", "")[:MAX_QUERY_LENGTH]
+        # XML 1.0 cannot carry control characters, and the query becomes the feed's title.
+        return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", " ", request.GET.get("q", "")[:MAX_QUERY_LENGTH])
 
     def querysets(self, q):
         return search_posts(q).matching

@@ -129,6 +129,14 @@ def test_any_search_has_a_feed_linked_from_its_page(client, make):
     assert "search for pelican" in feed.find(f"{ATOM}title").text
 
 
+def test_a_search_feed_of_any_query_is_valid_atom(client, make):
+    make.entry("Control characters")
+    for q in ["%01%02control", "%00", "", "tag:nothing", "a" * 600, "%22unclosed", "year:abc"]:
+        response = client.get(f"/search.atom?q={q}")
+        assert response.status_code == 200, q
+        ElementTree.fromstring(response.content)
+
+
 # --- Feeds page back (RFC 5005) ------------------------------------------------------------------
 
 
