@@ -12,9 +12,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
+from functools import partial
 
 from django.db import connection, models
-from django.db.models import Count, Exists, OuterRef, Q, Value
+from django.db.models import Count, Q, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, ExtractYear, Substr
 from django.utils.functional import cached_property
@@ -402,19 +403,12 @@ def search_facets(matching, parsed, counts, labels):
 
 
 
-# "Did you mean": a query that finds nothing is compared with the names of the tags in use and the
-# words of the newest posts' titles (a bounded vocabulary, read only when a search finds nothing).
+# "Did you mean": a query that finds nothing is compared with the tag names and the words of the
+# newest posts' titles (a bounded vocabulary, read only when a search finds nothing). A tag is only
+# suggested once a published post is found to carry it, so a draft's tags stay unknown.
 VOCABULARY_POSTS = 2000  # newest posts per kind whose titles give words
 SUGGESTION_CUTOFF = 0.75  # difflib's similarity ratio, 0 to 1
-
-
-def used_tag_names(tag_model, querysets):
-    """Names of the tags that at least one post of `querysets` carries (a draft's tags stay unknown)."""
-    used = Q(pk__in=[])
-    for kind, queryset in querysets.items():
-        links = queryset.model.tags.through.objects.filter(tag=OuterRef("pk"), **{f"{kind}__in": queryset.values("pk")})
-        used |= Q(Exists(links))
-    return list(tag_model.objects.filter(used).values_list("tag", flat=True))
+SUGGESTION_CANDIDATES = 5
 
 
 def title_words(querysets):
@@ -427,20 +421,31 @@ def title_words(querysets):
     return words
 
 
-def closest(word, vocabulary):
-    """The word of `vocabulary` closest to `word`, or None if `word` is there or nothing is close."""
+def carries_tag(querysets, name):
+    """True if a post of `querysets` carries the tag `name` (one indexed lookup per kind at most)."""
+    return any(queryset.filter(tags__tag=name).exists() for queryset in querysets.values())
+
+
+def closest(word, vocabulary, acceptable):
+    """The word of `vocabulary` closest to `word` that `acceptable(word)` allows, or None if `word`
+    is there already or nothing is close."""
     if word in vocabulary:
         return None
-    found = difflib.get_close_matches(word, vocabulary, n=1, cutoff=SUGGESTION_CUTOFF)
-    return found[0] if found else None
+    candidates = difflib.get_close_matches(word, vocabulary, n=SUGGESTION_CANDIDATES, cutoff=SUGGESTION_CUTOFF)
+    return next((candidate for candidate in candidates if acceptable(candidate)), None)
 
 
-def suggested_query(parsed, words, tag_names):
-    """The query text with misspelt words and tag: filters replaced by close ones, or None."""
+def suggested_query(parsed, words, tag_names, is_used_tag):
+    """The query text with misspelt words and tag: filters replaced by close ones, or None. `words`
+    come from published titles; a tag name is suggested only if `is_used_tag(name)`."""
     replaced = {}
     for term in parsed.terms:
-        vocabulary = tag_names if term.key == "tag" else words if not term.key and not term.quoted else None
-        better = closest(term.text.lower(), vocabulary) if vocabulary else None
+        if term.key == "tag":
+            better = closest(term.text.lower(), tag_names, is_used_tag)
+        elif not term.key and not term.quoted:
+            better = closest(term.text.lower(), words | tag_names, lambda word: word in words or is_used_tag(word))
+        else:
+            better = None
         if better:
             replaced[term] = Term(better, key=term.key, negated=term.negated)
     return " ".join(str(replaced.get(term, term)) for term in parsed.terms) if replaced else None
@@ -477,6 +482,5 @@ class Search:
         """A query like this one with misspelt words or tags replaced by ones the blog uses, or None.
         Reads every tag name and thousands of titles: ask only when a search finds nothing."""
         tag_model = next(iter(self.models.values())).tags.field.related_model
-        tag_names = used_tag_names(tag_model, self.querysets)
-        words = title_words(self.querysets) | {word for name in tag_names for word in re.split(r"[-_]", name)}
-        return suggested_query(self.parsed, words, set(tag_names))
+        tag_names = set(tag_model.objects.values_list("tag", flat=True))
+        return suggested_query(self.parsed, title_words(self.querysets), tag_names, partial(carries_tag, self.querysets))
