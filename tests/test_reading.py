@@ -108,6 +108,14 @@ def test_a_search_with_no_results_suggests_a_close_tag_or_word(client, make):
     assert "Did you mean" not in text(client.get("/search/?q=django"))  # found: nothing to suggest
 
 
+def test_did_you_mean_costs_a_few_queries_however_big_the_blog(client, make, django_assert_max_num_queries):
+    make.entry("Understanding transformers", tags=["django"])
+    Tag.objects.bulk_create([Tag(tag=f"django-{n}") for n in range(3000)])  # close names, but on no post
+    with django_assert_max_num_queries(25):
+        html = text(client.get("/search/?q=djangoo"))
+    assert 'Did you mean <a href="?q=django">django</a>?' in html
+
+
 def test_drafts_tags_and_titles_are_never_suggested(client, make):
     make.entry("Secret plans", tags=["secretproject"], is_draft=True)
     make.entry("Public post", tags=["public"])
