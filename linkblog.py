@@ -406,7 +406,8 @@ class Quotation(Post):
         return f"Quoting {self.source}"
 
     def page_title(self):
-        return f"{self.feed_title()}: “{text.first_words(self.html)}”"
+        words = text.first_words(self.html)
+        return f"{self.feed_title()}: “{words}”" if words else self.feed_title()
 
 
 class ApiToken(models.Model):
