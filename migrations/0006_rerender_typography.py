@@ -4,7 +4,7 @@
 # must not import the app it migrates), and rows are read and written in batches so that a blog of
 # 100,000 posts never sits in memory at once.
 
-from django.db import migrations
+from django.db import migrations, reset_queries
 
 from blogworks import text
 
@@ -38,6 +38,7 @@ def rerender(apps, schema_editor):
                 for name, value in render(getattr(row, source_field)).items():
                     setattr(row, name, value)
             model.objects.bulk_update(rows, list(render("").keys()))
+            reset_queries()  # with DEBUG on Django keeps every query's SQL: memory would grow with the blog
 
 
 class Migration(migrations.Migration):
