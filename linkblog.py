@@ -42,7 +42,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from functools import lru_cache, partial, wraps
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django import forms
 from django.apps import apps as django_apps
@@ -283,6 +283,15 @@ class Post(models.Model):
     def feed_title(self):
         return str(self)
 
+    def page_title(self):
+        """The permalink's <title>: what tells this post apart in a tab or a search engine's results."""
+        return self.feed_title()
+
+    @property
+    def kind_label(self):
+        """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
+        return self._meta.verbose_name.capitalize()
+
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
         return cached_reverse("permalink", created.year, MONTHS[created.month - 1], created.day, self.slug)
@@ -372,8 +381,7 @@ class Entry(Post):
 
     @classmethod
     def rendered(cls, markdown_text):
-        html = text.render_markdown(markdown_text)
-        return {"html": html, "excerpt_html": text.first_block(html), "word_count": len(text.plain_text(html).split())}
+        return text.rendered_entry(markdown_text)
 
     @property
     def is_truncated(self):
@@ -420,6 +428,10 @@ class Quotation(Post):
 
     def feed_title(self):
         return f"Quoting {self.source}"
+
+    def page_title(self):
+        words = text.first_words(self.html)
+        return f"{self.feed_title()}: “{words}”" if words else self.feed_title()
 
 
 class ApiToken(models.Model):
@@ -663,7 +675,26 @@ def too_many_tags_is_400(view):
     return view_with_tag_limit
 
 
+def lowercase_tags(view):
+    """A 301 from an address that names a tag with capitals (`/tags/Django/`) to its lower-case form."""
+
+    @wraps(view)
+    def view_with_lowercase_tags(request, names, **kwargs):
+        if any(name != name.lower() for name in names):
+            return permanent_redirect(request, request.resolver_match.url_name, names=[name.lower() for name in names], **kwargs)
+        return view(request, names, **kwargs)
+
+    return view_with_lowercase_tags
+
+
+def permanent_redirect(request, url_name, **kwargs):
+    """A 301 to the page `url_name` names with these URL arguments, keeping the query string."""
+    query = request.GET.urlencode()
+    return redirect(reverse(url_name, kwargs=kwargs) + (f"?{query}" if query else ""), permanent=True)
+
+
 @app.route("/tags/<tags:names>/", name="tag_page")
+@lowercase_tags
 @too_many_tags_is_400
 def tag_page(request, names):
     """One tag's page, or the posts carrying all of two or three tags (`/tags/a+b/`)."""
@@ -703,8 +734,7 @@ def redirect_renamed_tags(request, names):
     if not new_names:
         raise Http404("No such tag")
     current = list(dict.fromkeys(new_names.get(name, name) for name in names))
-    query = request.GET.urlencode()
-    return redirect(reverse("tag_page", args=[current]) + (f"?{query}" if query else ""), permanent=True)
+    return permanent_redirect(request, "tag_page", names=current)
 
 
 def tagged_posts(names):
@@ -754,6 +784,32 @@ def month_number(month):
     return MONTHS.index(month) + 1
 
 
+# What people type for a month in an address: "jan", "JAN", "january", "1" and "01" all mean "Jan".
+TYPED_MONTHS = {
+    typed: name
+    for number, name in enumerate(MONTHS, start=1)
+    for typed in (name.lower(), datetime(2000, number, 1).strftime("%B").lower(), str(number), f"{number:02}")
+}
+
+
+def canonical_month(month):
+    """The month as URLs write it ("Jan") for what people type, or None."""
+    return TYPED_MONTHS.get(month.lower())
+
+
+def canonical_month_redirect(view):
+    """A 301 from `/2008/jan/` (or /2008/january/, /2008/01/) to `/2008/Jan/`; other months go on to the view's 404."""
+
+    @wraps(view)
+    def view_with_month_redirect(request, month, **kwargs):
+        canonical = canonical_month(month)
+        if canonical and canonical != month:
+            return permanent_redirect(request, request.resolver_match.url_name, month=canonical, **kwargs)
+        return view(request, month=month, **kwargs)
+
+    return view_with_month_redirect
+
+
 def day_range(year, month, day):
     """The UTC start and end of a day named in a URL, or 404 if there is no such day."""
     start = utc_datetime(year, month_number(month), day)
@@ -777,6 +833,7 @@ def find_post(request, start, end, slug):
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")
+@canonical_month_redirect
 def permalink(request, year, month, day, slug):
     start, end = day_range(year, month, day)
     post = find_post(request, start, end, slug)
@@ -837,10 +894,17 @@ FEED_LENGTH = 30
 
 class AtomWithContent(Atom1Feed):
     """Atom whose entries carry the whole post as <content> (Django's Atom1Feed writes only a
-    <summary>), with xml:base so that relative links inside posts resolve on the site."""
+    <summary>), with xml:base so that relative links inside posts resolve on the site, and links to
+    the previous and next pages of an archived feed (RFC 5005: `?page=2` holds older posts)."""
 
     def root_attributes(self):
         return {**super().root_attributes(), "xml:base": absolute_url("/")}
+
+    def add_root_elements(self, handler):
+        super().add_root_elements(handler)
+        for rel in ("previous", "next"):
+            if self.feed.get(rel):
+                handler.addQuickElement("link", "", {"rel": rel, "href": self.feed[rel]})
 
     def add_item_elements(self, handler, item):
         super().add_item_elements(handler, item)
@@ -848,15 +912,40 @@ class AtomWithContent(Atom1Feed):
 
 
 class PostsFeed(Feed):
-    """The 30 newest published posts of a feed's querysets; subclasses say which posts."""
+    """The 30 newest published posts of a feed's querysets, or with `?page=N` the 30 before those
+    (404 past the end); subclasses say which posts. Each page links the next with `Link: rel=next`
+    and an Atom <link rel="next">, so that a feed reader can page back through the whole blog."""
 
     feed_type = AtomWithContent
 
     def querysets(self, obj):
         raise NotImplementedError
 
+    def __call__(self, request, *args, **kwargs):
+        self.links = {}
+        response = super().__call__(request, *args, **kwargs)
+        if self.links:
+            response["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in self.links.items())
+        return response
+
+    def get_feed(self, obj, request):
+        number = feed_page_number(request)
+        offset = (number - 1) * FEED_LENGTH
+        rows = list(mixed_posts(self.querysets(obj))[offset : offset + FEED_LENGTH + 1])
+        if number > 1 and not rows:
+            raise Http404("No such page")
+        self.posts = load_posts(rows[:FEED_LENGTH], POST_MODELS)
+        if number > 1:
+            self.links["previous"] = feed_page_url(request, number - 1)
+        if len(rows) > FEED_LENGTH:
+            self.links["next"] = feed_page_url(request, number + 1)
+        return super().get_feed(obj, request)
+
+    def feed_extra_kwargs(self, obj):
+        return self.links
+
     def items(self, obj):
-        return load_posts(mixed_posts(self.querysets(obj))[:FEED_LENGTH], POST_MODELS)
+        return self.posts
 
     def feed_guid(self, obj):
         return self.feed_url(obj)
@@ -893,6 +982,23 @@ class PostsFeed(Feed):
 
     def item_extra_kwargs(self, post):
         return {"content": render_to_string(f"feeds/_{post.kind}.html", {"post": post})}
+
+
+def feed_page_number(request):
+    """The feed page `?page=` asks for: 1 when absent, 404 when it is not a positive number."""
+    page = request.GET.get("page", "1")
+    if not (page.isascii() and page.isdigit() and 0 < int(page) < 10**6):
+        raise Http404("No such page")
+    return int(page)
+
+
+def feed_page_url(request, number):
+    """The absolute URL of this feed's page `number` (page 1 is the feed's own URL, without ?page=)."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    if number > 1:
+        query["page"] = number
+    return absolute_url(request.path) + (f"?{query.urlencode()}" if query else "")
 
 
 class KindFeed(PostsFeed):
@@ -943,6 +1049,7 @@ def kind_feed(request, name):
 
 
 @app.route("/tags/<tags:names>.atom", name="tag_feed")
+@lowercase_tags
 @too_many_tags_is_400
 def tag_feed(request, names):
     return TagFeed()(request, names)
@@ -1019,7 +1126,8 @@ def archive_page(request, template, start, end, depth):
 
 @app.route("/archive/", name="archive_index")
 def archive_index(request):
-    return render(request, "archive_index.html", {"years": months_by_year(monthly_counts())})
+    years = months_by_year(monthly_counts())[::-1]  # newest year first, as everywhere on the site
+    return render(request, "archive_index.html", {"years": years})
 
 
 @app.route("/<int:year>/", name="archive_year")
@@ -1033,12 +1141,14 @@ def archive_year(request, year):
 
 
 @app.route("/<int:year>/<str:month>/", name="archive_month")
+@canonical_month_redirect
 def archive_month(request, year, month):
     start, end = month_range(year, month)
     return archive_page(request, "archive_month.html", start, end, depth=2)
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/", name="archive_day")
+@canonical_month_redirect
 def archive_day(request, year, month, day):
     start, end = day_range(year, month, day)
     return archive_page(request, "archive_day.html", start, end, depth=3)
@@ -1048,23 +1158,47 @@ def archive_day(request, year, month, day):
 # --- Discovery: the tag cloud, random posts, sitemap, robots.txt ----------------------------
 
 CLOUD_SIZES = 5
+TOP_TAGS = 100
+TAG_LIST_PAGE_SIZE = 200
+TAG_INITIALS = ["0-9", *"abcdefghijklmnopqrstuvwxyz"]
 
 
 @app.route("/tags/", name="tag_list")
 def tag_list(request):
-    """Every tag with published posts, drawn as a cloud: the more posts, the bigger."""
-    tags = list(readable_tags().order_by("tag"))
-    most = max((tag.post_count for tag in tags), default=0)
-    for tag in tags:
-        tag.size = cloud_size(tag.post_count, most)
-    return render(request, "tags.html", {"tags": tags})
+    """The most used tags as a cloud, an A–Z index and a filter box; with `?letter=`, `?q=` or
+    `?all=1` the matching tags (or all of them) by name, 200 a page. Thousands of tags stay usable.
+    Counting every tag's posts is the page's cost, so it is done once and the rest in Python."""
+    letter, q = request.GET.get("letter", "").lower(), request.GET.get("q", "").strip().lower()[:64]
+    in_use = list(readable_tags().order_by("tag"))
+    context = {"letter": letter, "q": q, "initials": TAG_INITIALS, "tag_count": len(in_use)}
+    if letter in TAG_INITIALS or q or request.GET.get("all"):
+        listed = [tag for tag in in_use if tag_matches(tag.tag, letter, q)]
+        context["page"] = requested_page(request, Paginator(listed, TAG_LIST_PAGE_SIZE))
+    else:
+        top = sorted(sorted(in_use, key=lambda tag: -tag.post_count)[:TOP_TAGS], key=lambda tag: tag.tag)
+        counts = [tag.post_count for tag in top] or [0]
+        for tag in top:
+            tag.size = cloud_size(tag.post_count, min(counts), max(counts))
+        context["top"] = top
+    return render(request, "tags.html", context)
 
 
-def cloud_size(count, most):
-    """1 (smallest) to CLOUD_SIZES: how big a tag with `count` posts is drawn, on a log scale."""
-    if most <= 1:
+def tag_matches(name, initial, q):
+    """Whether a tag belongs in the list asked for: its initial (a letter, or "0-9" for any digit)
+    when one is chosen, else whether it contains `q` (every tag for an empty `q`)."""
+    if initial == "0-9":
+        return name[:1].isdigit()
+    if initial in TAG_INITIALS:
+        return name.startswith(initial)
+    return q in name
+
+
+def cloud_size(count, least, most):
+    """1 (smallest) to CLOUD_SIZES: how big a tag with `count` posts is drawn among tags with
+    `least` to `most` posts, on a log scale."""
+    if most <= least:
         return 1
-    return 1 + round((CLOUD_SIZES - 1) * math.log(count) / math.log(most))
+    return 1 + round((CLOUD_SIZES - 1) * math.log(count / least) / math.log(most / least))
 
 
 @app.route("/random/<tags:names>/", name="random_post")
@@ -1150,7 +1284,34 @@ def search(request):
         page = requested_page(request, paginator)
         page.object_list = load_posts(page.object_list, POST_MODELS)
         context.update(page=page, facets=found.facets(), words=found.parsed.highlight_words)
+        if not page.paginator.count:
+            context["did_you_mean"] = found.did_you_mean()
     return render(request, "search.html", context)
+
+
+class SearchFeed(PostsFeed):
+    """The newest posts a search finds (`/search.atom?q=...`): follow a search as you follow a tag."""
+
+    def get_object(self, request):
+        # XML 1.0 cannot carry control characters, and the query becomes the feed's title.
+        return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", " ", request.GET.get("q", "")[:MAX_QUERY_LENGTH])
+
+    def querysets(self, q):
+        return search_posts(q).matching
+
+    def title(self, q):
+        return f"{settings.LINKBLOG_TITLE}: search for {q}" if q.strip() else settings.LINKBLOG_TITLE
+
+    def link(self, q):
+        return absolute_url(reverse("search") + "?" + urlencode({"q": q}))
+
+    def feed_url(self, q):
+        return absolute_url(reverse("search_feed") + "?" + urlencode({"q": q}))
+
+
+@app.route("/search.atom", name="search_feed")
+def search_feed(request):
+    return SearchFeed()(request)
 
 
 # --- API: a JSON API under /api/ (django-ninja): read, write, tags, tokens ----------------------

@@ -7,10 +7,12 @@ tsvector (SearchRank) on PostgreSQL, both reading the index tables of `search_in
 model says the names its type: filter accepts (`search_names`) and its label (`verbose_name_plural`).
 """
 
+import difflib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
+from functools import partial
 
 from django.db import connection, models
 from django.db.models import Count, Q, Value
@@ -402,6 +404,52 @@ def search_facets(matching, parsed, counts, labels):
 
 
 
+# "Did you mean": a query that finds nothing is compared with the tag names and the words of the
+# newest posts' titles (a bounded vocabulary, read only when a search finds nothing). A tag is only
+# suggested once a published post is found to carry it, so a draft's tags stay unknown.
+VOCABULARY_POSTS = 2000  # newest posts per kind whose titles give words
+SUGGESTION_CUTOFF = 0.75  # difflib's similarity ratio, 0 to 1
+SUGGESTION_CANDIDATES = 5
+
+
+def title_words(querysets):
+    """Lower-case words of the titles (or sources) of the newest VOCABULARY_POSTS posts of each kind."""
+    words = set()
+    for queryset in querysets.values():
+        title, _, source = queryset.model.search_fields
+        for text in queryset.order_by("-created").values_list(title or source, flat=True)[:VOCABULARY_POSTS]:
+            words.update(word.lower() for word in re.findall(r"[^\W_]{3,}", text))
+    return words
+
+
+def carries_tag(querysets, name):
+    """True if a post of `querysets` carries the tag `name` (one indexed lookup per kind at most)."""
+    return any(queryset.filter(tags__tag=name).exists() for queryset in querysets.values())
+
+
+def closest(word, vocabulary, acceptable):
+    """The word of `vocabulary` closest to `word` that `acceptable(word)` allows, or None if `word`
+    is there already or nothing is close."""
+    if word in vocabulary:
+        return None
+    candidates = difflib.get_close_matches(word, vocabulary, n=SUGGESTION_CANDIDATES, cutoff=SUGGESTION_CUTOFF)
+    return next((candidate for candidate in candidates if acceptable(candidate)), None)
+
+
+def suggested_query(parsed, words, tag_names, is_used_tag):
+    """The query text with misspelt words and tag: filters replaced by close ones, or None. `words`
+    come from published titles; a tag name is suggested only if `is_used_tag(name)`."""
+    replaced = {}
+    for term in parsed.terms:
+        if term.key == "tag":
+            better = closest(term.text.lower(), tag_names, is_used_tag)
+        elif not term.key and not term.quoted:
+            better = closest(term.text.lower(), words | tag_names, lambda word: word in words or is_used_tag(word))
+        else:
+            better = None
+        if better:
+            replaced[term] = Term(better, key=term.key, negated=term.negated)
+    return " ".join(str(replaced.get(term, term)) for term in parsed.terms) if replaced else None
 
 
 class Search:
@@ -413,7 +461,7 @@ class Search:
     """
 
     def __init__(self, q, querysets, models):
-        self.models = models
+        self.models, self.querysets = models, querysets
         type_names = {name: kind for kind, model in models.items() for name in model.search_names}
         self.parsed = parse_query(q, type_names)
         self.filtered = apply_search_filters(querysets, self.parsed)
@@ -430,3 +478,10 @@ class Search:
     def facets(self):
         labels = {kind: str(model._meta.verbose_name_plural).capitalize() for kind, model in self.models.items()}
         return search_facets(self.matching, self.parsed, self.counts, labels)
+
+    def did_you_mean(self):
+        """A query like this one with misspelt words or tags replaced by ones the blog uses, or None.
+        Reads every tag name and thousands of titles: ask only when a search finds nothing."""
+        tag_model = next(iter(self.models.values())).tags.field.related_model
+        tag_names = set(tag_model.objects.values_list("tag", flat=True))
+        return suggested_query(self.parsed, title_words(self.querysets), tag_names, partial(carries_tag, self.querysets))

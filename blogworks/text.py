@@ -1,7 +1,9 @@
 """Text: Markdown rendered and sanitized, and the plain-text cuts pages make of stored HTML.
 
-Posts are rendered once, when they are saved (a page view never runs Markdown), with Python-Markdown,
-then cleaned by nh3 down to an allowlist of tags, attributes and URL schemes. The rest turns stored
+Posts are rendered once, when they are saved (a page view never runs Markdown), with Python-Markdown
+(typographic quotes and dashes by its `smarty` extension), then cleaned by nh3 down to an allowlist of
+tags, attributes and URL schemes, and old `http://` images are asked for over https (the site's
+Content-Security-Policy allows only https images, as browsers upgrade mixed content). The rest turns stored
 HTML into what listings and meta tags show: the first paragraph, plain words, a trimmed description,
 search excerpts with the searched words marked.
 """
@@ -16,7 +18,7 @@ import nh3
 from django.utils.html import conditional_escape, escape, format_html, strip_tags
 from django.utils.safestring import mark_safe
 
-MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
+MARKDOWN_EXTENSIONS = ["extra", "sane_lists", "smarty"]
 SAFE_URL_SCHEMES = {"http", "https", "mailto"}
 SAFE_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em",
@@ -53,14 +55,31 @@ def render_markdown(text):
 
 
 def sanitize_html(html):
-    """HTML from anywhere (rendered Markdown, an imported feed) cut down to the safe allowlist."""
-    return nh3.clean(
+    """HTML from anywhere (rendered Markdown, an imported feed) cut down to the safe allowlist, its
+    images upgraded to https."""
+    return upgrade_image_urls(nh3.clean(
         html or "",
         tags=SAFE_TAGS,
         attributes=SAFE_ATTRIBUTES,
         url_schemes=SAFE_URL_SCHEMES,
         link_rel="noopener",
-    )
+    ))
+
+
+# nh3 writes every attribute as name="value" with any " inside escaped, so an <img>'s src is found
+# by skipping whole attributes, never by guessing where a quote ends.
+HTTP_IMAGE = re.compile(r'(<img(?:\s+[\w:-]+(?:="[^"]*")?)*?\s+src=")http://', re.IGNORECASE)
+
+
+def upgrade_image_urls(html):
+    """Sanitized HTML with `http://` image URLs asked for over https, as browsers upgrade mixed content."""
+    return HTTP_IMAGE.sub(r"\1https://", html)
+
+
+def rendered_entry(markdown_text):
+    """What an entry stores from its Markdown: the HTML, the first block as an excerpt, the word count."""
+    html = render_markdown(markdown_text)
+    return {"html": html, "excerpt_html": first_block(html), "word_count": len(plain_text(html).split())}
 
 
 def is_safe_url(url):
@@ -121,6 +140,11 @@ def description(html):
     return text[: DESCRIPTION_LENGTH - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
+def first_words(html, count=8):
+    """The first `count` words of stored HTML as plain text, with "…" when there are more."""
+    words = unescape(plain_text(html)).split()
+    return " ".join(words[:count]).rstrip(",.;:") + ("…" if len(words) > count else "")
+
 
 def highlight_pattern(words):
     """A pattern for any of the words at the start of a word, running to the word's end (so "test" marks "tests")."""
@@ -140,11 +164,16 @@ def highlight(text, words):
 
 
 def search_excerpt(html, words, length=240):
-    """Plain text of rendered HTML around the first searched word, at most `length` characters."""
+    """Plain text of rendered HTML around the first searched word, at most `length` characters, cut
+    between words."""
     text = unescape(plain_text(html))
     found = highlight_pattern(words).search(text) if words else None
     start = max(0, found.start() - length // 3) if found else 0
     if start:
         start = text.find(" ", start) + 1 or start
-    excerpt = text[start : start + length]
-    return ("… " if start else "") + excerpt + (" …" if start + length < len(text) else "")
+    end = min(start + length, len(text))
+    if end < len(text):  # cut before the word the limit falls in, not inside it
+        space = text.rfind(" ", start, end + 1)
+        end = space if space > start else end
+    excerpt = text[start:end].rstrip()
+    return ("… " if start else "") + excerpt + (" …" if end < len(text) else "")

@@ -261,9 +261,9 @@ def test_descriptions_are_plain_text_without_markup_or_entities(client, make):
     body = 'Use `<b>` & **bold** with [a link](https://example.com/?a=1&b=2) &mdash; "quoted" it\'s &amp; done'
     post = make.entry(body=body)
     description = head(client.get(post.get_absolute_url())).meta["description"]
-    assert description == "Use <b> & bold with a link — \"quoted\" it's & done"
+    assert description == "Use <b> & bold with a link — “quoted” it’s & done"  # typographic quotes
     # The HTML attribute itself is escaped exactly once.
-    assert 'content="Use &lt;b&gt; &amp; bold with a link — &quot;quoted&quot; it&#x27;s &amp; done"' in text(
+    assert 'content="Use &lt;b&gt; &amp; bold with a link — “quoted” it’s &amp; done"' in text(
         client.get(post.get_absolute_url())
     )
 
