@@ -68,8 +68,8 @@ from django.template.loader import render_to_string
 from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.html import escape, format_html
 from django.utils.feedgenerator import Atom1Feed
+from django.utils.html import escape, format_html
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -241,7 +241,8 @@ class Post(models.Model):
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
     `kind` (its name in URLs, templates and files), the field its slug and its Markdown come from,
     the fields search weighs as title, body and source, the names `type:` accepts in a search, the
-    fields an export writes, the fields that find it again in an import without a slug, and its feed.
+    fields an export writes, the fields that find it again in an import without a slug, its feed,
+    and for other sites the page it is about and the pages that hear of it by Webmention.
     """
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -296,7 +297,7 @@ class Post(models.Model):
             "url": absolute_url(self.get_absolute_url()),
             "title": self.feed_title(),
             "content_html": self.syndicated_html(),
-            "link": getattr(self, self.link_field) or None if self.link_field else None,
+            "link": (getattr(self, self.link_field) if self.link_field else "") or None,
             "tags": [{"name": tag.tag, "url": absolute_url(tag.get_absolute_url())} for tag in self.tags.all()],
             "published": self.created,
         }
