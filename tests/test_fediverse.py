@@ -10,6 +10,7 @@ endpoints, and a WebSub hub. Nothing leaves 127.0.0.1.
 import json
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -36,6 +37,8 @@ def fedi():
 def blog(fedi):
     server = ApiServer(conftest.POSTGRES)
     server.env["LINKBLOG_WEBSUB_HUB"] = fedi.url("/hub")
+    # A cache of its own: the blog caches signers' keys, and a stand-in of an earlier run may have had this port.
+    server.env["LINKBLOG_CACHE_DIR"] = tempfile.mkdtemp(prefix="linkblog-fedi-cache-")
     server.start()
     server.run("-m", "nanodjango", "manage", "linkblog.py", "shell", "-c",
                "from django.contrib.auth.models import User; u = User.objects.get(username='api'); "
