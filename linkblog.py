@@ -10,13 +10,16 @@ Read it top to bottom; each section starts with a `# --- Name` line:
 
     Settings        the environment decides everything a deployment changes
     Models          Tag, and Entry / Blogmark / Quotation on one abstract Post: each kind says
-                    what it knows (fields, label, search fields, import keys, feed) once, here
+                    what it knows (fields, label, search fields, import keys, feed) once, here;
+                    the fediverse's: the actor's key, followers, replies and mentions
     Admin           where the author writes
     Pages           home, the tag page (and combinations), permalinks, template filters
     Feeds           Atom for everything, each kind, each tag
     Archives        years, months, days
     Discovery       tag cloud, random post, sitemap, robots.txt
     Search page     /search/ with facets (the engine: blogworks/search.py)
+    Fediverse       WebFinger, the blog's ActivityPub actor, inbox, outbox, Webmention endpoint
+                    (the background jobs: blogworks/federation.py)
     API             /api/ with django-ninja: read, write, tags, tokens
     Serving         the WSGI handler built once per worker; the benchmark's hello-world page
     Admin tools     import, export and the bookmarklet
@@ -31,6 +34,7 @@ the migrations in migrations/.
 import argparse
 import hashlib
 import io
+import json
 import math
 import os
 import random
@@ -57,36 +61,43 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, ExtractMonth, ExtractYear
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
-from django.urls import register_converter, reverse
+from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.feedgenerator import Atom1Feed
+from django.utils.html import escape, format_html
 from django.utils.text import slugify
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
 
-from blogworks import cli, config, formats, rules, text
+from blogworks import activitypub, cli, config, formats, rules, text, webmention
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, with_every_tag)
+from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages
 from blogworks.signals import posts_changed
+from blogworks.signatures import SignatureError, generate_key_pair
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
 with defer:
+    from blogworks import federation  # its background jobs are made with the TASKS setting
     from django.contrib.auth.models import AnonymousUser
     from ninja.errors import AuthenticationError, HttpError, ValidationError as NinjaValidationError
     from ninja.main import NinjaAPI
@@ -164,6 +175,12 @@ app = Django(
     LINKBLOG_CSP=os.environ.get("LINKBLOG_CSP", config.DEFAULT_CSP),
     LINKBLOG_PAGE_CACHE=config.env_bool("LINKBLOG_PAGE_CACHE", PRODUCTION),
     LINKBLOG_PAGE_MAX_AGE=config.env_int("LINKBLOG_PAGE_MAX_AGE", 60),
+    # The fediverse, WebSub and Webmention (README: Follow from the fediverse).
+    LINKBLOG_AUTHOR_HANDLE=config.env_handle("LINKBLOG_AUTHOR_HANDLE", "author"),  # @author@host
+    LINKBLOG_WEBSUB_HUB=config.env_url("LINKBLOG_WEBSUB_HUB"),  # empty: feeds name no hub, nothing is pinged
+    LINKBLOG_INBOX_RATE_LIMIT=config.env_int("LINKBLOG_INBOX_RATE_LIMIT", 300),  # POSTs a minute per client
+    LINKBLOG_WEBMENTION_RATE_LIMIT=config.env_int("LINKBLOG_WEBMENTION_RATE_LIMIT", 30),
+    LINKBLOG_CLIENT_IP_HEADER=os.environ.get("LINKBLOG_CLIENT_IP_HEADER", "").strip(),  # e.g. X-Forwarded-For
 )
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -241,7 +258,8 @@ class Post(models.Model):
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
     `kind` (its name in URLs, templates and files), the field its slug and its Markdown come from,
     the fields search weighs as title, body and source, the names `type:` accepts in a search, the
-    fields an export writes, the fields that find it again in an import without a slug, and its feed.
+    fields an export writes, the fields that find it again in an import without a slug, its feed,
+    and for other sites the page it is about and the pages that hear of it by Webmention.
     """
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -264,6 +282,8 @@ class Post(models.Model):
     natural_key_fields = ()
     natural_key_per_day = True  # False: the natural key finds the post on any day
     feed_name = None
+    link_field = None  # the field holding the page the post is about, for the fediverse copy
+    mention_fields = ()  # fields whose pages are sent a Webmention when the post is published
 
     class Meta:
         abstract = True
@@ -291,6 +311,31 @@ class Post(models.Model):
     def kind_label(self):
         """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
         return self._meta.verbose_name.capitalize()
+    def syndicated_html(self):
+        """The whole post as HTML for other sites: feed readers and followers on the fediverse."""
+        return render_to_string(f"feeds/_{self.kind}.html", {"post": self})
+
+    def activitypub_object(self):
+        """The post as followers' servers see it (the dict blogworks.activitypub.post_object reads)."""
+        return {
+            "id": absolute_url(cached_reverse("ap_object", self.kind, self.pk)),
+            "url": absolute_url(self.get_absolute_url()),
+            "title": self.feed_title(),
+            "content_html": self.syndicated_html(),
+            "link": (getattr(self, self.link_field) if self.link_field else "") or None,
+            "tags": [{"name": tag.tag, "url": absolute_url(tag.get_absolute_url())} for tag in self.tags.all()],
+            "published": self.created,
+        }
+
+    def feed_urls(self):
+        """Every feed this post appears in: everything, its kind's, and each of its tags'."""
+        paths = [cached_reverse("feed", "everything"), cached_reverse("feed", self.feed_name)]
+        paths += [cached_reverse("tag_feed", tag.tag) for tag in self.tags.all()]
+        return [absolute_url(path) for path in paths]
+
+    def mentioned_urls(self):
+        """The pages this post links that should hear of it by Webmention."""
+        return list(dict.fromkeys(getattr(self, name) for name in self.mention_fields if getattr(self, name)))
 
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
@@ -404,6 +449,8 @@ class Blogmark(Post):
     natural_key_fields = ("link_url",)
     natural_key_per_day = False  # a link blogged again on another day is the same blogmark
     feed_name = "links"
+    link_field = "link_url"
+    mention_fields = ("link_url", "via_url")
 
     class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
         pass
@@ -422,6 +469,8 @@ class Quotation(Post):
     export_fields = ("quotation", "source", "source_url")
     natural_key_fields = ("source", "quotation")
     feed_name = "quotations"
+    link_field = "source_url"
+    mention_fields = ("source_url",)
 
     class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
         pass
@@ -469,6 +518,169 @@ class ApiToken(models.Model):
             self.last_used_at = now
 
 
+# The fediverse and the IndieWeb: the blog's key, who follows it, what they were told, and what
+# others said about its posts (the work is blogworks.federation's).
+
+
+class ActorKey(models.Model):
+    """The blog actor's RSA key pair, made on first use: followers' servers check every delivery
+    against its public half. One row, never shown in the admin."""
+
+    private_pem = models.TextField()
+    public_pem = models.TextField()
+    created = models.DateTimeField(default=timezone.now)
+
+    ONLY_ROW = 1
+
+    def __str__(self):
+        return f"the blog's key of {self.created:%Y-%m-%d}"
+
+    @classmethod
+    def current(cls):
+        key = cls.objects.filter(pk=cls.ONLY_ROW).first()
+        if key is not None:
+            return key
+        private_pem, public_pem = generate_key_pair()
+        try:
+            with transaction.atomic():
+                return cls.objects.create(pk=cls.ONLY_ROW, private_pem=private_pem, public_pem=public_pem)
+        except IntegrityError:  # another process made it first: theirs is the key
+            return cls.objects.get(pk=cls.ONLY_ROW)
+
+
+class Follower(models.Model):
+    """An account on another server that follows the blog, and where its posts are delivered."""
+
+    actor = models.URLField(max_length=1000, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    follow_id = models.URLField(max_length=1000, blank=True, help_text="The Follow activity, which an Undo names")
+    inbox = models.URLField(max_length=1000, blank=True, help_text="Empty until its server has been asked")
+    shared_inbox = models.URLField(max_length=1000, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="Deliveries have failed since then")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return self.actor
+
+    @classmethod
+    def at_inbox(cls, inbox):
+        return cls.objects.filter(Q(inbox=inbox) | Q(shared_inbox=inbox))
+
+    @classmethod
+    def delivery_inboxes(cls):
+        """Where a post goes: each server's shared inbox once, else each follower's own inbox."""
+        rows = cls.objects.exclude(inbox="").values_list("shared_inbox", "inbox")
+        return sorted({shared or own for shared, own in rows})
+
+
+class Announcement(models.Model):
+    """What followers were last told of a post: its object's id and a fingerprint of what they saw."""
+
+    kind = models.CharField(max_length=20)
+    post_id = models.PositiveBigIntegerField()
+    object_id = models.URLField(max_length=1000)
+    fingerprint = models.CharField(max_length=64)
+    announced = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "post_id"], name="linkblog_announcement_once")]
+
+
+def parsed_datetime(value):
+    """An ISO 8601 date-time sent by a stranger, or None when it is missing or malformed."""
+    try:
+        return parse_datetime(value or "")
+    except ValueError:
+        return None
+
+
+class Response(models.Model):
+    """What others said about a post (a fediverse reply, a Webmention): kept for the author to
+    approve, shown under the post once approved. Its HTML is sanitized before it is stored."""
+
+    PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+
+    post_kind = models.CharField(max_length=20)
+    post_id = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=10, default=PENDING, db_index=True, choices=[
+        (PENDING, "Waiting for approval"), (APPROVED, "Approved"), (REJECTED, "Rejected")])
+    url = models.URLField(max_length=1000, help_text="Where it was published")
+    author_name = models.CharField(max_length=255, blank=True)
+    author_url = models.URLField(max_length=1000, blank=True)
+    content_html = models.TextField(blank=True)
+    published = models.DateTimeField(null=True, blank=True)
+    received = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["received"]
+
+    def __str__(self):
+        return f"{self.author_name or self.author_url or self.url} on {self.post_kind} {self.post_id}"
+
+    @classmethod
+    def shown_under(cls, post):
+        return cls.objects.filter(post_kind=post.kind, post_id=post.pk, status=cls.APPROVED)
+
+    @classmethod
+    def of_post(cls, post):
+        return cls.objects.filter(post_kind=post.kind, post_id=post.pk)
+
+    def post(self):
+        return POST_MODELS[self.post_kind].objects.filter(pk=self.post_id).first()
+
+
+class Reply(Response):
+    """A reply from the fediverse to one of the posts."""
+
+    note_id = models.URLField(max_length=1000, unique=True)
+    actor = models.URLField(max_length=1000, db_index=True)
+
+    class Meta(Response.Meta):
+        verbose_name_plural = "replies"
+
+    @classmethod
+    def receive(cls, reply, post):
+        """Keep a reply (a blogworks.activitypub.Reply) to `post`; an edited reply replaces the
+        text but keeps the author's decision. URLs too long to store are not kept."""
+        if max(len(reply.id), len(reply.url), len(reply.actor)) > 1000:
+            return
+        actor = urlsplit(reply.actor)
+        cls.objects.update_or_create(note_id=reply.id, defaults={
+            "actor": reply.actor, "post_kind": post.kind, "post_id": post.pk, "url": reply.url,
+            # Mastodon's actor URLs end with the account name: /users/alice is alice@host.
+            "author_name": f"{actor.path.rstrip('/').rsplit('/', 1)[-1]}@{actor.netloc}"[:255],
+            "author_url": reply.actor, "content_html": text.sanitize_html(reply.content_html),
+            "published": parsed_datetime(reply.published),
+        })
+
+
+class Mention(Response):
+    """A Webmention: a page elsewhere that links one of the posts (verified by fetching it)."""
+
+    source = models.URLField(max_length=1000)
+    target = models.URLField(max_length=1000)
+    kind = models.CharField(max_length=20, default="mention", help_text="reply, like, repost, bookmark or mention")
+
+    class Meta(Response.Meta):
+        constraints = [models.UniqueConstraint(fields=["source", "target"], name="linkblog_mention_once")]
+
+    @classmethod
+    def receive(cls, mention, kind, post_id):
+        """Keep a verified Webmention (a blogworks.webmention.Mention) of a post."""
+        content = text.sanitize_html(mention.content_html) if mention.content_html else escape(mention.content_text or "")
+        author_url = mention.author_url if text.is_safe_url(mention.author_url) else ""
+        cls.objects.update_or_create(source=mention.source, target=mention.target, defaults={
+            "post_kind": kind, "post_id": post_id, "kind": mention.kind,
+            "url": mention.url if len(mention.url) <= 1000 else mention.source,
+            "author_name": (mention.author_name or "")[:255], "author_url": author_url[:1000],
+            "content_html": content, "published": parsed_datetime(mention.published),
+        })
+
+
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
 
@@ -497,10 +709,25 @@ def announce_change(sender, **kwargs):
     posts_changed.send(sender=sender)
 
 
+def federate_save(sender, instance, raw=False, **kwargs):
+    if not raw:  # loaddata restores rows: nothing new to tell anyone
+        federation.post_changed(instance)
+
+
+def federate_delete(sender, instance, **kwargs):
+    federation.post_changed(instance, deleted=True)
+    Reply.of_post(instance).delete()
+    Mention.of_post(instance).delete()
+
+
 def connect_signals():
-    """Every visible write announces itself (the page cache listens); migrations pause the search
-    index on SQLite (blogworks/search_index.py says why)."""
-    for model in [Tag, *POST_MODELS.values()]:
+    """Every visible write announces itself (the page cache listens), every post's save or delete
+    tells the fediverse in the background; migrations pause the search index on SQLite
+    (blogworks/search_index.py says why)."""
+    for model in POST_MODELS.values():
+        post_save.connect(federate_save, sender=model, dispatch_uid=f"federate-save-{model.__name__}")
+        post_delete.connect(federate_delete, sender=model, dispatch_uid=f"federate-delete-{model.__name__}")
+    for model in [Tag, *POST_MODELS.values(), Reply, Mention]:
         post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
         post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
     for model in POST_MODELS.values():
@@ -619,6 +846,68 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = queryset.update(is_active=False)
         self.message_user(request, f"Revoked {count} token(s).")
+
+
+class ResponseAdmin(admin.ModelAdmin):
+    """Replies and mentions wait here until the author approves (shown under the post) or rejects them."""
+
+    list_display = ["author_name", "excerpt", "post_link", "status", "received"]
+    list_filter = ["status"]
+    search_fields = ["author_name", "author_url", "url", "content_html"]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request):
+        return False  # they come from other sites
+
+    def has_change_permission(self, request, obj=None):
+        # Nothing to edit by hand (the actions change the status), but the actions need the permission.
+        return obj is None and super().has_change_permission(request)
+
+    @admin.display(description="What they said")
+    def excerpt(self, response):
+        return text.description(response.content_html) or response.url
+
+    @admin.display(description="Post")
+    def post_link(self, response):
+        post = response.post()
+        return format_html('<a href="{}">{}</a>', post.get_absolute_url(), post) if post else "(deleted)"
+
+    def set_status(self, request, queryset, status):
+        count = queryset.update(status=status)
+        posts_changed.send(sender=queryset.model)  # bulk updates send no model signals: refresh cached pages
+        self.message_user(request, f"{count} {queryset.model._meta.verbose_name_plural} {status}.")
+
+    @admin.action(description="Approve: show under the post", permissions=["change"])
+    def approve(self, request, queryset):
+        self.set_status(request, queryset, Response.APPROVED)
+
+    @admin.action(description="Reject: never show", permissions=["change"])
+    def reject(self, request, queryset):
+        self.set_status(request, queryset, Response.REJECTED)
+
+
+@admin.register(Reply)
+class ReplyAdmin(ResponseAdmin):
+    readonly_fields = ["note_id", "actor", "url", "author_name", "author_url", "content_html", "published", "received"]
+
+
+@admin.register(Mention)
+class MentionAdmin(ResponseAdmin):
+    list_display = ["author_name", "kind", "excerpt", "post_link", "status", "received"]
+    list_filter = ["status", "kind"]
+
+
+@admin.register(Follower)
+class FollowerAdmin(admin.ModelAdmin):
+    """Who follows the blog from the fediverse; deleting one stops deliveries to it."""
+
+    list_display = ["actor", "name", "inbox", "created", "failing_since"]
+    list_filter = ["failing_since"]
+    search_fields = ["actor", "name"]
+    readonly_fields = ["actor", "name", "follow_id", "inbox", "shared_inbox", "created", "failing_since"]
+
+    def has_add_permission(self, request):
+        return False  # followers follow from their own servers
 
 
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
@@ -819,12 +1108,12 @@ def day_range(year, month, day):
         raise Http404("No such day")
 
 
-def find_post(request, start, end, slug):
+def find_post(start, end, slug, user=None):
     """The post with this slug on this day: entries first, then blogmarks, then quotations. A draft
     only for a user who may view drafts of its kind (Django's view permission)."""
     for model in POST_MODELS.values():
         posts = model.objects.filter(created__gte=start, created__lt=end, slug=slug)
-        if not request.user.has_perm(permission_name("view", model)):
+        if user is None or not user.has_perm(permission_name("view", model)):
             posts = posts.published()
         post = posts.prefetch_related("tags").first()
         if post:
@@ -836,8 +1125,9 @@ def find_post(request, start, end, slug):
 @canonical_month_redirect
 def permalink(request, year, month, day, slug):
     start, end = day_range(year, month, day)
-    post = find_post(request, start, end, slug)
-    return render(request, "post.html", {"post": post})
+    post = find_post(start, end, slug, request.user)
+    context = {"post": post, "replies": Reply.shown_under(post), "mentions": Mention.shown_under(post)}
+    return render(request, "post.html", context)
 
 
 # Filters for the templates ({% load linkblog %}): the work is blogworks.text's.
@@ -894,8 +1184,9 @@ FEED_LENGTH = 30
 
 class AtomWithContent(Atom1Feed):
     """Atom whose entries carry the whole post as <content> (Django's Atom1Feed writes only a
-    <summary>), with xml:base so that relative links inside posts resolve on the site, and links to
-    the previous and next pages of an archived feed (RFC 5005: `?page=2` holds older posts)."""
+    <summary>), with xml:base so that relative links inside posts resolve on the site, links to the
+    previous and next pages of an archived feed (RFC 5005: `?page=2` holds older posts), and the
+    WebSub hub when there is one."""
 
     def root_attributes(self):
         return {**super().root_attributes(), "xml:base": absolute_url("/")}
@@ -905,6 +1196,8 @@ class AtomWithContent(Atom1Feed):
         for rel in ("previous", "next"):
             if self.feed.get(rel):
                 handler.addQuickElement("link", "", {"rel": rel, "href": self.feed[rel]})
+        if settings.LINKBLOG_WEBSUB_HUB:  # WebSub: subscribers hear of new posts from the hub we ping
+            handler.addQuickElement("link", "", {"rel": "hub", "href": settings.LINKBLOG_WEBSUB_HUB})
 
     def add_item_elements(self, handler, item):
         super().add_item_elements(handler, item)
@@ -981,7 +1274,7 @@ class PostsFeed(Feed):
         return [tag.tag for tag in post.tags.all()]
 
     def item_extra_kwargs(self, post):
-        return {"content": render_to_string(f"feeds/_{post.kind}.html", {"post": post})}
+        return {"content": post.syndicated_html()}
 
 
 def feed_page_number(request):
@@ -1312,6 +1605,196 @@ class SearchFeed(PostsFeed):
 @app.route("/search.atom", name="search_feed")
 def search_feed(request):
     return SearchFeed()(request)
+# --- Fediverse: WebFinger, the blog's ActivityPub actor with its inbox and outbox, Webmention --
+#
+# Followers' servers find @author@host by WebFinger, read the actor, POST Follow, Undo, Delete and
+# replies to the inbox (signed: blogworks.federation.verified_activity), and get every post pushed
+# to them by the worker. Pages elsewhere that link a post tell /webmention/.
+
+ACTIVITY_JSON = activitypub.CONTENT_TYPE
+OUTBOX_PAGE_SIZE = 20
+MAX_WEBMENTION_BYTES = 10_000
+
+
+def activity_json(document, status=200):
+    return HttpResponse(json.dumps(document), status=status, content_type=ACTIVITY_JSON)
+
+
+def plain_answer(status, message):
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def wants_activity_json(request):
+    accept = request.headers.get("Accept", "")
+    return "application/activity+json" in accept or "application/ld+json" in accept
+
+
+def body_too_big(request, limit):
+    """True when the declared body is bigger than `limit` (checked before reading it)."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    return not length.isdigit() or int(length) > limit
+
+
+def site_host():
+    return urlsplit(settings.LINKBLOG_BASE_URL).netloc
+
+
+@app.route("/.well-known/webfinger", name="webfinger")
+def webfinger(request):
+    """`?resource=acct:author@host`: where the blog's actor is (404 for anyone else)."""
+    resource = request.GET.get("resource", "")
+    if not resource:
+        return plain_answer(400, "Ask for ?resource=acct:NAME@HOST.")
+    jrd = activitypub.webfinger(resource, settings.LINKBLOG_AUTHOR_HANDLE, site_host(), federation.actor_url(),
+                                absolute_url(reverse("home")))
+    if jrd is None:
+        return plain_answer(404, "No such account here.")
+    response = HttpResponse(json.dumps(jrd), content_type="application/jrd+json")
+    response["Access-Control-Allow-Origin"] = "*"  # web clients look accounts up from other origins
+    return response
+
+
+@app.route("/activitypub/actor/", name="ap_actor")
+def actor(request):
+    """The blog as a fediverse account, for servers (activity+json); people are sent to the home page."""
+    if not wants_activity_json(request):
+        response = HttpResponseRedirect(reverse("home"))
+    else:
+        inbox = absolute_url(reverse("ap_inbox"))
+        response = activity_json(activitypub.actor_document(
+            federation.actor_url(), settings.LINKBLOG_AUTHOR_HANDLE, settings.LINKBLOG_TITLE,
+            f"<p>Links, notes and quotations by {escape(settings.LINKBLOG_AUTHOR)}.</p>", inbox,
+            absolute_url(reverse("ap_outbox")), federation.followers_url(), ActorKey.current().public_pem,
+            url=absolute_url(reverse("home")), shared_inbox=inbox))
+    response["Vary"] = "Accept"  # (so the page cache keeps neither answer: blogworks.serving)
+    return response
+
+
+@app.route("/activitypub/followers/", name="ap_followers")
+@never_cache
+def followers(request):
+    """How many follow the blog; who they are stays private."""
+    return activity_json(activitypub.ordered_collection(federation.followers_url(), Follower.objects.count()))
+
+
+@app.route("/activitypub/outbox/", name="ap_outbox")
+def outbox(request):
+    """Every published post as a Create, newest first, in pages of OUTBOX_PAGE_SIZE (`?page=`)."""
+    posts, outbox_url = published_posts(), absolute_url(reverse("ap_outbox"))
+    if "page" not in request.GET:
+        return activity_json(activitypub.ordered_collection(outbox_url, count_mixed_posts(posts), first=f"{outbox_url}?page=1"))
+    page = requested_page(request, MixedPostsPaginator(posts, OUTBOX_PAGE_SIZE))
+    actor_url, followers_url = federation.actor_url(), federation.followers_url()
+    items = [activitypub.article(post.activitypub_object(), actor_url, followers_url)
+             for post in load_posts(page.object_list, POST_MODELS)]
+    neighbour = {"next_page": page.has_next() and page.next_page_number(), "prev_page": page.has_previous() and page.previous_page_number()}
+    links = {name: f"{outbox_url}?page={number}" for name, number in neighbour.items() if number}
+    return activity_json(activitypub.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links))
+
+
+@app.route("/activitypub/<slug:kind>/<int:pk>/", name="ap_object")
+def post_object(request, kind, pk):
+    """A published post's ActivityPub object, at the id followers' servers know it by."""
+    model = POST_MODELS.get(kind)
+    post = model and model.objects.published().filter(pk=pk).prefetch_related("tags").first()
+    if not post:
+        raise Http404("No such post")
+    if not wants_activity_json(request):
+        return redirect(post)
+    response = activity_json(activitypub.post_object(post.activitypub_object(), federation.actor_url(), federation.followers_url()))
+    response["Vary"] = "Accept"
+    return response
+
+
+def post_at(url):
+    """The published post one of our URLs names (its permalink or its ActivityPub id), or None."""
+    base = settings.LINKBLOG_BASE_URL
+    if not url.startswith(base + "/"):
+        return None
+    try:
+        match = resolve(urlsplit(url[len(base):]).path)
+        if match.url_name == "ap_object" and match.kwargs["kind"] in POST_MODELS:
+            return POST_MODELS[match.kwargs["kind"]].objects.published().filter(pk=match.kwargs["pk"]).first()
+        if match.url_name == "permalink":
+            year, month, day, slug = (match.kwargs[name] for name in ("year", "month", "day", "slug"))
+            return find_post(*day_range(year, month, day), slug)
+    except (Resolver404, Http404):
+        pass
+    return None
+
+
+# What the inbox does with each kind of activity (blogworks.activitypub.InboxActivity.kind).
+
+
+def follow(activity):
+    if activity.object_id != federation.actor_url():
+        raise activitypub.InboxError("this blog's only account is its actor", status=422)
+    follower, _ = Follower.objects.update_or_create(actor=activity.actor, defaults={"follow_id": activity.id})
+    federation.welcome_follower.enqueue(follower.pk, activity.activity)  # Accept, from the worker
+
+
+def unfollow(activity):
+    followers = Follower.objects.filter(actor=activity.actor)
+    if not isinstance(activity.activity.get("object"), dict):
+        followers = followers.filter(follow_id=activity.object_id)  # a bare id: only an Undo of our Follow
+    followers.delete()
+
+
+def forget_actor(activity):
+    Follower.objects.filter(actor=activity.actor).delete()
+    Reply.objects.filter(actor=activity.actor).delete()
+
+
+def forget_reply(activity):
+    Reply.objects.filter(note_id=activity.object_id, actor=activity.actor).delete()
+
+
+def keep_reply(activity):
+    post = post_at(activity.reply.in_reply_to)
+    if post is not None:  # a reply to something else is none of the blog's business
+        Reply.receive(activity.reply, post)
+
+
+INBOX_ACTIONS = {"follow": follow, "unfollow": unfollow, "delete_actor": forget_actor,
+                 "delete_object": forget_reply, "reply": keep_reply}
+
+
+@app.route("/activitypub/inbox/", name="ap_inbox")
+@csrf_exempt
+@require_POST
+@rate_limited("inbox", "LINKBLOG_INBOX_RATE_LIMIT")
+def inbox(request):
+    """Signed activities from other servers: 202 when taken, 4xx (and nothing stored) otherwise."""
+    if body_too_big(request, activitypub.MAX_INBOX_BYTES):
+        return plain_answer(413, f"An activity is at most {activitypub.MAX_INBOX_BYTES} bytes.")
+    try:
+        activity = federation.verified_activity(request)
+        INBOX_ACTIONS[activity.kind](activity)
+    except activitypub.InboxError as error:
+        return plain_answer(error.status, str(error))
+    except SignatureError as error:
+        return plain_answer(401, f"Signature refused: {error}")
+    return HttpResponse(status=202)
+
+
+@app.route("/webmention/", name="webmention")
+@csrf_exempt
+@require_POST
+@rate_limited("webmention", "LINKBLOG_WEBMENTION_RATE_LIMIT")
+def webmention_endpoint(request):
+    """`source` says it links `target` (one of our posts): checked by the worker, kept for approval."""
+    if body_too_big(request, MAX_WEBMENTION_BYTES):
+        return plain_answer(413, f"A Webmention is at most {MAX_WEBMENTION_BYTES} bytes.")
+    source, target = request.POST.get("source", ""), request.POST.get("target", "")
+    try:
+        webmention.validate_request(source, target, {site_host()})
+    except webmention.WebmentionError as error:
+        return plain_answer(400, f"Webmention refused: {error}.")
+    post = post_at(target) if max(len(source), len(target)) <= 1000 else None
+    if post is None:
+        return plain_answer(400, "Webmention refused: the target is not a post of this blog.")
+    federation.receive_webmention.enqueue(source, target, post.kind, post.pk)
+    return plain_answer(202, "Accepted: the source will be checked, then shown once the author approves.")
 
 
 # --- API: a JSON API under /api/ (django-ninja): read, write, tags, tokens ----------------------

@@ -121,3 +121,19 @@ def logging_settings():
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "timestamped"}},
         "loggers": {"django": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}},
     }
+
+
+def env_handle(name, default):
+    """An account name for the fediverse (`author` in @author@host): letters, digits and _ only."""
+    value = os.environ.get(name, "").strip() or default
+    if not value.replace("_", "").isalnum() or not value.isascii():
+        sys.exit(f"linkblog: {name} may hold only letters, digits and _, not {value!r}")
+    return value
+
+
+def env_url(name):
+    """An http(s) URL, or "" when the variable is empty (the feature it names is off)."""
+    value = os.environ.get(name, "").strip()
+    if value and not value.startswith(("http://", "https://")):
+        sys.exit(f"linkblog: {name} must be an http(s) URL, not {value!r}")
+    return value

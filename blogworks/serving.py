@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
-from django.utils.cache import patch_cache_control
+from django.utils.cache import has_vary_header, patch_cache_control
 
 from .signals import posts_changed
 
@@ -124,6 +124,9 @@ class AnonymousPageCacheMiddleware:
             and "private" not in cache_control
             and "no-cache" not in cache_control
             and "no-store" not in cache_control
+            # The key is the URL alone: an answer that depends on Accept (an ActivityPub actor or
+            # object, or a redirect to its page) must not be served to the other kind of client.
+            and not has_vary_header(response, "Accept")
         )
 
     def cache_key(self, request):

@@ -8,6 +8,7 @@ a mistake made the same way on both sides of a round trip would otherwise go unn
 - GET /users/alice, /.well-known/webfinger: alice's actor and JRD;
 - POST /users/alice/inbox, /inbox: records each delivery with `verified` (signature checked
   against the key fetched from the sender's keyId) and `problems` (shape checks);
+- look_up("@name@host"): WebFinger, then the actor, as Mastodon's search does;
 - send_follow / send_undo / send_reply / send_delete_actor: signed POSTs to any inbox;
 - mode "error" answers 503 to every POST, "hang" sleeps hang_seconds first (retry tests);
 - /wm/...: pages whose Webmention endpoint is in a Link header, a <link>, an <a>, an empty href,
@@ -260,6 +261,14 @@ class FediverseServer(_Base):
 
     def follow(self, target_actor) -> dict:
         return {"@context": "https://www.w3.org/ns/activitystreams", "id": self.new_id(), "type": "Follow", "actor": self.actor_url, "object": target_actor}
+
+    def look_up(self, handle):
+        """What a user typing @name@host into Mastodon's search sets off: WebFinger on that host,
+        then the actor document it points to. Returns the actor document."""
+        name, host = handle.lstrip("@").split("@", 1)
+        jrd = self.fetch_json(f"http://{host}/.well-known/webfinger?resource=acct:{name}@{host}")
+        self_link = next(link for link in jrd["links"] if link["rel"] == "self" and link["type"] == AP_TYPE)
+        return self.fetch_json(self_link["href"])
 
     def send_follow(self, inbox_url, target_actor):
         """Follow target_actor; returns (status, the Follow) so a test can Undo it later."""

@@ -13,7 +13,7 @@ def text(response):
 
 def post_links(response):
     """The permalinks of the posts listed on a page, in page order."""
-    return re.findall(r'<a class="date" href="([^"]+)">', text(response))
+    return re.findall(r'<a class="date u-url" href="([^"]+)">', text(response))
 
 
 class HeadParser(HTMLParser):

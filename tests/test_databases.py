@@ -15,7 +15,7 @@ def html(response):
 
 
 def titles_on(client, url):
-    return re.findall(r'<(?:h3|strong)><a [^>]*>([^<]+)</a>', html(client.get(url)))
+    return re.findall(r'<(?:h3 class="p-name"|strong)><a [^>]*>([^<]+)</a>', html(client.get(url)))
 
 
 def test_the_suite_runs_on_the_database_it_was_asked_for(request):

@@ -15,7 +15,7 @@ def text(response):
 def post_titles(response):
     """The visible titles of the listed posts, in page order."""
     html = text(response)
-    return re.findall(r'<article class="post (?:entry|blogmark|quotation)">.*?(?:<h3><a [^>]*>|<strong><a [^>]*>|<p class="cite">&mdash; (?:<a [^>]*>)?)([^<]+)<', html, re.S)
+    return re.findall(r'<article class="post (?:entry|blogmark|quotation) h-entry">.*?(?:<h3 class="p-name"><a [^>]*>|<strong><a [^>]*>|<p class="cite p-name">&mdash; (?:<a [^>]*>)?)([^<]+)<', html, re.S)
 
 
 # --- Tag pages -------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_entry_listing_shows_title_first_paragraph_and_word_count(client, make):
         tags=["t"],
     )
     html = text(client.get("/tags/t/"))
-    assert f'<h3><a href="{entry.get_absolute_url()}">A long post</a></h3>' in html
+    assert f'<h3 class="p-name"><a href="{entry.get_absolute_url()}">A long post</a></h3>' in html
     assert "<p>The first paragraph.</p>" in html
     assert "second paragraph" not in html
     assert f'<a href="{entry.get_absolute_url()}">[... 11 words]</a>' in html
@@ -214,11 +214,11 @@ def test_permalink_shows_the_whole_post_its_date_and_linked_tags(client, make):
     )
     assert entry.get_absolute_url() == "/2024/Sep/25/djp-a-plugin-system-for-django/"
     html = text(client.get(entry.get_absolute_url()))
-    assert "<h1>DJP: A plugin system for Django</h1>" in html
+    assert "<h1 class=\"p-name\">DJP: A plugin system for Django</h1>" in html
     assert "Second paragraph." in html and "[..." not in html
     assert "8:44 p.m. / 25th September 2024" in html
-    assert '<a class="tag" href="/tags/django/" rel="tag">django</a>' in html
-    assert '<a class="tag" href="/tags/plugins/" rel="tag">plugins</a>' in html
+    assert '<a class="tag p-category" href="/tags/django/" rel="tag">django</a>' in html
+    assert '<a class="tag p-category" href="/tags/plugins/" rel="tag">plugins</a>' in html
 
 
 def test_permalink_finds_each_kind(client, make):

@@ -1,0 +1,242 @@
+"""The blog on the fediverse and the IndieWeb: the background jobs that deliver, ping and mention,
+and the checks an inbox POST passes before the blog trusts it.
+
+Jobs (django-tasks, run by `python linkblog.py worker`; their arguments are JSON):
+- announce_post(kind, post_id) runs after every save or delete of a post and tells followers what
+  changed since they were last told (the Announcement model remembers): Create when the post first
+  becomes public, Update when what they saw changed, Delete when it is deleted or no longer public.
+  Create and Update also ping the WebSub hub and send Webmentions to the pages the post links.
+  "Public" is `Model.objects.published()`, checked when the job runs: a draft is never announced,
+  and a post dated in the future gets its job enqueued for that date (post_changed).
+- deliver(inbox, activity): one signed POST, retried with backoff (jobs.retry_later); when the
+  retries run out (about five days) the server is given up on and its followers removed.
+- welcome_follower(follower_id, follow): fetch a new follower's actor for its inbox, then Accept.
+- ping_hub(topics), send_webmention(source, target), receive_webmention(source, target, kind, post_id).
+
+Models come from the app registry ("linkblog.X"), and URLs from their route names: this package
+never imports linkblog. Each post model supplies activitypub_object(), feed_urls() and
+mentioned_urls(); Follower, Announcement, Mention and ActorKey are declared in linkblog.py.
+"""
+
+import hashlib
+import json
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+from django.urls import reverse
+from django.utils import timezone
+from django_tasks import task
+
+from . import activitypub as ap
+from . import webmention
+from .jobs import enqueue_on_commit, retry_later
+from .signatures import SignatureError, verify_request
+
+TIMEOUT = 10.0  # seconds for any one request to another server
+KEY_CACHE_SECONDS = 3600  # how long a signer's public key is trusted before it is fetched again
+
+
+def linkblog_model(name):
+    return apps.get_model("linkblog", name)
+
+
+def absolute(route_name, *args):
+    return settings.LINKBLOG_BASE_URL + reverse(route_name, args=args)
+
+
+def actor_url():
+    return absolute("ap_actor")
+
+
+def followers_url():
+    return absolute("ap_followers")
+
+
+def signing_key():
+    """(key id, private PEM) the blog signs its requests with."""
+    return ap.key_id(actor_url()), linkblog_model("ActorKey").current().private_pem
+
+
+def is_failure(status):
+    """No answer, or one worth trying again later (5xx, 408, 429)."""
+    return status is None or ap.should_retry(status)
+
+
+# --- Receiving: is an inbox POST what it claims to be? ------------------------------------------
+
+
+class SharedKeyCache:
+    """The dict activitypub.key_lookup keeps fetched keys in, stored in Django's cache instead: every
+    worker (and server) shares them, and they expire, so a rotated key is fetched again."""
+
+    @staticmethod
+    def _key(key_id):
+        return "actor-key:" + hashlib.sha256(key_id.encode()).hexdigest()
+
+    def __contains__(self, key_id):
+        return cache.get(self._key(key_id)) is not None
+
+    def __getitem__(self, key_id):
+        value = cache.get(self._key(key_id))
+        if value is None:
+            raise KeyError(key_id)
+        return value
+
+    def __setitem__(self, key_id, owner_and_pem):
+        cache.set(self._key(key_id), tuple(owner_and_pem), KEY_CACHE_SECONDS)
+
+
+def verified_activity(request):
+    """The InboxActivity a POST carries, once its body is well-formed, its HTTP signature verifies
+    and its signer is the activity's actor. Raises InboxError (its .status) or SignatureError (401)."""
+    activity = ap.parse_inbox_activity(request.body)
+    lookup = ap.key_lookup(SharedKeyCache(), timeout=TIMEOUT)
+    key_id = verify_request("POST", request.get_full_path(), request.headers, request.body, lookup)
+    if lookup.cache[key_id][0] != activity.actor:
+        raise SignatureError("the request is signed by someone other than the activity's actor")
+    return activity
+
+
+# --- Announcing posts ---------------------------------------------------------------------------
+
+
+def post_changed(post, deleted=False):
+    """After a post is saved or deleted: reconcile what the world knows of it once the transaction
+    commits, or, for a post dated in the future, at that date (when it becomes public)."""
+    job = announce_post
+    if not deleted and post.created > timezone.now():
+        job = announce_post.using(run_after=post.created)
+    enqueue_on_commit(job, post.kind, post.pk)
+
+
+def fingerprint(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@task()
+def announce_post(kind, post_id):
+    """Create, Update or Delete for followers, whichever brings them up to date with the post."""
+    post = linkblog_model(kind).objects.published().filter(pk=post_id).prefetch_related("tags").first()
+    if post is None:
+        withdraw(kind, post_id)
+        return
+    obj = post.activitypub_object()
+    activity = news_of(kind, post_id, obj)
+    if activity is not None:
+        deliver_to_followers(activity)
+        spread_the_word(post)
+
+
+def news_of(kind, post_id, obj):
+    """The activity followers have not seen yet for this public post's object, or None."""
+    announcements = linkblog_model("Announcement").objects
+    record, created = announcements.get_or_create(kind=kind, post_id=post_id,
+                                                  defaults={"object_id": obj["id"], "fingerprint": fingerprint(obj)})
+    if created:
+        return ap.article(obj, actor_url(), followers_url())
+    # The filter on the old fingerprint makes two jobs racing over one edit send one Update.
+    if record.fingerprint == fingerprint(obj) or not announcements.filter(
+            pk=record.pk, fingerprint=record.fingerprint).update(fingerprint=fingerprint(obj), announced=timezone.now()):
+        return None
+    return ap.update_activity({**obj, "updated": timezone.now()}, actor_url(), followers_url())
+
+
+def withdraw(kind, post_id):
+    """A post followers were told of is gone or no longer public: Delete it from their timelines."""
+    record = linkblog_model("Announcement").objects.filter(kind=kind, post_id=post_id).first()
+    if record is not None and record.delete()[0]:
+        deliver_to_followers(ap.delete_activity(record.object_id, actor_url(), followers_url()))
+
+
+def deliver_to_followers(activity):
+    """One delivery job per inbox (a server's shared inbox once for all its followers)."""
+    for inbox in linkblog_model("Follower").delivery_inboxes():
+        deliver.enqueue(inbox, activity)
+
+
+def spread_the_word(post):
+    """Ping the WebSub hub for the post's feeds and send Webmentions to the pages it links."""
+    if settings.LINKBLOG_WEBSUB_HUB:
+        ping_hub.enqueue(post.feed_urls())
+    source = settings.LINKBLOG_BASE_URL + post.get_absolute_url()
+    for target in post.mentioned_urls():
+        send_webmention.enqueue(source, target)
+
+
+@task()
+def deliver(inbox, activity, attempt=0):
+    """POST a signed activity to an inbox; a failing server is retried, and given up on at last."""
+    key_id, private_pem = signing_key()
+    try:
+        status = ap.deliver(inbox, activity, key_id, private_pem, timeout=TIMEOUT)
+    except ap.DeliveryError:
+        status = None
+    followers = linkblog_model("Follower").at_inbox(inbox)
+    if not is_failure(status):
+        followers.exclude(failing_since=None).update(failing_since=None)
+        return  # delivered, or refused for good (a 4xx will not get better)
+    followers.filter(failing_since=None).update(failing_since=timezone.now())
+    if not retry_later(deliver, attempt, inbox, activity):
+        followers.delete()  # a dead server: its followers can follow again when it is back
+
+
+@task()
+def welcome_follower(follower_id, follow, attempt=0):
+    """Learn a new follower's inbox from its actor document, then deliver the Accept."""
+    followers = linkblog_model("Follower").objects.filter(pk=follower_id)
+    follower = followers.first()
+    if follower is None:
+        return  # unfollowed in the meantime
+    try:
+        actor = ap.fetch_actor(follower.actor, *signing_key(), timeout=TIMEOUT)
+    except ap.DeliveryError:
+        if not retry_later(welcome_follower, attempt, follower_id, follow):
+            follower.delete()
+        return
+    followers.update(inbox=actor.inbox, shared_inbox=actor.shared_inbox or "",
+                     name=(actor.preferred_username or "")[:255])
+    deliver.enqueue(actor.inbox, ap.accept(follow, actor_url()))
+
+
+@task()
+def ping_hub(topics, attempt=0):
+    """Tell the WebSub hub (LINKBLOG_WEBSUB_HUB) that these feeds changed."""
+    if not settings.LINKBLOG_WEBSUB_HUB:
+        return
+    try:
+        status = webmention.websub_ping(settings.LINKBLOG_WEBSUB_HUB, topics, timeout=TIMEOUT)
+    except webmention.FetchError:
+        status = None
+    if is_failure(status):
+        retry_later(ping_hub, attempt, topics)
+
+
+@task()
+def send_webmention(source, target, attempt=0):
+    """Tell the linked page's Webmention endpoint, if it has one, that our post links it."""
+    endpoint = webmention.discover_endpoint(target, timeout=TIMEOUT)
+    if endpoint is None:
+        return
+    try:
+        status = webmention.send(source, target, endpoint, timeout=TIMEOUT)
+    except webmention.FetchError:
+        status = None
+    if is_failure(status):
+        retry_later(send_webmention, attempt, source, target)
+
+
+@task()
+def receive_webmention(source, target, kind, post_id, attempt=0):
+    """Check that the source really links our post, then keep it for the author to approve."""
+    mentions = linkblog_model("Mention")
+    try:
+        found = webmention.verify(source, target, timeout=TIMEOUT)
+    except webmention.WebmentionError as error:
+        if error.deleted:  # gone, or no longer linking us: the spec says forget it
+            mentions.objects.filter(source=source, target=target).delete()
+        return
+    except webmention.FetchError:
+        retry_later(receive_webmention, attempt, source, target, kind, post_id)
+        return
+    mentions.receive(found, kind, post_id)
