@@ -19,7 +19,7 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Search page     /search/ with facets (the engine: blogworks/search.py)
     API             /api/ with django-ninja: read, write, tags, tokens
     Admin tools     import, export and the bookmarklet
-    Commands        `python linkblog.py token|import|export|serve-production|worker`, the entry point
+    Commands        `python linkblog.py token|import|export|check-links|serve-production|worker`, the entry point
 
 Templates live in templates/ (one base, one partial per kind of post), the stylesheet in static/,
 the migrations in migrations/.
@@ -46,7 +46,8 @@ from urllib.parse import urlsplit
 from django import forms
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
@@ -63,16 +64,19 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import register_converter, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
 
-from blogworks import cli, config, formats, text
+from blogworks import cli, config, formats, linkstore, text
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
+from blogworks.jobs import enqueue_on_commit
+from blogworks.linkcheck import OUTCOMES, LinkChecker, extract_links
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, with_every_tag)
 from blogworks.search import MAX_QUERY_LENGTH, Search
@@ -83,6 +87,7 @@ from blogworks.signals import posts_changed
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
 with defer:
+    from blogworks.linktasks import archive_post_links  # a task: needs the TASKS setting
     from django.contrib.auth.models import AnonymousUser
     from ninja.errors import AuthenticationError, HttpError, ValidationError as NinjaValidationError
     from ninja.main import NinjaAPI
@@ -147,8 +152,15 @@ app = Django(
     LINKBLOG_CSP=os.environ.get("LINKBLOG_CSP", config.DEFAULT_CSP),
     LINKBLOG_PAGE_CACHE=config.env_bool("LINKBLOG_PAGE_CACHE", PRODUCTION),
     LINKBLOG_PAGE_MAX_AGE=config.env_int("LINKBLOG_PAGE_MAX_AGE", 60),
+    # Links that outlive the web (README): the archive asked to keep copies, and when a link is dead.
+    LINKBLOG_ARCHIVE_LINKS=config.env_bool("LINKBLOG_ARCHIVE_LINKS", True),
+    LINKBLOG_ARCHIVE_URL=config.env_url("LINKBLOG_ARCHIVE_URL", "https://web.archive.org"),
+    LINKBLOG_LINKCHECK_USER_AGENT=config.link_checker_user_agent(),
+    LINKBLOG_LINK_DEAD_AFTER_FAILURES=config.env_int("LINKBLOG_LINK_DEAD_AFTER_FAILURES", 3),
+    LINKBLOG_LINK_DEAD_AFTER_DAYS=config.env_int("LINKBLOG_LINK_DEAD_AFTER_DAYS", 7),
 )
 
+WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # the links worth checking and archiving
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -224,7 +236,8 @@ class Post(models.Model):
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
     `kind` (its name in URLs, templates and files), the field its slug and its Markdown come from,
     the fields search weighs as title, body and source, the names `type:` accepts in a search, the
-    fields an export writes, the fields that find it again in an import without a slug, and its feed.
+    fields an export writes, the fields that find it again in an import without a slug, its feed,
+    and the fields holding the URLs it links to (checked and archived: "Links" below).
     """
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -247,6 +260,7 @@ class Post(models.Model):
     natural_key_fields = ()
     natural_key_per_day = True  # False: the natural key finds the post on any day
     feed_name = None
+    link_fields = ()  # fields holding one URL each, besides the links inside its Markdown
 
     class Meta:
         abstract = True
@@ -329,6 +343,37 @@ class Post(models.Model):
         self.render()
         super().save(*args, **kwargs)
 
+    def links(self):
+        """The http(s) URLs this post links to, once each: its link fields, then its Markdown's links."""
+        urls = [getattr(self, name) for name in self.link_fields] + extract_links(getattr(self, self.markdown_field))
+        return list(dict.fromkeys(url for url in urls if WEB_URL.match(url)))
+
+    def replace_link(self, old_url, new_url):
+        """Point this post's links to `old_url` at `new_url` instead (not saved)."""
+        for name in self.link_fields:
+            if getattr(self, name) == old_url:
+                setattr(self, name, new_url)
+        # Only the whole URL: where it ends a link in Markdown or HTML, not as the start of a longer one.
+        whole_url = re.compile(re.escape(old_url) + r"""(?=[\s)>"'\]]|$)""")
+        setattr(self, self.markdown_field, whole_url.sub(lambda match: new_url, getattr(self, self.markdown_field)))
+
+    @property
+    def known_links(self):
+        """This post's Links (state, archived copy) from stored rows, loaded for a whole page by
+        `with_links()` (or here, for a single post)."""
+        if not hasattr(self, "checked_links"):
+            with_links([self])
+        return self.checked_links
+
+    def archived_copy(self, url):
+        """Where readers find a copy of `url` when this post's link to it is dead, else ""."""
+        return next((link.archived_url for link in self.known_links if link.url == url and link.state == "dead"), "")
+
+    def dead_links_in_text(self):
+        """Dead links of its Markdown (not its link fields) with an archived copy: shown under the text."""
+        shown_beside = {getattr(self, name) for name in self.link_fields}
+        return [link for link in self.known_links if link.state == "dead" and link.archived_url and link.url not in shown_beside]
+
 
 class Entry(Post):
     title = models.CharField(max_length=255)
@@ -374,6 +419,7 @@ class Blogmark(Post):
     natural_key_fields = ("link_url",)
     natural_key_per_day = False  # a link blogged again on another day is the same blogmark
     feed_name = "links"
+    link_fields = ("link_url", "via_url")
 
     class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
         pass
@@ -392,6 +438,7 @@ class Quotation(Post):
     export_fields = ("quotation", "source", "source_url")
     natural_key_fields = ("source", "quotation")
     feed_name = "quotations"
+    link_fields = ("source_url",)
 
     class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
         pass
@@ -435,6 +482,103 @@ class ApiToken(models.Model):
             self.last_used_at = now
 
 
+# Links: every distinct URL the posts hold, checked by `python linkblog.py check-links` and kept in
+# a web archive (blogworks/linkstore.py, linkcheck.py, linktasks.py; README "Links that outlive the web").
+
+
+class LinkQuerySet(models.QuerySet):
+    def held(self):
+        """Links some post holds (one no post holds any more keeps its history but is not checked)."""
+        return self.filter(models.Exists(PostLink.objects.filter(link=OuterRef("pk"))))
+
+
+class Link(models.Model):
+    """One distinct URL that posts link to: its state (decided from its checks), where it leads now,
+    and its archived copy. Pages read this row only: nothing is fetched while a reader waits."""
+
+    STATES = [("alive", "alive"), ("suspect", "suspect (failing, not dead yet)"), ("dead", "dead"),
+              ("moved", "moved permanently")]
+
+    url = models.TextField()
+    # URLs can be thousands of characters, past what a (PostgreSQL btree) index entry holds.
+    url_hash = models.CharField(max_length=64, unique=True, editable=False)
+    host = models.CharField(max_length=255, db_index=True, editable=False)
+    state = models.CharField(max_length=8, choices=STATES, default="alive", db_index=True)
+    final_url = models.TextField(blank=True, help_text="Where a moved link leads now")
+    archived_url = models.TextField(blank=True, help_text="Its copy in the web archive")
+    last_checked = models.DateTimeField(null=True, blank=True)
+    fine_since = models.DateTimeField(null=True, blank=True, help_text="Marked fine: earlier failures no longer count")
+
+    objects = LinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host", "url"]
+
+    def __str__(self):
+        return self.url if len(self.url) <= 100 else self.url[:99] + "…"
+
+    @staticmethod
+    def hash(url):
+        return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @classmethod
+    def for_url(cls, url):
+        """A new (unsaved) Link: bulk writes skip save(), so the hash and host are set here."""
+        try:
+            host = (urlsplit(url).hostname or "")[:255]
+        except ValueError:  # "http://[::1": still a link a post holds, checked as unreachable
+            host = ""
+        return cls(url=url, url_hash=cls.hash(url), host=host)
+
+
+class PostLink(models.Model):
+    """Post (kind, id) holds `link`, at `position` among its links. Kept in step when a post is
+    saved, deleted or imported."""
+
+    kind = models.CharField(max_length=16)
+    post_id = models.PositiveBigIntegerField()
+    link = models.ForeignKey(Link, on_delete=models.CASCADE, related_name="posts")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "post_id", "link"], name="linkblog_postlink_unique")]
+
+
+class LinkCheckRun(models.Model):
+    """One run of check-links: an interrupted run is resumed, skipping what it already checked."""
+
+    started = models.DateTimeField()
+    finished = models.DateTimeField(null=True, blank=True)
+
+
+class LinkCheck(models.Model):
+    """What one check of a link found (blogworks.linkcheck.LinkResult): its history, one row a run."""
+
+    link = models.ForeignKey(Link, on_delete=models.CASCADE, related_name="checks")
+    run = models.ForeignKey(LinkCheckRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="checks")
+    checked_at = models.DateTimeField()
+    status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status of the last answer")
+    outcome = models.CharField(max_length=16, choices=[(outcome, outcome.replace("_", " ")) for outcome in OUTCOMES])
+    final_url = models.TextField(blank=True)
+    permanent_redirect = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    redirects = models.JSONField(default=list, blank=True, help_text="[status, url] of each redirect followed")
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["link", "checked_at"]), models.Index(fields=["checked_at"])]
+
+
+def with_links(posts):
+    """`posts` (a list), each given its Links' stored states: one query for them all."""
+    return linkstore.attach_links(posts, PostLink)
+
+
+def load_with_links(rows):
+    """The posts behind a page of (kind, pk) rows, in order, with their links' states."""
+    return with_links(load_posts(rows, POST_MODELS))
+
+
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
 
@@ -448,14 +592,38 @@ def announce_change(sender, **kwargs):
     posts_changed.send(sender=sender)
 
 
+def post_saved(sender, instance, raw=False, **kwargs):
+    """Keep the post's link rows in step, and have its links archived once readers can see it."""
+    if raw:  # loaddata: rows as they were dumped
+        return
+    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): instance.links()})
+    if settings.LINKBLOG_ARCHIVE_LINKS and not instance.is_draft and instance.links():
+        archive_links_when_published(instance)
+
+
+def archive_links_when_published(post):
+    """A background task, after commit: the archive's slowness or failure never touches the save.
+    A post dated later is archived when its date comes (the task runs no earlier)."""
+    task = archive_post_links
+    if post.created > timezone.now():
+        task = task.using(run_after=post.created)
+    enqueue_on_commit(task, post.kind, post.pk)
+
+
+def post_deleted(sender, instance, **kwargs):
+    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): []})
+
+
 def connect_signals():
-    """Every visible write announces itself (the page cache listens); migrations pause the search
-    index on SQLite (blogworks/search_index.py says why)."""
+    """Every visible write announces itself (the page cache listens), and keeps the post's link rows
+    in step; migrations pause the search index on SQLite (blogworks/search_index.py says why)."""
     for model in [Tag, *POST_MODELS.values()]:
         post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
         post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
     for model in POST_MODELS.values():
         m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
+        post_save.connect(post_saved, sender=model, dispatch_uid=f"links-save-{model.__name__}")
+        post_delete.connect(post_deleted, sender=model, dispatch_uid=f"links-delete-{model.__name__}")
     pre_migrate.connect(partial(pause_search_index, SEARCH_INDEX), dispatch_uid="pause-search-index", weak=False)
     post_migrate.connect(partial(resume_search_index, SEARCH_INDEX), dispatch_uid="resume-search-index", weak=False)
 
@@ -552,13 +720,182 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} token(s).")
 
 
+# Links: the author's page of links that need attention, with their history and ways to fix them.
+
+
+class LinkStateFilter(admin.SimpleListFilter):
+    """By state; until another is chosen, the links that need the author: dead, suspect or moved."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [*Link.STATES, ("all", "all")]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset.exclude(state="alive")
+        return queryset if self.value() == "all" else queryset.filter(state=self.value())
+
+    def choices(self, changelist):
+        yield {"selected": self.value() is None, "display": "needs attention",
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+        for value, title in self.lookup_choices:
+            yield {"selected": self.value() == value, "display": title,
+                   "query_string": changelist.get_query_string({self.parameter_name: value})}
+
+
+class LinkHostFilter(admin.SimpleListFilter):
+    """The hosts with the most links needing attention: a site that died takes many links with it."""
+
+    title = "host"
+    parameter_name = "host"
+
+    def lookups(self, request, model_admin):
+        hosts = (Link.objects.held().exclude(state="alive").values_list("host").annotate(count=Count("*"))
+                 .order_by("-count", "host")[:30])
+        return [(host, f"{host or '(no host)'} ({count})") for host, count in hosts]
+
+    def queryset(self, request, queryset):
+        return queryset if self.value() is None else queryset.filter(host=self.value())
+
+
+class LinkCheckInline(admin.TabularInline):
+    """The link's history, newest first: read only."""
+
+    model = LinkCheck
+    fields = ["checked_at", "outcome", "status", "final_url", "permanent_redirect", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+def posts_holding(links):
+    """Give each Link `held_by`, the posts holding it: one query for the rows, one per kind of post."""
+    rows = list(PostLink.objects.filter(link__in=links).order_by("kind", "post_id"))
+    ids_by_kind = {}
+    for row in rows:
+        ids_by_kind.setdefault(row.kind, []).append(row.post_id)
+    posts = {(kind, post.pk): post for kind, ids in ids_by_kind.items() for post in POST_MODELS[kind].objects.filter(pk__in=ids)}
+    for link in links:
+        link.held_by = [posts[row.kind, row.post_id] for row in rows if row.link_id == link.pk and (row.kind, row.post_id) in posts]
+    return links
+
+
+class LinkChangeList(ChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        posts_holding(self.result_list)
+
+
+class LinkForm(forms.ModelForm):
+    replace_with = forms.URLField(
+        required=False, max_length=1000, assume_scheme="https", label="Replace with",
+        help_text="A new address for this link: it replaces the old one in every post that holds it.",
+    )
+
+    class Meta:
+        model = Link
+        fields = []
+
+
+@admin.register(Link)
+class LinkAdmin(admin.ModelAdmin):
+    """Links that need attention by post, their history, and the fixes: mark fine, replace the URL
+    (a new address, the moved link's new home, or the archived copy) in the posts holding it."""
+
+    form = LinkForm
+    list_display = ["short_url", "state", "host", "last_checked", "held_by", "new_address", "archived_copy"]
+    list_filter = [LinkStateFilter, LinkHostFilter]
+    search_fields = ["url", "host"]
+    list_per_page = 50
+    fields = ["url", "state", "held_by", "final_url", "archived_url", "last_checked", "fine_since", "replace_with"]
+    readonly_fields = ["url", "state", "held_by", "final_url", "archived_url", "last_checked", "fine_since"]
+    inlines = [LinkCheckInline]
+    actions = ["mark_fine", "accept_new_address", "use_archived_copy"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).held()
+
+    def get_changelist(self, request, **kwargs):
+        return LinkChangeList
+
+    def has_add_permission(self, request):
+        return False  # links come from posts
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a link goes when no post holds it
+
+    @admin.display(description="URL", ordering="url")
+    def short_url(self, link):
+        return str(link)
+
+    @admin.display(description="In posts")
+    def held_by(self, link):
+        if not hasattr(link, "held_by"):
+            posts_holding([link])
+        admin_url = lambda post: reverse(f"admin:linkblog_{post.kind}_change", args=[post.pk])
+        return format_html_join(", ", '<a href="{}">{}</a>', ((admin_url(post), post) for post in link.held_by))
+
+    @admin.display(description="Moved to")
+    def new_address(self, link):
+        return link.final_url
+
+    @admin.display(description="Archived copy")
+    def archived_copy(self, link):
+        return format_html('<a href="{}">archived copy</a>', link.archived_url) if link.archived_url else ""
+
+    def save_model(self, request, link, form, change):
+        if form.cleaned_data.get("replace_with"):
+            self.replace_in_posts(request, link, form.cleaned_data["replace_with"])
+
+    def replace_in_posts(self, request, link, new_url):
+        """Point every post holding `link` at `new_url`, by the posts' own rules, all or none; False
+        (with a message) when the user may not change one of them or a post would break its rules."""
+        posts = posts_holding([link])[0].held_by
+        missing = sorted({f"linkblog.change_{post.kind}" for post in posts if not request.user.has_perm(f"linkblog.change_{post.kind}")})
+        if missing:
+            self.message_user(request, f"Not replaced: your account lacks {', '.join(missing)} for {link}.", messages.ERROR)
+            return False
+        try:
+            with transaction.atomic():
+                for post in posts:
+                    post.replace_link(link.url, new_url)
+                    post.full_clean()
+                    post.save()
+        except ValidationError as error:
+            self.message_user(request, f"Not replaced in “{post}”: {' '.join(error.messages)}", messages.ERROR)
+            return False
+        self.message_user(request, f"Replaced {link} with {new_url[:100]} in {len(posts)} post(s).")
+        return True
+
+    @admin.action(description="Mark fine: forget their failures so far", permissions=["change"])
+    def mark_fine(self, request, queryset):
+        count = queryset.update(state="alive", final_url="", fine_since=timezone.now())
+        posts_changed.send(sender=Link)
+        self.message_user(request, f"Marked {count} link(s) fine: only failures from now on count.")
+
+    @admin.action(description="Accept the new address of moved links (in their posts)", permissions=["change"])
+    def accept_new_address(self, request, queryset):
+        for link in queryset.filter(state="moved").exclude(final_url=""):
+            self.replace_in_posts(request, link, link.final_url)
+
+    @admin.action(description="Use the archived copy instead (in their posts)", permissions=["change"])
+    def use_archived_copy(self, request, queryset):
+        for link in queryset.exclude(archived_url=""):
+            self.replace_in_posts(request, link, link.archived_url)
+
+
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
 
 
 def posts_page(request, querysets):
     """The requested page of mixed posts (`?page=`; 404 past the end), the posts loaded in order."""
     page = requested_page(request, MixedPostsPaginator(querysets, settings.LINKBLOG_PAGE_SIZE))
-    page.object_list = load_posts(page.object_list, POST_MODELS)
+    page.object_list = load_with_links(page.object_list)
     return page
 
 
@@ -745,6 +1082,12 @@ def absolute_url(path):
     return settings.LINKBLOG_BASE_URL + path
 
 
+@app.templatetag.filter(name="archived_copy")
+def archived_copy(post, url):
+    """{{ post|archived_copy:post.link_url }}: the archived copy of a dead link, from stored rows, or ""."""
+    return post.archived_copy(url)
+
+
 @app.templatetag.filter(name="description")
 def description(html):
     """Plain text of stored HTML for meta descriptions, trimmed on a word."""
@@ -790,7 +1133,7 @@ class PostsFeed(Feed):
         raise NotImplementedError
 
     def items(self, obj):
-        return load_posts(mixed_posts(self.querysets(obj))[:FEED_LENGTH], POST_MODELS)
+        return load_with_links(mixed_posts(self.querysets(obj))[:FEED_LENGTH])
 
     def feed_guid(self, obj):
         return self.feed_url(obj)
@@ -1076,7 +1419,7 @@ def search(request):
     if not found.parsed.is_empty:
         paginator = Paginator(found.results(count=sum(found.counts.values())), settings.LINKBLOG_PAGE_SIZE)
         page = requested_page(request, paginator)
-        page.object_list = load_posts(page.object_list, POST_MODELS)
+        page.object_list = load_with_links(page.object_list)
         context.update(page=page, facets=found.facets(), words=found.parsed.highlight_words)
     return render(request, "search.html", context)
 
@@ -1358,6 +1701,14 @@ def patch_schema(schema):
     return create_model(schema.__name__.removesuffix("In") + "Patch", __base__=InputSchema, **fields)
 
 
+class LinkOut(Schema):
+    url: str
+    state: Literal["alive", "suspect", "dead", "moved"] = Field(description="From the link checks: dead only after failures days apart")
+    archived_url: str = Field(description="A copy in the web archive, or empty")
+    final_url: str = Field(description="Where a moved link leads now, or empty")
+    last_checked: Optional[datetime]
+
+
 class PostOut(Schema):
     id: int
     created: datetime
@@ -1366,10 +1717,15 @@ class PostOut(Schema):
     is_draft: bool
     url: str = Field(description="The post's permalink")
     html: str = Field(description="The rendered, sanitized HTML")
+    links: list[LinkOut] = Field(description="The URLs it links to, with their state from the link checks")
 
     @staticmethod
     def resolve_tags(post):
         return [tag.tag for tag in post.tags.all()]
+
+    @staticmethod
+    def resolve_links(post):
+        return post.known_links
 
     @staticmethod
     def resolve_url(post):
@@ -1515,10 +1871,9 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     for authenticated callers."""
     kinds = filters.type or list(POST_MODELS)
     querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in dict.fromkeys(kinds)}
-    load = partial(load_posts, models_by_kind=POST_MODELS)
     if filters.q.strip():
-        return page_of(search_posts(filters.q, querysets).results(), page, load)
-    return page_of(mixed_posts(querysets), page, load, count=lambda: count_mixed_posts(querysets))
+        return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
+    return page_of(mixed_posts(querysets), page, load_with_links, count=lambda: count_mixed_posts(querysets))
 
 
 def get_post(request, model, post_id):
@@ -1577,7 +1932,7 @@ def register_kind(model, schema_in, schema_out, path):
 
     def list_posts(request, filters: Query[PostFilters], page: Query[Page]):
         posts = filter_posts(request, model, filters).order_by("-created", "-pk").prefetch_related("tags")
-        return page_of(posts, page)
+        return page_of(posts, page, with_links)
 
     def create_post(request, payload: schema_in):
         require_permission(request, "add", model)
@@ -1730,8 +2085,16 @@ def wsgi_application():
 
 
 def import_posts(stream, format=None, **options):
-    """Import a file (binary; NDJSON is read line by line) into the blog: an ImportReport (blogworks.importer)."""
-    return import_file(stream, POST_MODELS, Tag, format, **options)
+    """Import a file (binary; NDJSON is read line by line) into the blog: an ImportReport (blogworks.importer).
+    Bulk writes send no signals, so the posts' link rows are brought in step after it, in one pass."""
+    report = import_file(stream, POST_MODELS, Tag, format, **options)
+    if report.changed and not report.failed and not report.dry_run:
+        refresh_post_links()
+    return report
+
+
+def refresh_post_links():
+    linkstore.refresh_all_post_links(POST_MODELS, Link, PostLink)
 
 
 def export(format="ndjson", include_drafts=True):
@@ -1927,6 +2290,45 @@ def serve_production_command(args):
     ]
     sys.stdout.flush()
     os.execv(sys.executable, gunicorn)
+
+
+def check_links_arguments():
+    parser = argparse.ArgumentParser(prog="python linkblog.py check-links",
+                                     description="Check every link the posts hold, once each, and decide which are dead.")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default 10)")
+    parser.add_argument("--per-host", type=cli.positive_int, default=2, metavar="N",
+                        help="requests at once to one host (default 2)")
+    parser.add_argument("--delay", type=float, default=1.0, metavar="SECONDS",
+                        help="between two requests to one host (default 1)")
+    # Tests replay runs days apart: the checks really happen, stamped and judged as of this moment.
+    parser.add_argument("--now", type=cli.aware_datetime, help=argparse.SUPPRESS)
+    return parser
+
+
+@cli.command
+def check_links_command(args):
+    """`python linkblog.py check-links`: check every distinct URL once, politely, storing each result
+    as it comes (Ctrl-C, then run it again: it carries on), then classify every link."""
+    options = check_links_arguments().parse_args(args)
+    clock = (lambda: options.now) if options.now else timezone.now
+    checker = LinkChecker(settings.LINKBLOG_LINKCHECK_USER_AGENT, timeout=options.timeout, per_host=options.per_host,
+                          host_delay=options.delay, clock=clock)
+    rules = {"min_failures": settings.LINKBLOG_LINK_DEAD_AFTER_FAILURES,
+             "min_span": timedelta(days=settings.LINKBLOG_LINK_DEAD_AFTER_DAYS)}
+    progress = Progress(sys.stderr, label="checking links")
+    try:
+        refresh_post_links()
+        resumed, states = linkstore.check_all_links(checker, (Link, LinkCheck, LinkCheckRun), progress.done, **rules)
+    except DatabaseError as error:
+        return cli.command_error("check-links", error)
+    except KeyboardInterrupt:
+        return cli.command_error("check-links", "interrupted: run it again to carry on where it stopped")
+    finally:
+        progress.finish()
+    posts_changed.send(sender=Link)
+    summary = ", ".join(f"{states[state]} {state}" for state, _ in Link.STATES)
+    print(f"{'Resumed and checked' if resumed else 'Checked'} {sum(states.values())} links: {summary}.")
+    return 0
 
 
 @cli.command
