@@ -596,8 +596,9 @@ def post_saved(sender, instance, raw=False, **kwargs):
     """Keep the post's link rows in step, and have its links archived once readers can see it."""
     if raw:  # loaddata: rows as they were dumped
         return
-    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): instance.links()})
-    if settings.LINKBLOG_ARCHIVE_LINKS and not instance.is_draft and instance.links():
+    links = instance.links()
+    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): links})
+    if settings.LINKBLOG_ARCHIVE_LINKS and not instance.is_draft and links:
         archive_links_when_published(instance)
 
 
@@ -785,6 +786,10 @@ def posts_holding(links):
     return links
 
 
+def admin_change_url(post):
+    return reverse(f"admin:linkblog_{post.kind}_change", args=[post.pk])
+
+
 class LinkChangeList(ChangeList):
     def get_results(self, request):
         super().get_results(request)
@@ -837,8 +842,7 @@ class LinkAdmin(admin.ModelAdmin):
     def held_by(self, link):
         if not hasattr(link, "held_by"):
             posts_holding([link])
-        admin_url = lambda post: reverse(f"admin:linkblog_{post.kind}_change", args=[post.pk])
-        return format_html_join(", ", '<a href="{}">{}</a>', ((admin_url(post), post) for post in link.held_by))
+        return format_html_join(", ", '<a href="{}">{}</a>', ((admin_change_url(post), post) for post in link.held_by))
 
     @admin.display(description="Moved to")
     def new_address(self, link):

@@ -20,7 +20,7 @@ from django.db.models import Q
 
 from .linkcheck import Hop, LinkResult, classify_history
 
-CHUNK = 500  # ids per IN (...) query: SQLite and PostgreSQL both take this comfortably
+CHUNK = 1000  # ids per IN (...) query: SQLite (32766 parameters since 3.32) and PostgreSQL take it comfortably
 RESUME_WITHIN = timedelta(days=1)  # an interrupted run older than this is left, and a new one starts
 HISTORY = timedelta(days=365)  # the checks classification reads: death is decided over weeks, not years
 
