@@ -187,6 +187,9 @@ def test_the_command_says_what_it_found_and_refuses_a_bad_option_in_one_line(blo
     with pytest.raises(SystemExit):
         linkblog.check_links_command(["--now", "yesterday"])
     assert "not an ISO 8601 date-time" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        linkblog.check_links_command(["--now", "2024-03-01T04:00"])
+    assert "needs a time zone" in capsys.readouterr().err
 
 
 def test_marking_a_dead_link_fine_forgets_its_failures_until_new_ones_add_up(blog, admin_client):
