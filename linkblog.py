@@ -774,9 +774,13 @@ class LinkCheckInline(admin.TabularInline):
         return False
 
 
-def posts_holding(links):
-    """Give each Link `held_by`, the posts holding it: one query for the rows, one per kind of post."""
-    rows = list(PostLink.objects.filter(link__in=links).order_by("kind", "post_id"))
+def posts_holding(links, user=None):
+    """Give each Link `held_by`, the posts holding it (those of the kinds `user` may view, when
+    given: drafts' titles stay with those allowed to see them). One query for the rows, one per kind."""
+    rows = PostLink.objects.filter(link__in=links).order_by("kind", "post_id")
+    if user is not None:
+        rows = rows.filter(kind__in=[kind for kind in POST_MODELS if user.has_perm(f"linkblog.view_{kind}")])
+    rows = list(rows)
     ids_by_kind = {}
     for row in rows:
         ids_by_kind.setdefault(row.kind, []).append(row.post_id)
@@ -793,7 +797,7 @@ def admin_change_url(post):
 class LinkChangeList(ChangeList):
     def get_results(self, request):
         super().get_results(request)
-        posts_holding(self.result_list)
+        posts_holding(self.result_list, request.user)
 
 
 class LinkForm(forms.ModelForm):
@@ -825,6 +829,10 @@ class LinkAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).held()
 
+    def get_object(self, request, object_id, from_field=None):
+        link = super().get_object(request, object_id, from_field)
+        return link and posts_holding([link], request.user)[0]
+
     def get_changelist(self, request, **kwargs):
         return LinkChangeList
 
@@ -840,8 +848,6 @@ class LinkAdmin(admin.ModelAdmin):
 
     @admin.display(description="In posts")
     def held_by(self, link):
-        if not hasattr(link, "held_by"):
-            posts_holding([link])
         return format_html_join(", ", '<a href="{}">{}</a>', ((admin_change_url(post), post) for post in link.held_by))
 
     @admin.display(description="Moved to")
@@ -850,7 +856,9 @@ class LinkAdmin(admin.ModelAdmin):
 
     @admin.display(description="Archived copy")
     def archived_copy(self, link):
-        return format_html('<a href="{}">archived copy</a>', link.archived_url) if link.archived_url else ""
+        if not text.is_safe_url(link.archived_url):  # an archive's answer is no reason to run a script
+            return ""
+        return format_html('<a href="{}">archived copy</a>', link.archived_url)
 
     def save_model(self, request, link, form, change):
         if form.cleaned_data.get("replace_with"):
@@ -2299,10 +2307,10 @@ def serve_production_command(args):
 def check_links_arguments():
     parser = argparse.ArgumentParser(prog="python linkblog.py check-links",
                                      description="Check every link the posts hold, once each, and decide which are dead.")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default 10)")
+    parser.add_argument("--timeout", type=cli.seconds, default=10.0, metavar="SECONDS", help="per request (default 10)")
     parser.add_argument("--per-host", type=cli.positive_int, default=2, metavar="N",
                         help="requests at once to one host (default 2)")
-    parser.add_argument("--delay", type=float, default=1.0, metavar="SECONDS",
+    parser.add_argument("--delay", type=cli.seconds, default=1.0, metavar="SECONDS",
                         help="between two requests to one host (default 1)")
     # Tests replay runs days apart: the checks really happen, stamped and judged as of this moment.
     parser.add_argument("--now", type=cli.aware_datetime, help=argparse.SUPPRESS)

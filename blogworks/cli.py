@@ -34,6 +34,17 @@ def positive_int(text):
     return int(text)
 
 
+def seconds(text):
+    """A number of seconds: 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text!r}")
+    return value
+
+
 def aware_datetime(text):
     """An ISO 8601 date-time with its time zone, e.g. 2024-03-01T04:00:00+00:00."""
     try:

@@ -156,10 +156,10 @@ def histories(check_model, now):
 
 
 def classify_links(link_model, check_model, now, **rules):
-    """Set every link's state from its history as of `now` (classify_history with `rules`), counting
+    """Set every held link's state from its history as of `now` (classify_history with `rules`), counting
     only checks after the author marked it fine; a Counter of the states."""
     history, changed, states = histories(check_model, now), [], Counter()
-    for link in link_model.objects.only("pk", "state", "final_url", "fine_since").iterator(chunk_size=2000):
+    for link in link_model.objects.held().only("pk", "state", "final_url", "fine_since").iterator(chunk_size=2000):
         results = [result for result in history[link.pk] if not link.fine_since or result.checked_at > link.fine_since]
         state = classify_history(results, now, **rules)
         final_url = results[-1].final_url if state == "moved" else ""

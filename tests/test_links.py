@@ -190,6 +190,9 @@ def test_the_command_says_what_it_found_and_refuses_a_bad_option_in_one_line(blo
     with pytest.raises(SystemExit):
         linkblog.check_links_command(["--now", "2024-03-01T04:00"])
     assert "needs a time zone" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        linkblog.check_links_command(["--timeout", "-1"])
+    assert "must be a number of seconds" in capsys.readouterr().err
 
 
 def test_marking_a_dead_link_fine_forgets_its_failures_until_new_ones_add_up(blog, admin_client):
@@ -321,6 +324,9 @@ def test_replacing_needs_the_change_permission_of_the_posts_it_edits(blog):
     user.user_permissions.set(Permission.objects.filter(codename__in=["view_link", "change_link", "change_quotation"]))
     client = Client()
     client.force_login(user)
+    assert posts["live"].link_title not in client.get("/admin/linkblog/link/?state=all").content.decode()  # may not view blogmarks
+    user.user_permissions.add(Permission.objects.get(codename="view_blogmark"))
+    assert posts["live"].link_title in client.get("/admin/linkblog/link/?state=all").content.decode()
     link = Link.objects.get(url=urls["live"])  # held by two blogmarks
     Link.objects.filter(pk=link.pk).update(archived_url=ARCHIVE + urls["live"])
     response = client.post("/admin/linkblog/link/?state=all", {"action": "use_archived_copy", "_selected_action": [link.pk]},
