@@ -23,7 +23,7 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     API             /api/ with django-ninja: read, write, tags, tokens
     Serving         the WSGI handler built once per worker; the benchmark's hello-world page
     Admin tools     import, export and the bookmarklet
-    Commands        `python linkblog.py token|import|export|serve-production|worker`, the entry point
+    Commands        `python linkblog.py token|import|export|check-links|serve-production|worker`, the entry point
 
 Templates live in templates/ (one base, one partial per kind of post), the stylesheet in static/,
 the migrations in migrations/.
@@ -51,7 +51,8 @@ from urllib.parse import urlencode, urlsplit
 from django import forms
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.sitemaps import Sitemap
@@ -72,7 +73,7 @@ from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.feedgenerator import Atom1Feed
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.text import slugify
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
@@ -81,10 +82,12 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
 
-from blogworks import activitypub, cli, config, formats, rules, text, webmention
+from blogworks import activitypub, cli, config, formats, linkstore, rules, text, webmention
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
+from blogworks.jobs import enqueue_on_commit
+from blogworks.linkcheck import OUTCOMES, LinkChecker, extract_links
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, with_every_tag)
 from blogworks.ratelimit import rate_limited
@@ -98,6 +101,7 @@ from blogworks.signatures import SignatureError, generate_key_pair
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
 with defer:
     from blogworks import federation  # its background jobs are made with the TASKS setting
+    from blogworks.linktasks import archive_post_links  # a task: needs the TASKS setting
     from django.contrib.auth.models import AnonymousUser
     from ninja.errors import AuthenticationError, HttpError, ValidationError as NinjaValidationError
     from ninja.main import NinjaAPI
@@ -181,8 +185,15 @@ app = Django(
     LINKBLOG_INBOX_RATE_LIMIT=config.env_int("LINKBLOG_INBOX_RATE_LIMIT", 300),  # POSTs a minute per client
     LINKBLOG_WEBMENTION_RATE_LIMIT=config.env_int("LINKBLOG_WEBMENTION_RATE_LIMIT", 30),
     LINKBLOG_CLIENT_IP_HEADER=os.environ.get("LINKBLOG_CLIENT_IP_HEADER", "").strip(),  # e.g. X-Forwarded-For
+    # Links that outlive the web (README): the archive asked to keep copies, and when a link is dead.
+    LINKBLOG_ARCHIVE_LINKS=config.env_bool("LINKBLOG_ARCHIVE_LINKS", True),
+    LINKBLOG_ARCHIVE_URL=config.env_url("LINKBLOG_ARCHIVE_URL", "https://web.archive.org"),
+    LINKBLOG_LINKCHECK_USER_AGENT=config.link_checker_user_agent(),
+    LINKBLOG_LINK_DEAD_AFTER_FAILURES=config.env_int("LINKBLOG_LINK_DEAD_AFTER_FAILURES", 3),
+    LINKBLOG_LINK_DEAD_AFTER_DAYS=config.env_int("LINKBLOG_LINK_DEAD_AFTER_DAYS", 7),
 )
 
+WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # the links worth checking and archiving
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -259,7 +270,8 @@ class Post(models.Model):
     `kind` (its name in URLs, templates and files), the field its slug and its Markdown come from,
     the fields search weighs as title, body and source, the names `type:` accepts in a search, the
     fields an export writes, the fields that find it again in an import without a slug, its feed,
-    and for other sites the page it is about and the pages that hear of it by Webmention.
+    and the fields holding the URLs it links to (checked, archived and, once it is published, told by
+    Webmention), and the page it is about (for the fediverse copy).
     """
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -283,7 +295,7 @@ class Post(models.Model):
     natural_key_per_day = True  # False: the natural key finds the post on any day
     feed_name = None
     link_field = None  # the field holding the page the post is about, for the fediverse copy
-    mention_fields = ()  # fields whose pages are sent a Webmention when the post is published
+    link_fields = ()  # fields holding one URL each, besides the links inside its Markdown
 
     class Meta:
         abstract = True
@@ -335,7 +347,7 @@ class Post(models.Model):
 
     def mentioned_urls(self):
         """The pages this post links that should hear of it by Webmention."""
-        return list(dict.fromkeys(getattr(self, name) for name in self.mention_fields if getattr(self, name)))
+        return list(dict.fromkeys(getattr(self, name) for name in self.link_fields if getattr(self, name)))
 
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
@@ -405,6 +417,37 @@ class Post(models.Model):
         self.render()
         super().save(*args, **kwargs)
 
+    def links(self):
+        """The http(s) URLs this post links to, once each: its link fields, then its Markdown's links."""
+        urls = [getattr(self, name) for name in self.link_fields] + extract_links(getattr(self, self.markdown_field))
+        return list(dict.fromkeys(url for url in urls if WEB_URL.match(url)))
+
+    def replace_link(self, old_url, new_url):
+        """Point this post's links to `old_url` at `new_url` instead (not saved)."""
+        for name in self.link_fields:
+            if getattr(self, name) == old_url:
+                setattr(self, name, new_url)
+        # Only the whole URL: where it ends a link in Markdown or HTML, not as the start of a longer one.
+        whole_url = re.compile(re.escape(old_url) + r"""(?=[\s)>"'\]]|$)""")
+        setattr(self, self.markdown_field, whole_url.sub(lambda match: new_url, getattr(self, self.markdown_field)))
+
+    @property
+    def known_links(self):
+        """This post's Links (state, archived copy) from stored rows, loaded for a whole page by
+        `with_links()` (or here, for a single post)."""
+        if not hasattr(self, "checked_links"):
+            with_links([self])
+        return self.checked_links
+
+    def archived_copy(self, url):
+        """Where readers find a copy of `url` when this post's link to it is dead, else ""."""
+        return next((link.archived_url for link in self.known_links if link.url == url and link.state == "dead"), "")
+
+    def dead_links_in_text(self):
+        """Dead links of its Markdown (not its link fields) with an archived copy: shown under the text."""
+        shown_beside = {getattr(self, name) for name in self.link_fields}
+        return [link for link in self.known_links if link.state == "dead" and link.archived_url and link.url not in shown_beside]
+
 
 class Entry(Post):
     title = models.CharField(max_length=255, validators=rules.REQUIRED_TEXT)
@@ -450,7 +493,7 @@ class Blogmark(Post):
     natural_key_per_day = False  # a link blogged again on another day is the same blogmark
     feed_name = "links"
     link_field = "link_url"
-    mention_fields = ("link_url", "via_url")
+    link_fields = ("link_url", "via_url")
 
     class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
         pass
@@ -470,7 +513,7 @@ class Quotation(Post):
     natural_key_fields = ("source", "quotation")
     feed_name = "quotations"
     link_field = "source_url"
-    mention_fields = ("source_url",)
+    link_fields = ("source_url",)
 
     class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
         pass
@@ -681,6 +724,103 @@ class Mention(Response):
         })
 
 
+# Links: every distinct URL the posts hold, checked by `python linkblog.py check-links` and kept in
+# a web archive (blogworks/linkstore.py, linkcheck.py, linktasks.py; README "Links that outlive the web").
+
+
+class LinkQuerySet(models.QuerySet):
+    def held(self):
+        """Links some post holds (one no post holds any more keeps its history but is not checked)."""
+        return self.filter(models.Exists(PostLink.objects.filter(link=OuterRef("pk"))))
+
+
+class Link(models.Model):
+    """One distinct URL that posts link to: its state (decided from its checks), where it leads now,
+    and its archived copy. Pages read this row only: nothing is fetched while a reader waits."""
+
+    STATES = [("alive", "alive"), ("suspect", "suspect (failing, not dead yet)"), ("dead", "dead"),
+              ("moved", "moved permanently")]
+
+    url = models.TextField()
+    # URLs can be thousands of characters, past what a (PostgreSQL btree) index entry holds.
+    url_hash = models.CharField(max_length=64, unique=True, editable=False)
+    host = models.CharField(max_length=255, db_index=True, editable=False)
+    state = models.CharField(max_length=8, choices=STATES, default="alive", db_index=True)
+    final_url = models.TextField(blank=True, help_text="Where a moved link leads now")
+    archived_url = models.TextField(blank=True, help_text="Its copy in the web archive")
+    last_checked = models.DateTimeField(null=True, blank=True)
+    fine_since = models.DateTimeField(null=True, blank=True, help_text="Marked fine: earlier failures no longer count")
+
+    objects = LinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host", "url"]
+
+    def __str__(self):
+        return self.url if len(self.url) <= 100 else self.url[:99] + "…"
+
+    @staticmethod
+    def hash(url):
+        return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @classmethod
+    def for_url(cls, url):
+        """A new (unsaved) Link: bulk writes skip save(), so the hash and host are set here."""
+        try:
+            host = (urlsplit(url).hostname or "")[:255]
+        except ValueError:  # "http://[::1": still a link a post holds, checked as unreachable
+            host = ""
+        return cls(url=url, url_hash=cls.hash(url), host=host)
+
+
+class PostLink(models.Model):
+    """Post (kind, id) holds `link`, at `position` among its links. Kept in step when a post is
+    saved, deleted or imported."""
+
+    kind = models.CharField(max_length=16)
+    post_id = models.PositiveBigIntegerField()
+    link = models.ForeignKey(Link, on_delete=models.CASCADE, related_name="posts")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "post_id", "link"], name="linkblog_postlink_unique")]
+
+
+class LinkCheckRun(models.Model):
+    """One run of check-links: an interrupted run is resumed, skipping what it already checked."""
+
+    started = models.DateTimeField()
+    finished = models.DateTimeField(null=True, blank=True)
+
+
+class LinkCheck(models.Model):
+    """What one check of a link found (blogworks.linkcheck.LinkResult): its history, one row a run."""
+
+    link = models.ForeignKey(Link, on_delete=models.CASCADE, related_name="checks")
+    run = models.ForeignKey(LinkCheckRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="checks")
+    checked_at = models.DateTimeField()
+    status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status of the last answer")
+    outcome = models.CharField(max_length=16, choices=[(outcome, outcome.replace("_", " ")) for outcome in OUTCOMES])
+    final_url = models.TextField(blank=True)
+    permanent_redirect = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    redirects = models.JSONField(default=list, blank=True, help_text="[status, url] of each redirect followed")
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["link", "checked_at"]), models.Index(fields=["checked_at"])]
+
+
+def with_links(posts):
+    """`posts` (a list), each given its Links' stored states: one query for them all."""
+    return linkstore.attach_links(posts, PostLink)
+
+
+def load_with_links(rows):
+    """The posts behind a page of (kind, pk) rows, in order, with their links' states."""
+    return with_links(load_posts(rows, POST_MODELS))
+
+
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
 
@@ -709,29 +849,45 @@ def announce_change(sender, **kwargs):
     posts_changed.send(sender=sender)
 
 
-def federate_save(sender, instance, raw=False, **kwargs):
-    if not raw:  # loaddata restores rows: nothing new to tell anyone
-        federation.post_changed(instance)
+def post_saved(sender, instance, raw=False, **kwargs):
+    """Keep the post's link rows in step, have its links archived once readers can see it, and tell
+    the fediverse in the background."""
+    if raw:  # loaddata restores rows as they were dumped: nothing new to tell anyone
+        return
+    links = instance.links()
+    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): links})
+    if settings.LINKBLOG_ARCHIVE_LINKS and not instance.is_draft and links:
+        archive_links_when_published(instance)
+    federation.post_changed(instance)
 
 
-def federate_delete(sender, instance, **kwargs):
+def archive_links_when_published(post):
+    """A background task, after commit: the archive's slowness or failure never touches the save.
+    A post dated later is archived when its date comes (the task runs no earlier)."""
+    task = archive_post_links
+    if post.created > timezone.now():
+        task = task.using(run_after=post.created)
+    enqueue_on_commit(task, post.kind, post.pk)
+
+
+def post_deleted(sender, instance, **kwargs):
+    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): []})
     federation.post_changed(instance, deleted=True)
     Reply.of_post(instance).delete()
     Mention.of_post(instance).delete()
 
 
 def connect_signals():
-    """Every visible write announces itself (the page cache listens), every post's save or delete
-    tells the fediverse in the background; migrations pause the search index on SQLite
-    (blogworks/search_index.py says why)."""
-    for model in POST_MODELS.values():
-        post_save.connect(federate_save, sender=model, dispatch_uid=f"federate-save-{model.__name__}")
-        post_delete.connect(federate_delete, sender=model, dispatch_uid=f"federate-delete-{model.__name__}")
+    """Every visible write announces itself (the page cache listens); a post's save or delete keeps
+    its link rows in step and tells the fediverse in the background; migrations pause the search
+    index on SQLite (blogworks/search_index.py says why)."""
     for model in [Tag, *POST_MODELS.values(), Reply, Mention]:
         post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
         post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
     for model in POST_MODELS.values():
         m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
+        post_save.connect(post_saved, sender=model, dispatch_uid=f"links-save-{model.__name__}")
+        post_delete.connect(post_deleted, sender=model, dispatch_uid=f"links-delete-{model.__name__}")
     pre_migrate.connect(partial(pause_search_index, SEARCH_INDEX), dispatch_uid="pause-search-index", weak=False)
     post_migrate.connect(partial(resume_search_index, SEARCH_INDEX), dispatch_uid="resume-search-index", weak=False)
 
@@ -910,13 +1066,193 @@ class FollowerAdmin(admin.ModelAdmin):
         return False  # followers follow from their own servers
 
 
+# Links: the author's page of links that need attention, with their history and ways to fix them.
+
+
+class LinkStateFilter(admin.SimpleListFilter):
+    """By state; until another is chosen, the links that need the author: dead, suspect or moved."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [*Link.STATES, ("all", "all")]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset.exclude(state="alive")
+        return queryset if self.value() == "all" else queryset.filter(state=self.value())
+
+    def choices(self, changelist):
+        yield {"selected": self.value() is None, "display": "needs attention",
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+        for value, title in self.lookup_choices:
+            yield {"selected": self.value() == value, "display": title,
+                   "query_string": changelist.get_query_string({self.parameter_name: value})}
+
+
+class LinkHostFilter(admin.SimpleListFilter):
+    """The hosts with the most links needing attention: a site that died takes many links with it."""
+
+    title = "host"
+    parameter_name = "host"
+
+    def lookups(self, request, model_admin):
+        hosts = (Link.objects.held().exclude(state="alive").values_list("host").annotate(count=Count("*"))
+                 .order_by("-count", "host")[:30])
+        return [(host, f"{host or '(no host)'} ({count})") for host, count in hosts]
+
+    def queryset(self, request, queryset):
+        return queryset if self.value() is None else queryset.filter(host=self.value())
+
+
+class LinkCheckInline(admin.TabularInline):
+    """The link's history, newest first: read only."""
+
+    model = LinkCheck
+    fields = ["checked_at", "outcome", "status", "final_url", "permanent_redirect", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+def posts_holding(links, user=None):
+    """Give each Link `held_by`, the posts holding it (those of the kinds `user` may view, when
+    given: drafts' titles stay with those allowed to see them). One query for the rows, one per kind."""
+    rows = PostLink.objects.filter(link__in=links).order_by("kind", "post_id")
+    if user is not None:
+        rows = rows.filter(kind__in=[kind for kind in POST_MODELS if user.has_perm(f"linkblog.view_{kind}")])
+    rows = list(rows)
+    ids_by_kind = {}
+    for row in rows:
+        ids_by_kind.setdefault(row.kind, []).append(row.post_id)
+    posts = {(kind, post.pk): post for kind, ids in ids_by_kind.items() for post in POST_MODELS[kind].objects.filter(pk__in=ids)}
+    for link in links:
+        link.held_by = [posts[row.kind, row.post_id] for row in rows if row.link_id == link.pk and (row.kind, row.post_id) in posts]
+    return links
+
+
+def admin_change_url(post):
+    return reverse(f"admin:linkblog_{post.kind}_change", args=[post.pk])
+
+
+class LinkChangeList(ChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        posts_holding(self.result_list, request.user)
+
+
+class LinkForm(forms.ModelForm):
+    replace_with = forms.URLField(
+        required=False, max_length=1000, assume_scheme="https", label="Replace with",
+        help_text="A new address for this link: it replaces the old one in every post that holds it.",
+    )
+
+    class Meta:
+        model = Link
+        fields = []
+
+
+@admin.register(Link)
+class LinkAdmin(admin.ModelAdmin):
+    """Links that need attention by post, their history, and the fixes: mark fine, replace the URL
+    (a new address, the moved link's new home, or the archived copy) in the posts holding it."""
+
+    form = LinkForm
+    list_display = ["short_url", "state", "host", "last_checked", "held_by", "new_address", "archived_copy"]
+    list_filter = [LinkStateFilter, LinkHostFilter]
+    search_fields = ["url", "host"]
+    list_per_page = 50
+    fields = ["url", "state", "held_by", "final_url", "archived_url", "last_checked", "fine_since", "replace_with"]
+    readonly_fields = ["url", "state", "held_by", "final_url", "archived_url", "last_checked", "fine_since"]
+    inlines = [LinkCheckInline]
+    actions = ["mark_fine", "accept_new_address", "use_archived_copy"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).held()
+
+    def get_object(self, request, object_id, from_field=None):
+        link = super().get_object(request, object_id, from_field)
+        return link and posts_holding([link], request.user)[0]
+
+    def get_changelist(self, request, **kwargs):
+        return LinkChangeList
+
+    def has_add_permission(self, request):
+        return False  # links come from posts
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a link goes when no post holds it
+
+    @admin.display(description="URL", ordering="url")
+    def short_url(self, link):
+        return str(link)
+
+    @admin.display(description="In posts")
+    def held_by(self, link):
+        return format_html_join(", ", '<a href="{}">{}</a>', ((admin_change_url(post), post) for post in link.held_by))
+
+    @admin.display(description="Moved to")
+    def new_address(self, link):
+        return link.final_url
+
+    @admin.display(description="Archived copy")
+    def archived_copy(self, link):
+        if not text.is_safe_url(link.archived_url):  # an archive's answer is no reason to run a script
+            return ""
+        return format_html('<a href="{}">archived copy</a>', link.archived_url)
+
+    def save_model(self, request, link, form, change):
+        if form.cleaned_data.get("replace_with"):
+            self.replace_in_posts(request, link, form.cleaned_data["replace_with"])
+
+    def replace_in_posts(self, request, link, new_url):
+        """Point every post holding `link` at `new_url`, by the posts' own rules, all or none; False
+        (with a message) when the user may not change one of them or a post would break its rules."""
+        posts = posts_holding([link])[0].held_by
+        missing = sorted({f"linkblog.change_{post.kind}" for post in posts if not request.user.has_perm(f"linkblog.change_{post.kind}")})
+        if missing:
+            self.message_user(request, f"Not replaced: your account lacks {', '.join(missing)} for {link}.", messages.ERROR)
+            return False
+        try:
+            with transaction.atomic():
+                for post in posts:
+                    post.replace_link(link.url, new_url)
+                    post.full_clean()
+                    post.save()
+        except ValidationError as error:
+            self.message_user(request, f"Not replaced in “{post}”: {' '.join(error.messages)}", messages.ERROR)
+            return False
+        self.message_user(request, f"Replaced {link} with {new_url[:100]} in {len(posts)} post(s).")
+        return True
+
+    @admin.action(description="Mark fine: forget their failures so far", permissions=["change"])
+    def mark_fine(self, request, queryset):
+        count = queryset.update(state="alive", final_url="", fine_since=timezone.now())
+        posts_changed.send(sender=Link)
+        self.message_user(request, f"Marked {count} link(s) fine: only failures from now on count.")
+
+    @admin.action(description="Accept the new address of moved links (in their posts)", permissions=["change"])
+    def accept_new_address(self, request, queryset):
+        for link in queryset.filter(state="moved").exclude(final_url=""):
+            self.replace_in_posts(request, link, link.final_url)
+
+    @admin.action(description="Use the archived copy instead (in their posts)", permissions=["change"])
+    def use_archived_copy(self, request, queryset):
+        for link in queryset.exclude(archived_url=""):
+            self.replace_in_posts(request, link, link.archived_url)
+
+
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
 
 
 def posts_page(request, querysets):
     """The requested page of mixed posts (`?page=`; 404 past the end), the posts loaded in order."""
     page = requested_page(request, MixedPostsPaginator(querysets, settings.LINKBLOG_PAGE_SIZE))
-    page.object_list = load_posts(page.object_list, POST_MODELS)
+    page.object_list = load_with_links(page.object_list)
     return page
 
 
@@ -1158,6 +1494,12 @@ def duration(delta):
     return timesince(now - delta, now)
 
 
+@app.templatetag.filter(name="archived_copy")
+def archived_copy(post, url):
+    """{{ post|archived_copy:post.link_url }}: the archived copy of a dead link, from stored rows, or ""."""
+    return post.archived_copy(url)
+
+
 @app.templatetag.filter(name="description")
 def description(html):
     """Plain text of stored HTML for meta descriptions, trimmed on a word."""
@@ -1227,7 +1569,7 @@ class PostsFeed(Feed):
         rows = list(mixed_posts(self.querysets(obj))[offset : offset + FEED_LENGTH + 1])
         if number > 1 and not rows:
             raise Http404("No such page")
-        self.posts = load_posts(rows[:FEED_LENGTH], POST_MODELS)
+        self.posts = load_with_links(rows[:FEED_LENGTH])
         if number > 1:
             self.links["previous"] = feed_page_url(request, number - 1)
         if len(rows) > FEED_LENGTH:
@@ -1575,7 +1917,7 @@ def search(request):
     if not found.parsed.is_empty:
         paginator = Paginator(found.results(count=sum(found.counts.values())), settings.LINKBLOG_PAGE_SIZE)
         page = requested_page(request, paginator)
-        page.object_list = load_posts(page.object_list, POST_MODELS)
+        page.object_list = load_with_links(page.object_list)
         context.update(page=page, facets=found.facets(), words=found.parsed.highlight_words)
         if not page.paginator.count:
             context["did_you_mean"] = found.did_you_mean()
@@ -1686,7 +2028,7 @@ def outbox(request):
     page = requested_page(request, MixedPostsPaginator(posts, OUTBOX_PAGE_SIZE))
     actor_url, followers_url = federation.actor_url(), federation.followers_url()
     items = [activitypub.article(post.activitypub_object(), actor_url, followers_url)
-             for post in load_posts(page.object_list, POST_MODELS)]
+             for post in load_with_links(page.object_list)]
     neighbour = {"next_page": page.has_next() and page.next_page_number(), "prev_page": page.has_previous() and page.previous_page_number()}
     links = {name: f"{outbox_url}?page={number}" for name, number in neighbour.items() if number}
     return activity_json(activitypub.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links))
@@ -2076,6 +2418,14 @@ def patch_schema(schema):
     return create_model(schema.__name__.removesuffix("In") + "Patch", __base__=InputSchema, **fields)
 
 
+class LinkOut(Schema):
+    url: str
+    state: Literal["alive", "suspect", "dead", "moved"] = Field(description="From the link checks: dead only after failures days apart")
+    archived_url: str = Field(description="A copy in the web archive, or empty")
+    final_url: str = Field(description="Where a moved link leads now, or empty")
+    last_checked: Optional[datetime]
+
+
 class PostOut(Schema):
     id: int
     created: datetime
@@ -2084,10 +2434,15 @@ class PostOut(Schema):
     is_draft: bool
     url: str = Field(description="The post's permalink")
     html: str = Field(description="The rendered, sanitized HTML")
+    links: list[LinkOut] = Field(description="The URLs it links to, with their state from the link checks")
 
     @staticmethod
     def resolve_tags(post):
         return [tag.tag for tag in post.tags.all()]
+
+    @staticmethod
+    def resolve_links(post):
+        return post.known_links
 
     @staticmethod
     def resolve_url(post):
@@ -2233,10 +2588,9 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     for authenticated callers."""
     kinds = filters.type or list(POST_MODELS)
     querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in dict.fromkeys(kinds)}
-    load = partial(load_posts, models_by_kind=POST_MODELS)
     if filters.q.strip():
-        return page_of(search_posts(filters.q, querysets).results(), page, load)
-    return page_of(mixed_posts(querysets), page, load, count=lambda: count_mixed_posts(querysets))
+        return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
+    return page_of(mixed_posts(querysets), page, load_with_links, count=lambda: count_mixed_posts(querysets))
 
 
 def get_post(request, model, post_id):
@@ -2304,7 +2658,7 @@ def register_kind(model, schema_in, schema_out, path):
 
     def list_posts(request, filters: Query[PostFilters], page: Query[Page]):
         posts = filter_posts(request, model, filters).order_by("-created", "-pk").prefetch_related("tags")
-        return page_of(posts, page)
+        return page_of(posts, page, with_links)
 
     def create_post(request, payload: schema_in):
         require_permission(request, "add", model)
@@ -2464,8 +2818,16 @@ def wsgi_application():
 
 
 def import_posts(stream, format=None, **options):
-    """Import a file (binary; NDJSON is read line by line) into the blog: an ImportReport (blogworks.importer)."""
-    return import_file(stream, POST_MODELS, Tag, format, **options)
+    """Import a file (binary; NDJSON is read line by line) into the blog: an ImportReport (blogworks.importer).
+    Bulk writes send no signals, so the posts' link rows are brought in step after it, in one pass."""
+    report = import_file(stream, POST_MODELS, Tag, format, **options)
+    if report.changed and not report.failed and not report.dry_run:
+        refresh_post_links()
+    return report
+
+
+def refresh_post_links():
+    linkstore.refresh_all_post_links(POST_MODELS, Link, PostLink)
 
 
 def export(format="ndjson", include_drafts=True):
@@ -2723,6 +3085,45 @@ def serve_production_command(args):
     ]
     sys.stdout.flush()
     os.execv(sys.executable, gunicorn)
+
+
+def check_links_arguments():
+    parser = argparse.ArgumentParser(prog="python linkblog.py check-links",
+                                     description="Check every link the posts hold, once each, and decide which are dead.")
+    parser.add_argument("--timeout", type=cli.seconds, default=10.0, metavar="SECONDS", help="per request (default 10)")
+    parser.add_argument("--per-host", type=cli.positive_int, default=2, metavar="N",
+                        help="requests at once to one host (default 2)")
+    parser.add_argument("--delay", type=cli.seconds, default=1.0, metavar="SECONDS",
+                        help="between two requests to one host (default 1)")
+    # Tests replay runs days apart: the checks really happen, stamped and judged as of this moment.
+    parser.add_argument("--now", type=cli.aware_datetime, help=argparse.SUPPRESS)
+    return parser
+
+
+@cli.command
+def check_links_command(args):
+    """`python linkblog.py check-links`: check every distinct URL once, politely, storing each result
+    as it comes (Ctrl-C, then run it again: it carries on), then classify every link."""
+    options = check_links_arguments().parse_args(args)
+    clock = (lambda: options.now) if options.now else timezone.now
+    checker = LinkChecker(settings.LINKBLOG_LINKCHECK_USER_AGENT, timeout=options.timeout, per_host=options.per_host,
+                          host_delay=options.delay, clock=clock)
+    rules = {"min_failures": settings.LINKBLOG_LINK_DEAD_AFTER_FAILURES,
+             "min_span": timedelta(days=settings.LINKBLOG_LINK_DEAD_AFTER_DAYS)}
+    progress = Progress(sys.stderr, label="checking links")
+    try:
+        refresh_post_links()
+        resumed, states = linkstore.check_all_links(checker, (Link, LinkCheck, LinkCheckRun), progress.done, **rules)
+    except DatabaseError as error:
+        return cli.command_error("check-links", error)
+    except KeyboardInterrupt:
+        return cli.command_error("check-links", "interrupted: run it again to carry on where it stopped")
+    finally:
+        progress.finish()
+    posts_changed.send(sender=Link)
+    summary = ", ".join(f"{states[state]} {state}" for state, _ in Link.STATES)
+    print(f"{'Resumed and checked' if resumed else 'Checked'} {sum(states.values())} links: {summary}.")
+    return 0
 
 
 @cli.command

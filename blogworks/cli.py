@@ -7,6 +7,7 @@ line on stderr and an exit status when something goes wrong, never a traceback.
 import argparse
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from django.db import DatabaseError
@@ -31,6 +32,28 @@ def positive_int(text):
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
     return int(text)
+
+
+def seconds(text):
+    """A number of seconds: 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text!r}")
+    return value
+
+
+def aware_datetime(text):
+    """An ISO 8601 date-time with its time zone, e.g. 2024-03-01T04:00:00+00:00."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a time zone, e.g. {text}+00:00")
+    return value
 
 
 def export_to_file(name, chunks):

@@ -65,6 +65,23 @@ def env_int(name, default):
         sys.exit(f"linkblog: {name} must be a whole number, not {value!r}")
 
 
+def env_url(name, default=""):
+    """Read an http(s) URL (without a trailing slash); "" when both the variable and `default` are empty
+    (the feature it names is off). Anything else stops the app with a clear message."""
+    value = os.environ.get(name, "").strip() or default
+    if value and not value.lower().startswith(("http://", "https://")):
+        sys.exit(f"linkblog: {name} must be an http(s) URL, not {value!r}")
+    return value.rstrip("/")
+
+
+def link_checker_user_agent():
+    """How the link checker and the archive requests introduce themselves: the blog's name and
+    address, so a site owner who sees them knows whom to ask (LINKBLOG_LINKCHECK_USER_AGENT)."""
+    title = os.environ.get("LINKBLOG_TITLE", "linkblog")
+    base_url = os.environ.get("LINKBLOG_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    return os.environ.get("LINKBLOG_LINKCHECK_USER_AGENT", "").strip() or f"{title} link checker (+{base_url}/)"
+
+
 def secret_key(debug):
     """DJANGO_SECRET_KEY; production (DEBUG off) never runs with the well-known development key."""
     key = os.environ.get("DJANGO_SECRET_KEY", "").strip() or INSECURE_SECRET_KEY
@@ -130,10 +147,3 @@ def env_handle(name, default):
         sys.exit(f"linkblog: {name} may hold only letters, digits and _, not {value!r}")
     return value
 
-
-def env_url(name):
-    """An http(s) URL, or "" when the variable is empty (the feature it names is off)."""
-    value = os.environ.get(name, "").strip()
-    if value and not value.startswith(("http://", "https://")):
-        sys.exit(f"linkblog: {name} must be an http(s) URL, not {value!r}")
-    return value

@@ -502,13 +502,18 @@ def rendering_processes(processes, models):
 class Progress:
     """A progress bar on stderr, only when stderr is a terminal."""
 
-    def __init__(self, stream=None, total_bytes=0):
+    def __init__(self, stream=None, total_bytes=0, label="importing"):
         self.stream = stream if stream is not None and stream.isatty() else None
-        self.total_bytes, self.shown_at = total_bytes, 0.0
+        self.total_bytes, self.shown_at, self.label = total_bytes, 0.0, label
 
     def update(self, source):
         if self.stream and self.total_bytes:
             self.show(source.tell() / self.total_bytes)
+
+    def done(self, count, total):
+        """`count` of `total` things done (as LinkChecker's on_progress says)."""
+        if self.stream and total:
+            self.show(count / total)
 
     def counted(self, items, total):
         for number, item in enumerate(items, 1):
@@ -521,12 +526,12 @@ class Progress:
             return
         self.shown_at = time.monotonic()
         done = int(fraction * 30)
-        self.stream.write(f"\rimporting [{'#' * done}{' ' * (30 - done)}] {fraction:4.0%}")
+        self.stream.write(f"\r{self.label} [{'#' * done}{' ' * (30 - done)}] {fraction:4.0%}")
         self.stream.flush()
 
     def finish(self):
         if self.stream and self.shown_at:
-            self.stream.write("\r" + " " * 50 + "\r")
+            self.stream.write("\r" + " " * (len(self.label) + 40) + "\r")
             self.stream.flush()
 
 

@@ -396,7 +396,10 @@ def test_migrating_indexes_existing_posts(make):
     """The migration that adds the index indexes what is already there (an existing database)."""
     make.entry("Written before search existed", body="Tapir.", tags=["old"])
     call_command("migrate", "linkblog", "0002", verbosity=0)
-    make.entry("Written while search was gone", body="Tapir too.")
+    # Written as the code of that time wrote it: today's save() also keeps link rows, a later table.
+    gone = Entry(title="Written while search was gone", body="Tapir too.", slug="written-while-gone")
+    gone.render()
+    Entry.objects.bulk_create([gone])
     call_command("migrate", "linkblog", verbosity=0)
     assert sorted(found("tapir")) == ["Written before search existed", "Written while search was gone"]
     assert found("old") == ["Written before search existed"]
