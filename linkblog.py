@@ -51,10 +51,10 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
 from django.contrib.syndication.views import Feed
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, OperationalError, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, ExtractMonth, ExtractYear
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
@@ -69,7 +69,7 @@ from django.views.decorators.cache import never_cache
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
 
-from blogworks import cli, config, formats, text
+from blogworks import cli, config, database, formats, text
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
@@ -426,11 +426,19 @@ class ApiToken(models.Model):
         return raw_token
 
     def mark_used(self):
-        """Record use, writing at most once a minute per token."""
+        """Record use, writing at most once a minute per token. Bookkeeping: when another writer holds
+        the database it gives up at once (the next use records it), so a read never fails for it."""
         now = timezone.now()
-        if self.last_used_at is None or now - self.last_used_at > timedelta(minutes=1):
-            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
-            self.last_used_at = now
+        if self.last_used_at is not None and now - self.last_used_at <= timedelta(minutes=1):
+            return
+        try:
+            with database.without_waiting():
+                ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+        except OperationalError as error:
+            if not database.is_busy(error):
+                raise
+            return
+        self.last_used_at = now
 
 
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
@@ -1235,12 +1243,31 @@ def not_found(request, error):
     return api.create_response(request, {"detail": str(error) or "Not found.", "errors": []}, status=404)
 
 
+@api.exception_handler(OperationalError)
+def database_busy(request, error):
+    """Another writer (an import, say) held the lock longer than a write waits: 503, try again."""
+    if not database.is_busy(error):
+        raise error
+    wait = database.RETRY_AFTER_SECONDS
+    detail = f"The database is busy with another write; nothing was changed. Please try again in {wait} seconds."
+    response = api.create_response(request, {"detail": detail, "errors": []}, status=503)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def body_too_big(request, error):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return api.create_response(request, {"detail": f"The request body is over the limit of {limit} bytes.", "errors": []},
+                               status=413)
+
+
 def responses(ok_status, ok_schema, *error_statuses):
     return {ok_status: ok_schema, **{status: Problem for status in error_statuses}}
 
 
 READ_ERRORS = (401, 422)
-WRITE_ERRORS = (400, 401, 403, 404, 409, 422)
+WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 503)
 
 
 # Schemas: what the API reads and writes. Inputs mirror the models' rules so the schema tells the truth.
