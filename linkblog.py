@@ -1882,7 +1882,8 @@ def import_command(args):
     options = import_arguments().parse_args(args)
     is_url = formats.is_web_url(options.file)
     try:
-        with open_import_source(options.file) as stream, rendering_processes(options.processes, POST_MODELS) as render_map:
+        with cli.terminate_as_interrupt(), open_import_source(options.file) as stream, \
+                rendering_processes(options.processes, POST_MODELS) as render_map:
             size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_url else 0
             report = import_posts(stream, options.format or ("feed" if is_url else None), skip_bad=options.skip_bad,
                                   dry_run=options.dry_run, folders_as_tags=options.folders_as_tags,
