@@ -72,6 +72,16 @@ def postgres():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis():
+    """A Redis server (Debian's redis-server), for tests of the cache several app servers share."""
+    from redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def plain_static_files(settings):
     """Tests run without collectstatic, so templates use the plain (unhashed) static storage."""
