@@ -457,8 +457,10 @@ def render_for_import(kind_and_text):
 
 
 def start_rendering_process(renderers, parent):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's, which rolls back
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the importing process's handler, inherited by fork
+    # Ctrl-C and SIGTERM (which systemd sends to every process of the service) are the importing
+    # process's: it rolls back and ends the pool, and this process ends with it (die_with).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with(parent)
     _renderers.update(renderers)
 

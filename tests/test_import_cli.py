@@ -283,14 +283,18 @@ def test_a_rendering_process_killed_mid_import_leaves_nothing_written(database, 
                                         "linkblog import: a rendering process died (out of memory?), nothing was written")
 
 
-def test_a_terminated_import_writes_nothing_and_says_so(database, tmp_path):
+@pytest.mark.parametrize("whole_group", [False, True], ids=["kill PID", "systemd stopping the service"])
+def test_a_terminated_import_writes_nothing_and_says_so(database, tmp_path, whole_group):
     import signal
 
     process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path), "--processes", "2")
     renderers = rendering_processes_of(process)
     while b"importing [#" not in shown:
         shown += os.read(controller, 4096)
-    os.kill(process.pid, signal.SIGTERM)  # `kill PID`, or systemd stopping the service
+    if whole_group:  # systemd sends SIGTERM to every process of the service, renderers too
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        os.kill(process.pid, signal.SIGTERM)
     process.wait(timeout=60)
     assert_gone(renderers)
     assert_stopped_with_nothing_written(database, process, controller, terminal, shown,
