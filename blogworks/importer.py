@@ -457,10 +457,10 @@ def render_for_import(kind_and_text):
 
 
 def start_rendering_process(renderers, parent):
-    # Ctrl-C and SIGTERM (which systemd sends to every process of the service) are the importing
-    # process's: it rolls back and ends the pool, and this process ends with it (die_with).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's, which rolls back
+    # SIGTERM ends this process (the pool itself uses it on the others when one dies), not the
+    # importing process's handler inherited through fork.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with(parent)
     _renderers.update(renderers)
 
