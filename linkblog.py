@@ -58,11 +58,11 @@ from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
 from django.contrib.syndication.views import Feed
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
-from django.db import DatabaseError, IntegrityError, models, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, ExtractMonth, ExtractYear
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
@@ -82,7 +82,7 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
 
-from blogworks import activitypub, cli, config, formats, linkstore, rules, text, webmention
+from blogworks import activitypub, cli, config, database, formats, linkstore, rules, text, webmention
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
@@ -554,11 +554,19 @@ class ApiToken(models.Model):
         return raw_token
 
     def mark_used(self):
-        """Record use, writing at most once a minute per token."""
+        """Record use, writing at most once a minute per token. Bookkeeping: when another writer holds
+        the database it gives up at once (the next use records it), so a read never fails for it."""
         now = timezone.now()
-        if self.last_used_at is None or now - self.last_used_at > timedelta(minutes=1):
-            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
-            self.last_used_at = now
+        if self.last_used_at is not None and now - self.last_used_at <= timedelta(minutes=1):
+            return
+        try:
+            with database.without_waiting():
+                ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+        except OperationalError as error:
+            if not database.is_busy(error):
+                raise
+            return
+        self.last_used_at = now
 
 
 # The fediverse and the IndieWeb: the blog's key, who follows it, what they were told, and what
@@ -2295,12 +2303,31 @@ def not_found(request, error):
     return api.create_response(request, {"detail": str(error) or "Not found.", "errors": []}, status=404)
 
 
+@api.exception_handler(OperationalError)
+def database_busy(request, error):
+    """Another writer (an import, say) held the lock longer than a write waits: 503, try again."""
+    if not database.is_busy(error):
+        raise error
+    wait = database.RETRY_AFTER_SECONDS
+    detail = f"The database is busy with another write; nothing was changed. Please try again in {wait} seconds."
+    response = api.create_response(request, {"detail": detail, "errors": []}, status=503)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def request_too_big(request, error):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return api.create_response(request, {"detail": f"The request body is over the limit of {limit} bytes.", "errors": []},
+                               status=413)
+
+
 def responses(ok_status, ok_schema, *error_statuses):
     return {ok_status: ok_schema, **{status: Problem for status in error_statuses}}
 
 
 READ_ERRORS = (401, 422)
-WRITE_ERRORS = (400, 401, 403, 404, 409, 422)
+WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 503)
 
 
 # Schemas: what the API reads and writes. Inputs mirror the models' rules so the schema tells the truth.
@@ -3014,7 +3041,8 @@ def import_command(args):
     options = import_arguments().parse_args(args)
     is_url = formats.is_web_url(options.file)
     try:
-        with open_import_source(options.file) as stream, rendering_processes(options.processes, POST_MODELS) as render_map:
+        with cli.terminate_as_interrupt(), open_import_source(options.file) as stream, \
+                rendering_processes(options.processes, POST_MODELS) as render_map:
             size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_url else 0
             report = import_posts(stream, options.format or ("feed" if is_url else None), skip_bad=options.skip_bad,
                                   dry_run=options.dry_run, folders_as_tags=options.folders_as_tags,

@@ -6,11 +6,15 @@ line on stderr and an exit status when something goes wrong, never a traceback.
 
 import argparse
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from django.db import DatabaseError
+
+from .database import is_busy
 
 COMMANDS = {}
 
@@ -69,10 +73,28 @@ def export_to_file(name, chunks):
         partial_file.unlink(missing_ok=True)
 
 
+@contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (`kill PID`, systemd stopping a service) ends the command as Ctrl-C does: it raises
+    KeyboardInterrupt, so the command rolls back and says so."""
+
+    def interrupt(signal_number, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def command_error(name, error):
     """One line on stderr and exit status 1: never a traceback."""
     if isinstance(error, OSError) and error.filename:
         message = f"{error.filename}: {error.strerror}"
+    elif is_busy(error):
+        message = ("the database is busy: another import is running (or another program is writing); "
+                   "nothing was written, try again when it has finished")
     elif isinstance(error, DatabaseError):
         message = f"database error: {error} (is the database migrated? nanodjango manage linkblog.py migrate)"
     else:

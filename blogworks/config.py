@@ -9,6 +9,8 @@ import sys
 
 import dj_database_url
 
+from .database import LOCK_WAIT_MILLISECONDS, postgresql_options
+
 INSECURE_SECRET_KEY = "linkblog-insecure-development-key"
 
 
@@ -43,11 +45,12 @@ def database_settings(base_dir):
             # A web workload on SQLite: readers never block the writer, a writer waits
             # its turn instead of failing, and a transaction takes the write lock up front.
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "timeout": 5,
+            "timeout": LOCK_WAIT_MILLISECONDS / 1000,
             "transaction_mode": "IMMEDIATE",
         }
     else:
         config["CONN_HEALTH_CHECKS"] = True
+        config["OPTIONS"] = postgresql_options(config.get("OPTIONS", {}))
     # A worker keeps its connection between requests: a new one costs about a millisecond (for
     # SQLite: opening the file, the PRAGMAs above, and starting with an empty page cache).
     config["CONN_MAX_AGE"] = 60

@@ -8,10 +8,14 @@ from the command line (`rendering_processes`). Validation is the models' own: ea
 any kinds on one permalink; none of it asks the database. The models come in as arguments.
 """
 
+import ctypes
 import hashlib
 import json
 import multiprocessing
+import os
 import signal
+import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -474,9 +478,33 @@ def render_for_import(kind_and_text):
     return _renderers[kind](text)
 
 
-def start_rendering_process(renderers):
+def start_rendering_process(renderers, parent):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's, which rolls back
+    # SIGTERM ends this process (the pool itself uses it on the others when one dies), not the
+    # importing process's handler inherited through fork.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with(parent)
     _renderers.update(renderers)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with(parent):
+    """End this process when `parent` ends, however it ends (SIGKILL leaves it no time to stop us):
+    an orphaned renderer would otherwise wait for work for ever, holding memory and the terminal."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the kernel kills us
+    else:
+        threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it ended before we asked: we were already handed to init
+        os._exit(1)
+
+
+def watch_parent(parent):
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 @contextmanager
@@ -485,14 +513,15 @@ def rendering_processes(processes, models):
 
     Rendering is most of an import's work, and one process uses one core. The workers are forked, so
     they start with everything loaded; they never touch the database. Not for the web server's
-    processes, which may have threads. Ctrl-C is left to the importing process, which rolls back.
+    processes, which may have threads. Ctrl-C is left to the importing process, which rolls back;
+    the workers end with it, even when it is killed.
     """
     if processes < 2:
         yield map
         return
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=start_rendering_process,
-                               initargs=(renderers_of(models),))
+                               initargs=(renderers_of(models), os.getpid()))
     try:
         yield partial(pool.map, chunksize=25)
     finally:

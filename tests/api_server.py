@@ -95,16 +95,21 @@ class ApiServer:
 
     def request(self, method, path, payload=None, token=True):
         """One HTTP request; returns (status, parsed JSON body or None, headers)."""
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        try:
-            with OPENER.open(request, timeout=30) as response:
-                return response.status, parse(response.read()), response.headers
-        except urllib.error.HTTPError as error:
-            return error.code, parse(error.read()), error.headers
+        return api_request(self.base, method, path, payload, self.token if token else None)
+
+
+def api_request(base, method, path, payload=None, token=None, timeout=30):
+    """One HTTP request to the API at `base`, with a token if given: (status, parsed JSON body or None, headers)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with OPENER.open(request, timeout=timeout) as response:
+            return response.status, parse(response.read()), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, parse(error.read()), error.headers
 
 
 def parse(body):

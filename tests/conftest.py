@@ -58,6 +58,30 @@ def pytest_unconfigure(config):
         POSTGRES.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for tests that need one in every run: the suite's own with --postgres,
+    otherwise one started for them (and stopped at the end)."""
+    if POSTGRES is not None:
+        yield POSTGRES
+        return
+    from postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis():
+    """A Redis server (Debian's redis-server), for tests of the cache several app servers share."""
+    from redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def plain_static_files(settings):
     """Tests run without collectstatic, so templates use the plain (unhashed) static storage."""

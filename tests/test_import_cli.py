@@ -283,6 +283,79 @@ def test_a_rendering_process_killed_mid_import_leaves_nothing_written(database, 
                                         "linkblog import: a rendering process died (out of memory?), nothing was written")
 
 
+@pytest.mark.parametrize("whole_group", [False, True], ids=["kill PID", "systemd stopping the service"])
+def test_a_terminated_import_writes_nothing_and_says_so(database, tmp_path, whole_group):
+    import signal
+
+    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path), "--processes", "2")
+    renderers = rendering_processes_of(process)
+    while b"importing [#" not in shown:
+        shown += os.read(controller, 4096)
+    if whole_group:  # systemd sends SIGTERM to every process of the service, renderers too
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        os.kill(process.pid, signal.SIGTERM)
+    process.wait(timeout=60)
+    assert_gone(renderers)
+    assert_stopped_with_nothing_written(database, process, controller, terminal, shown,
+                                        "linkblog import: interrupted, nothing was written")
+
+
+def running(pid):
+    """True while the process exists and is not a zombie (reparented to init, it is reaped soon)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def assert_gone(pids, seconds=15):
+    """Every process of `pids` ends within `seconds` (a bound, not a speed: they should go at once).
+    Those left are killed, so that a failing test leaves nothing behind (nor a terminal held open)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in pids if running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "rendering processes outlived their import"
+
+
+def test_a_killed_import_takes_its_rendering_processes_with_it(database, tmp_path):
+    import signal
+
+    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path), "--processes", "2")
+    renderers = rendering_processes_of(process)
+    os.kill(process.pid, signal.SIGKILL)  # nothing runs in the import any more: no cleanup of its own
+    process.wait(timeout=60)
+    assert_gone(renderers)
+    os.close(terminal)
+    read_to_the_end(controller)
+    assert run(database, "export").stdout == b""  # SQLite rolled the unfinished transaction back
+
+
+def test_a_second_import_at_the_same_time_says_another_import_is_running(database, tmp_path):
+    import signal
+
+    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path), "--processes", "1")
+    os.kill(process.pid, signal.SIGSTOP)  # paused mid-import, its transaction open, however fast the machine
+    try:
+        second = run(database, "import", str(DATA / "blog.ndjson"))
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        os.killpg(process.pid, signal.SIGINT)
+        assert_stopped_with_nothing_written(database, process, controller, terminal, shown,
+                                            "linkblog import: interrupted, nothing was written")
+    assert_clean_failure(second)
+    assert lines(second.stderr) == ["linkblog import: the database is busy: another import is running (or another "
+                                    "program is writing); nothing was written, try again when it has finished"]
+    assert run(database, "import", str(DATA / "blog.ndjson")).returncode == 0
+
+
 def test_export_into_a_closed_pipe_is_quiet(database, tmp_path):
     import json
 

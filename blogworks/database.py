@@ -1,0 +1,59 @@
+"""The database when it is busy: telling a wait that ran out from a real failure, and small
+bookkeeping writes that give up at once instead of waiting.
+
+SQLite has one writer at a time: another writer waits for the lock up to its busy timeout (5 s,
+config.py), then fails with "database is locked". PostgreSQL locks rows and tables: a statement
+waits up to `lock_timeout` (5 s, config.py), then fails with SQLSTATE 55P03. Both are worth trying
+again in a moment (the API answers 503 with Retry-After), not a server error.
+"""
+
+from contextlib import contextmanager
+
+from django.db import OperationalError, connection, transaction
+
+RETRY_AFTER_SECONDS = 5  # what the API tells a caller to wait: about one busy timeout
+LOCK_WAIT_MILLISECONDS = 5000  # how long a statement waits for another writer's lock
+BUSY_SQLITE_MESSAGES = ("database is locked", "database table is locked")
+# PostgreSQL: lock_timeout ran out, a deadlock was broken, a serializable transaction lost a race.
+BUSY_POSTGRESQL_STATES = {"55P03", "40P01", "40001"}
+
+
+def is_busy(error):
+    """True when `error` means another writer held what this one needed: try again later."""
+    if not isinstance(error, OperationalError):
+        return False
+    if getattr(error.__cause__, "sqlstate", None) in BUSY_POSTGRESQL_STATES:
+        return True
+    return any(message in str(error) for message in BUSY_SQLITE_MESSAGES)
+
+
+@contextmanager
+def without_waiting(milliseconds=100):
+    """A short transaction whose writes give up after `milliseconds` (OperationalError, is_busy)
+    when another writer holds the lock, instead of waiting the usual 5 s."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            # The busy timeout belongs to the connection, and BEGIN IMMEDIATE already waits on it.
+            cursor.execute("PRAGMA busy_timeout")
+            saved = cursor.fetchone()[0]
+            cursor.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+            try:
+                with transaction.atomic():
+                    yield
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(saved)}")
+        else:
+            with transaction.atomic():
+                cursor.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                               [f"{int(milliseconds)}ms"])
+                saved = cursor.fetchone()[0]
+                yield
+                # In an outer transaction the setting would outlive this block: put it back.
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [saved])
+
+
+def postgresql_options(options):
+    """OPTIONS for a PostgreSQL connection: a statement waits at most LOCK_WAIT_MILLISECONDS for a lock,
+    as SQLite's busy timeout does, so that a long import makes a web write fail fast, not hang."""
+    setting = f"-c lock_timeout={LOCK_WAIT_MILLISECONDS}"
+    return {**options, "options": f"{options['options']} {setting}" if options.get("options") else setting}

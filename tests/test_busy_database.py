@@ -1,0 +1,140 @@
+"""A busy database as a real server meets it: another program holds SQLite's write lock (or a
+PostgreSQL lock) while API callers read and write.
+
+A read never fails because of bookkeeping (recording a token's last use is a write that gives up at
+once); a write that cannot get the lock answers 503 JSON with Retry-After; a body over the size
+limit is a JSON 413. Runs on SQLite and on PostgreSQL in every run (the `postgres` fixture).
+"""
+
+import json
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+from api_server import OPENER, ApiServer
+
+ENTRY = {"title": "Written while busy", "body": "Some *text*.", "tags": ["busy"]}
+
+
+def call(server, method, path, payload=None, token=None, timeout=30):
+    """One request, whatever the answer's type: (status, headers, text)."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token or server.token}"}
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(server.base + path, data=data, method=method, headers=headers)
+    try:
+        with OPENER.open(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def fresh_token(server):
+    """A token never used yet, so that its first use records itself (a write)."""
+    return server.run("linkblog.py", "token", "api", "--name", "busy").stdout.strip()
+
+
+def assert_json_problem(status, headers, text, expected_status):
+    assert status == expected_status, (status, text[:500])
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert json.loads(text)["detail"]
+
+
+@pytest.fixture(scope="module")
+def sqlite_server():
+    server = ApiServer().start()  # always SQLite: the write lock under test is SQLite's
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_server(postgres):
+    server = ApiServer(postgres).start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def sqlite_write_lock(server):
+    """Another program writing: BEGIN IMMEDIATE on its own connection to the server's database file."""
+    connection = sqlite3.connect(server.env["DATABASE_URL"].removeprefix("sqlite:///"), isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        connection.execute("ROLLBACK")
+        connection.close()
+
+
+@contextmanager
+def postgres_lock(server, statement):
+    """Another program holding a lock in an open transaction, e.g. a long import."""
+    import psycopg
+
+    with psycopg.connect(server.env["DATABASE_URL"].replace("postgres://", "postgresql://")) as connection:
+        connection.execute(statement)
+        yield
+        connection.rollback()
+
+
+def last_used(server, token):
+    status, _, text = call(server, "GET", "/api/items?limit=1", token=token)
+    assert status == 200
+    code = ("from linkblog import ApiToken\n"
+            f"print(ApiToken.objects.get(token_hash=ApiToken.hash({token!r})).last_used_at)")
+    return server.run("-m", "nanodjango", "manage", "linkblog.py", "shell", "-c", code).stdout.strip()
+
+
+def test_a_token_read_while_another_program_writes_to_sqlite_answers(sqlite_server):
+    token = fresh_token(sqlite_server)
+    with sqlite_write_lock(sqlite_server):
+        status, headers, text = call(sqlite_server, "GET", "/api/items", token=token)
+        assert status == 200, text[:500]
+        assert json.loads(text)["count"] >= 0
+        status, _, text = call(sqlite_server, "GET", "/api/tags", token=token)
+        assert status == 200, text[:500]
+    # The lock gone, the next use records itself as before.
+    assert last_used(sqlite_server, token) != "None"
+
+
+def test_a_write_that_cannot_get_the_sqlite_lock_is_a_json_503_with_retry_after(sqlite_server):
+    call(sqlite_server, "GET", "/api/items")  # the token's use is recorded: the write below is the only one
+    with sqlite_write_lock(sqlite_server):
+        status, headers, text = call(sqlite_server, "POST", "/api/entries", ENTRY)
+    assert_json_problem(status, headers, text, 503)
+    assert int(headers["Retry-After"]) > 0
+    assert "try again" in json.loads(text)["detail"]
+    # Nothing was half-written, and the same write goes through once the lock is free.
+    assert "Written while busy" not in call(sqlite_server, "GET", "/api/entries")[2]
+    status, _, text = call(sqlite_server, "POST", "/api/entries", ENTRY)
+    assert status == 201, text[:500]
+
+
+def test_a_body_over_the_size_limit_is_a_json_413(sqlite_server):
+    from django.conf import settings
+
+    huge = {**ENTRY, "body": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)}
+    for method, path in (("POST", "/api/entries"), ("PATCH", "/api/tags/busy")):
+        status, headers, text = call(sqlite_server, method, path, huge)
+        assert_json_problem(status, headers, text, 413)
+        assert str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in json.loads(text)["detail"]
+
+
+def test_a_token_read_while_another_transaction_locks_the_token_on_postgresql_answers(postgres_server):
+    token = fresh_token(postgres_server)
+    with postgres_lock(postgres_server, "SELECT * FROM linkblog_apitoken FOR UPDATE"):
+        status, _, text = call(postgres_server, "GET", "/api/items", token=token, timeout=20)
+    assert status == 200, text[:500]
+    assert last_used(postgres_server, token) != "None"
+
+
+def test_a_write_that_waits_too_long_for_a_postgresql_lock_is_a_json_503(postgres_server):
+    call(postgres_server, "GET", "/api/items")
+    with postgres_lock(postgres_server, "LOCK TABLE linkblog_entry IN EXCLUSIVE MODE"):
+        status, headers, text = call(postgres_server, "POST", "/api/entries", ENTRY, timeout=20)
+    assert_json_problem(status, headers, text, 503)
+    assert int(headers["Retry-After"]) > 0
+    status, _, text = call(postgres_server, "POST", "/api/entries", ENTRY)
+    assert status == 201, text[:500]
