@@ -77,7 +77,7 @@ from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_post
                                summed_counts, with_every_tag)
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
-from blogworks.serving import forget_cached_pages
+from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
@@ -211,9 +211,21 @@ class TagRedirect(models.Model):
 
 
 class PostQuerySet(models.QuerySet):
+    """The one definition of what readers may see: not a draft, and dated now or earlier (a post
+    dated in the future is scheduled and appears at its moment)."""
+
+    @staticmethod
+    def published_filter(prefix=""):
+        """The Q of published posts; `prefix` ("entry__") reaches them through a relation."""
+        return Q(**{f"{prefix}is_draft": False, f"{prefix}created__lte": timezone.now()})
+
     def published(self):
         """The posts readers may see."""
-        return self.filter(is_draft=False)
+        return self.filter(self.published_filter())
+
+    def scheduled(self):
+        """Posts that are not drafts but dated in the future: they go live at their moment."""
+        return self.filter(is_draft=False, created__gt=timezone.now())
 
 
 class Post(models.Model):
@@ -228,8 +240,12 @@ class Post(models.Model):
     created = models.DateTimeField(default=timezone.now, db_index=True)
     slug = models.SlugField(max_length=64, blank=True, help_text="Made from the title when empty")
     tags = models.ManyToManyField(Tag, blank=True)
-    is_draft = models.BooleanField(default=False, db_index=True, help_text="Drafts are never shown")
+    is_draft = models.BooleanField(default=False, db_index=True, help_text="Drafts are never shown; a date in the future schedules the post")
     html = models.TextField(blank=True, editable=False)
+    updated = models.DateTimeField(null=True, blank=True, editable=False, help_text="When its content last changed")
+    # Nullable so that SQLite adds the column in place (rebuilding the table would trip the search triggers).
+    preview_token = models.CharField(max_length=64, null=True, blank=True, editable=False, db_index=True,
+                                     help_text="The secret of its shareable preview link; empty: none")
 
     objects = PostQuerySet.as_manager()
 
@@ -322,8 +338,35 @@ class Post(models.Model):
             )
         self.fill_in_defaults()
 
+    def note_edit(self):
+        """Set `updated` when a stored post's content (its exported fields) differs from the database's."""
+        if self.pk is None:
+            return
+        stored = type(self).objects.filter(pk=self.pk).values_list(*self.export_fields).first()
+        if stored is not None and tuple(stored) != tuple(getattr(self, name) for name in self.export_fields):
+            self.updated = timezone.now()
+
+    @property
+    def last_modified(self):
+        """When readers last saw it change: its edit, or its (possibly scheduled) publication."""
+        return max(self.created, self.updated) if self.updated else self.created
+
+    @property
+    def is_scheduled(self):
+        return not self.is_draft and self.created > timezone.now()
+
+    def share_preview(self):
+        """Give the post a new secret preview link (any older one stops working)."""
+        self.preview_token = secrets.token_urlsafe(24)
+        type(self).objects.filter(pk=self.pk).update(preview_token=self.preview_token)
+
+    def revoke_preview(self):
+        self.preview_token = None
+        type(self).objects.filter(pk=self.pk).update(preview_token=None)
+
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
+        self.note_edit()
         self.render()
         super().save(*args, **kwargs)
 
@@ -468,8 +511,18 @@ def published_posts(**filters):
 
 def count_published(model):
     """A subquery: how many published posts of `model` carry the outer query's tag."""
-    through = model.tags.through.objects.filter(tag=OuterRef("pk"), **{f"{model.kind}__is_draft": False})
+    through = model.tags.through.objects.filter(PostQuerySet.published_filter(f"{model.kind}__"), tag=OuterRef("pk"))
     return Coalesce(Subquery(through.values("tag").annotate(n=Count("*")).values("n")), 0)
+
+
+def next_scheduled_moment():
+    """When the next scheduled post goes live, or None: one indexed query per kind."""
+    moments = [model.objects.scheduled().order_by("created").values_list("created", flat=True).first()
+               for model in POST_MODELS.values()]
+    return min(filter(None, moments), default=None)
+
+
+watch_schedule(next_scheduled_moment)  # the page cache starts afresh at that moment
 
 
 def tags_with_counts():
@@ -818,7 +871,7 @@ class PostsFeed(Feed):
         return post.created
 
     def item_updateddate(self, post):
-        return post.created
+        return post.last_modified  # an edit re-surfaces the post in feed readers
 
     def item_categories(self, post):
         return [tag.tag for tag in post.tags.all()]
@@ -1019,10 +1072,10 @@ class SiteSitemap(Sitemap):
 
 class PostSitemap(SiteSitemap):
     def items(self):
-        return [post for posts in published_posts().values() for post in posts.only("created", "slug")]
+        return [post for posts in published_posts().values() for post in posts.only("created", "slug", "updated")]
 
     def lastmod(self, post):
-        return post.created
+        return post.last_modified
 
 
 class TagSitemap(SiteSitemap):

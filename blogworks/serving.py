@@ -3,9 +3,15 @@
 The page cache keeps whole responses for anonymous GETs in Django's cache (DiskCache files on one
 server, Redis or memcached on several), under a "generation" that every visible write replaces:
 `posts_changed` makes every cached page unreachable at once, in every worker and on every server.
+
+A post dated in the future ("scheduled") changes pages when its moment comes, with no write to
+announce it. So each generation also records the next scheduled moment (asked of the function the
+site registers with `watch_schedule`, once per generation); the first request at or after it starts a
+new generation, and no page is stored, nor told to browsers, for longer than the time left until it.
 """
 
 import hashlib
+import math
 import uuid
 
 from diskcache import DjangoCache
@@ -13,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
+from django.utils import timezone
 from django.utils.cache import patch_cache_control
 
 from .signals import posts_changed
@@ -41,20 +48,47 @@ class PersistentDiskCache(DjangoCache):
 
 PAGE_GENERATION_KEY = "page-generation"
 
+# A function returning the moment the next scheduled post appears (an aware datetime), or None.
+_next_scheduled_moment = None
 
-def page_generation():
-    """The current generation of cached pages: every visible write starts a new one."""
+
+def watch_schedule(next_scheduled_moment):
+    """Register the site's function that says when the next scheduled post goes live."""
+    global _next_scheduled_moment
+    _next_scheduled_moment = next_scheduled_moment
+
+
+def new_generation():
+    """A fresh generation: its id and the next scheduled moment (None when nothing is scheduled)."""
+    moment = _next_scheduled_moment() if _next_scheduled_moment else None
+    return {"id": uuid.uuid4().hex, "until": moment}
+
+
+def current_generation():
+    """The generation cached pages are stored under now: every visible write, and every scheduled
+    post's moment, starts a new one."""
     generation = cache.get(PAGE_GENERATION_KEY)
     if generation is None:
-        generation = uuid.uuid4().hex
-        cache.add(PAGE_GENERATION_KEY, generation, timeout=None)
-        generation = cache.get(PAGE_GENERATION_KEY, generation)
+        cache.add(PAGE_GENERATION_KEY, new_generation(), timeout=None)
+        generation = cache.get(PAGE_GENERATION_KEY)
+    if generation["until"] is not None and timezone.now() >= generation["until"]:
+        generation = new_generation()  # a scheduled post has just gone live
+        cache.set(PAGE_GENERATION_KEY, generation, timeout=None)
     return generation
+
+
+def seconds_until_next_change(generation, longest):
+    """How long a page of `generation` may be kept: `longest` (seconds, None: forever), or less when a
+    scheduled post goes live sooner (at least 1 s: the request that passes the moment renews it)."""
+    if generation["until"] is None:
+        return longest
+    left = max(1, math.ceil((generation["until"] - timezone.now()).total_seconds()))
+    return left if longest is None else min(longest, left)
 
 
 def forget_cached_pages(**kwargs):
     """Make every cached page unreachable, in every worker: the generation is part of every key."""
-    cache.set(PAGE_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    cache.set(PAGE_GENERATION_KEY, new_generation(), timeout=None)
 
 
 def forget_cached_pages_now_and_after_commit(**kwargs):
@@ -87,14 +121,17 @@ class AnonymousPageCacheMiddleware:
     def __call__(self, request):
         if not self.is_cacheable_request(request):
             return self.get_response(request)
-        key = self.cache_key(request)
+        generation = current_generation()
+        key = self.cache_key(request, generation["id"])
         stored = cache.get(key)
         if stored is not None:
             return self.cached_response(*stored)
         response = self.get_response(request)
         if self.is_cacheable_response(response):
-            patch_cache_control(response, public=True, max_age=settings.LINKBLOG_PAGE_MAX_AGE)
-            cache.set(key, (response.status_code, dict(response.items()), response.content))
+            max_age = seconds_until_next_change(generation, settings.LINKBLOG_PAGE_MAX_AGE)
+            patch_cache_control(response, public=True, max_age=max_age)
+            timeout = seconds_until_next_change(generation, cache.default_timeout)
+            cache.set(key, (response.status_code, dict(response.items()), response.content), timeout=timeout)
         response["X-Page-Cache"] = "miss"
         return response
 
@@ -126,6 +163,6 @@ class AnonymousPageCacheMiddleware:
             and "no-store" not in cache_control
         )
 
-    def cache_key(self, request):
+    def cache_key(self, request, generation_id):
         url = f"{request.scheme}://{request.get_host()}{request.get_full_path()}"
-        return f"page:{page_generation()}:{hashlib.sha256(url.encode()).hexdigest()}"
+        return f"page:{generation_id}:{hashlib.sha256(url.encode()).hexdigest()}"
