@@ -41,7 +41,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from functools import lru_cache, partial, wraps
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django import forms
 from django.apps import apps as django_apps
@@ -64,6 +64,7 @@ from django.template.loader import render_to_string
 from django.urls import register_converter, reverse
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
+from django.utils.html import format_html
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from nanodjango import Django, defer
@@ -79,6 +80,7 @@ from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
+from blogworks.writing import StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
@@ -545,12 +547,41 @@ class TagAdmin(admin.ModelAdmin):
     def post_count(self, tag):
         return tag.post_count
 
+    def get_search_results(self, request, queryset, search_term):
+        """The autocomplete ranks names (blogworks.writing.ranked_tags); the list searches descriptions too."""
+        if request.resolver_match and request.resolver_match.url_name == "autocomplete" and search_term.strip():
+            return ranked_tags(queryset, search_term, [model.tags.through for model in POST_MODELS.values()]), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+def truncated(value, length=60):
+    """A long cell (a URL, a quotation) cut to `length` characters, whole in its tooltip."""
+    value = str(value)
+    if len(value) <= length:
+        return value
+    return format_html('<span title="{}">{}…</span>', value, value[: length - 1])
+
 
 class PostAdmin(admin.ModelAdmin):
+    """What every kind's admin shares: lists that stay fast at 100,000 posts, the tags box, the
+    Markdown preview, the status (draft, scheduled, published) and secret preview links."""
+
     date_hierarchy = "created"
-    list_filter = ["is_draft", "created", "tags"]
+    list_filter = [StatusFilter, "created", TagSearchFilter]
     autocomplete_fields = ["tags"]
     list_per_page = 50
+    show_full_result_count = False  # one COUNT(*) fewer on every list page
+    show_facets = admin.ShowFacets.NEVER
+    readonly_fields = ["preview_link"]
+    actions = ["share_preview", "revoke_preview"]
+    formfield_overrides = {
+        # Not the admin's "Currently: <link> Change:" widget, which made the bookmarklet's add form look like an edit.
+        models.URLField: {"widget": forms.URLInput(attrs={"class": "vURLField"})},
+    }
+
+    class Media:
+        js = ["linkblog-admin.js"]
+        css = {"all": ["linkblog-admin.css"]}
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
@@ -559,29 +590,80 @@ class PostAdmin(admin.ModelAdmin):
     def tag_list(self, post):
         return ", ".join(tag.tag for tag in post.tags.all())
 
+    @admin.display(description="Status", ordering="is_draft")
+    def status(self, post):
+        return "Draft" if post.is_draft else "Scheduled" if post.is_scheduled else "Published"
+
+    @admin.display(description="Secret preview link")
+    def preview_link(self, post):
+        if not post.preview_token:
+            return "None. The list's “Share a secret preview link” action makes one."
+        url = absolute_url(reverse("draft_preview", args=[post.preview_token]))
+        return format_html('<a href="{}" rel="noopener">{}</a>', url, url)
+
+    @admin.action(description="Share a secret preview link", permissions=["change"])
+    def share_preview(self, request, queryset):
+        for post in queryset:
+            post.share_preview()
+        self.message_user(request, f"Made {len(queryset)} preview link(s): each post's page shows its link.")
+
+    @admin.action(description="Revoke the secret preview link", permissions=["change"])
+    def revoke_preview(self, request, queryset):
+        for post in queryset:
+            post.revoke_preview()
+        self.message_user(request, f"Revoked the preview links of {len(queryset)} post(s).")
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == self.model.markdown_field:
+            field.widget.attrs["data-markdown-preview"] = reverse("admin_markdown_preview")
+        return field
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name != "tags":
+            return super().formfield_for_manytomany(db_field, request, **kwargs)
+        widget = TagsAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
+        return TagsField(Tag.objects.all(), widget=widget, required=False, label="Tags", clean_name=Tag.clean_name,
+                         may_create=request.user.has_perm("linkblog.add_tag"),
+                         help_text="Type to find a tag; a name that is not one yet is created when you save.")
+
+    def save_related(self, request, form, formsets, change):
+        """New tags typed in the tags box are created now, with the post."""
+        form.cleaned_data["tags"] = [tag if tag.pk else Tag.objects.get_or_create(tag=tag.tag)[0]
+                                     for tag in form.cleaned_data["tags"]]
+        super().save_related(request, form, formsets, change)
+
 
 @admin.register(Entry)
 class EntryAdmin(PostAdmin):
-    list_display = ["title", "created", "tag_list", "is_draft", "word_count"]
+    list_display = ["title", "created", "tag_list", "status", "word_count"]
     search_fields = ["title", "body", "tags__tag"]
     prepopulated_fields = {"slug": ["title"]}
-    fields = ["title", "slug", "body", "tags", "created", "is_draft"]
+    fields = ["title", "slug", "body", "tags", "created", "is_draft", "preview_link"]
 
 
 @admin.register(Blogmark)
 class BlogmarkAdmin(PostAdmin):
-    list_display = ["link_title", "link_url", "created", "tag_list", "is_draft"]
+    list_display = ["link_title", "short_link_url", "created", "tag_list", "status"]
     search_fields = ["link_title", "link_url", "commentary", "via_title", "tags__tag"]
     prepopulated_fields = {"slug": ["link_title"]}
-    fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "created", "is_draft"]
+    fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "created", "is_draft", "preview_link"]
+
+    @admin.display(description="Link URL", ordering="link_url")
+    def short_link_url(self, post):
+        return truncated(post.link_url)
 
 
 @admin.register(Quotation)
 class QuotationAdmin(PostAdmin):
-    list_display = ["source", "quotation", "created", "tag_list", "is_draft"]
+    list_display = ["source", "short_quotation", "created", "tag_list", "status"]
     search_fields = ["quotation", "source", "tags__tag"]
     prepopulated_fields = {"slug": ["source"]}
-    fields = ["quotation", "source", "source_url", "slug", "tags", "created", "is_draft"]
+    fields = ["quotation", "source", "source_url", "slug", "tags", "created", "is_draft", "preview_link"]
+
+    @admin.display(description="Quotation")
+    def short_quotation(self, post):
+        return truncated(post.quotation)
 
 
 @admin.register(ApiToken)
@@ -768,11 +850,33 @@ def find_post(request, start, end, slug):
     raise Http404("No such post")
 
 
+def adjacent_posts(post):
+    """The published posts just before and just after `post`, of any kind (None at either end)."""
+    earlier = mixed_posts(published_posts(created__lt=post.created)).first()
+    later = mixed_posts(published_posts(created__gt=post.created)).order_by("created", "pk", "kind").first()
+    return [load_posts([row], POST_MODELS)[0] if row else None for row in (earlier, later)]
+
+
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")
 def permalink(request, year, month, day, slug):
     start, end = day_range(year, month, day)
     post = find_post(request, start, end, slug)
-    return render(request, "post.html", {"post": post})
+    previous, following = adjacent_posts(post)
+    return render(request, "post.html", {"post": post, "previous": previous, "next": following})
+
+
+@app.route("/preview/<str:token>/", name="draft_preview")
+@never_cache
+def draft_preview(request, token):
+    """A draft or scheduled post as it will look, for whoever holds its secret link (revocable in
+    the admin); never indexed, never cached."""
+    for model in POST_MODELS.values():
+        post = model.objects.filter(preview_token=token).prefetch_related("tags").first() if len(token) >= 20 else None
+        if post:
+            response = render(request, "post.html", {"post": post, "is_preview": True})
+            response["X-Robots-Tag"] = "noindex, nofollow"
+            return response
+    raise Http404("No such preview")
 
 
 # Filters for the templates ({% load linkblog %}): the work is blogworks.text's.
@@ -788,6 +892,14 @@ def safe_url(url):
 def site_setting(name):
     """{% site "title" %}: the site's title, author or base URL from the LINKBLOG_ settings."""
     return getattr(settings, f"LINKBLOG_{name.upper()}")
+
+
+@app.templatetag.filter(name="edit_url")
+def edit_url(post, user):
+    """{{ post|edit_url:user }}: the admin page that edits `post`, if `user` may change it; else ""."""
+    if not (getattr(user, "is_authenticated", False) and user.has_perm(f"{post._meta.app_label}.change_{post._meta.model_name}")):
+        return ""
+    return reverse(f"admin:{post._meta.app_label}_{post._meta.model_name}_change", args=[post.pk])
 
 
 @app.templatetag.filter(name="absolute")
@@ -1481,6 +1593,17 @@ class PostFilters(Schema):
     before: Optional[When] = Field(None, description="Only posts created before this time")
     is_draft: Optional[bool] = Field(None, description="true: only drafts, false: only published. Needs auth.")
 
+    def narrow(self, posts):
+        """The filters only one kind has (see BlogmarkFilters)."""
+        return posts
+
+
+class BlogmarkFilters(PostFilters):
+    link_url: str = Field("", max_length=1000, description="Only blogmarks of exactly this URL: is it blogged already?")
+
+    def narrow(self, posts):
+        return posts.filter(link_url=self.link_url) if self.link_url else posts
+
 
 class ItemFilters(PostFilters):
     type: list[Literal["entry", "blogmark", "quotation"]] = Field([], description="Only these kinds (repeatable)")
@@ -1549,7 +1672,7 @@ def filter_posts(request, model, filters):
         posts = posts.filter(created__gte=filters.since)
     if filters.before is not None:
         posts = posts.filter(created__lt=filters.before)
-    return posts
+    return filters.narrow(posts)
 
 
 def page_of(queryset, page, load=list, count=None):
@@ -1618,7 +1741,7 @@ def save_post(post, fields):
     return type(post).objects.prefetch_related("tags").get(pk=post.pk)
 
 
-def register_kind(model, schema_in, schema_out, path):
+def register_kind(model, schema_in, schema_out, path, filters_schema=PostFilters):
     """List, create, read, replace, update and delete endpoints for one kind of post."""
     kind = model.kind
     one = f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
@@ -1626,7 +1749,7 @@ def register_kind(model, schema_in, schema_out, path):
     item_path = f"{path}/{{post_id}}"
     page_schema = type(f"{model.__name__}Page", (Schema,), {"__annotations__": {"count": int, "items": list[schema_out]}})
 
-    def list_posts(request, filters: Query[PostFilters], page: Query[Page]):
+    def list_posts(request, filters: Query[filters_schema], page: Query[Page]):
         posts = filter_posts(request, model, filters).order_by("-created", "-pk").prefetch_related("tags")
         return page_of(posts, page)
 
@@ -1666,7 +1789,7 @@ def register_kind(model, schema_in, schema_out, path):
 
 
 register_kind(Entry, EntryIn, EntryOut, "/entries")
-register_kind(Blogmark, BlogmarkIn, BlogmarkOut, "/blogmarks")
+register_kind(Blogmark, BlogmarkIn, BlogmarkOut, "/blogmarks", BlogmarkFilters)
 register_kind(Quotation, QuotationIn, QuotationOut, "/quotations")
 
 
@@ -1857,9 +1980,33 @@ def admin_export(request):
 @app.route("admin/linkblog/bookmarklet/", name="admin_bookmarklet")
 @staff_member_required
 def admin_bookmarklet(request):
-    """A link to drag to the bookmarks bar: it opens the add-blogmark form filled in from the page."""
-    add_url = request.build_absolute_uri(reverse("admin:linkblog_blogmark_add"))
-    return admin_page(request, "admin/linkblog/bookmarklet.html", title="Bookmarklet", add_url=add_url)
+    """A link to drag to the bookmarks bar: it opens "Blog this" (below) with the page's address,
+    title and selected text."""
+    blog_this_url = request.build_absolute_uri(reverse("admin_blog_this"))
+    return admin_page(request, "admin/linkblog/bookmarklet.html", title="Bookmarklet", blog_this_url=blog_this_url)
+
+
+@app.route("admin/linkblog/blog-this/", name="admin_blog_this")
+@staff_member_required
+def admin_blog_this(request):
+    """What the bookmarklet opens: a blogmark of the page, a quotation of the selected text, and a
+    warning (with links) when the page's address is blogged already."""
+    url, title, selection = (request.GET.get(name, "")[:5000] for name in ("url", "title", "selection"))
+    add_blogmark = reverse("admin:linkblog_blogmark_add") + "?" + urlencode({"link_url": url, "link_title": title[:255], "commentary": selection})
+    add_quotation = reverse("admin:linkblog_quotation_add") + "?" + urlencode({"quotation": selection, "source": title[:255], "source_url": url})
+    blogged = Blogmark.objects.filter(link_url=url).order_by("-created")[:5] if url else []
+    return admin_page(request, "admin/linkblog/blog_this.html", title="Blog this", url=url, page_title=title, selection=selection,
+                      add_blogmark=add_blogmark, add_quotation=add_quotation, blogged=blogged)
+
+
+@app.route("admin/linkblog/preview/", name="admin_markdown_preview")
+@staff_member_required
+def admin_markdown_preview(request):
+    """POST `text`: its HTML as the site will show it (the site's own renderer and sanitizer), for
+    the live preview beside the admin's Markdown fields (static/linkblog-admin.js)."""
+    if request.method != "POST":
+        return HttpResponse("POST the Markdown as `text`.", status=405, content_type="text/plain", headers={"Allow": "POST"})
+    return HttpResponse(text.render_markdown(request.POST.get("text", "")), content_type="text/html; charset=utf-8")
 
 
 # --- Commands: `python linkblog.py NAME ...` for our own commands, nanodjango's for the rest ------
