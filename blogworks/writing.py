@@ -59,8 +59,10 @@ class TagsAutocomplete(AutocompleteSelectMultiple):
 
     @property
     def media(self):
-        # After Django's autocomplete.js, before the page's ready handler runs it.
-        return super().media + forms.Media(js=["linkblog-tags.js"])
+        # In one list with Django's scripts, so it comes after select2 (set up before the page's
+        # ready handler starts the box); a separate Media added on could be ordered anywhere.
+        media = super().media
+        return forms.Media(js=[*media._js, "linkblog-tags.js"], css=media._css)
 
 
 class TagsField(forms.ModelMultipleChoiceField):
