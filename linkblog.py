@@ -613,6 +613,10 @@ class PostAdmin(admin.ModelAdmin):
             post.revoke_preview()
         self.message_user(request, f"Revoked the preview links of {len(queryset)} post(s).")
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj else [name for name in fields if name != "preview_link"]  # a new post has no link yet
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == self.model.markdown_field:
