@@ -80,7 +80,7 @@ from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
-from blogworks.writing import StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, ranked_tags
+from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
@@ -566,6 +566,7 @@ class PostAdmin(admin.ModelAdmin):
     """What every kind's admin shares: lists that stay fast at 100,000 posts, the tags box, the
     Markdown preview, the status (draft, scheduled, published) and secret preview links."""
 
+    form = PostForm
     date_hierarchy = "created"
     list_filter = [StatusFilter, "created", TagSearchFilter]
     autocomplete_fields = ["tags"]
@@ -643,7 +644,7 @@ class EntryAdmin(PostAdmin):
     list_display = ["title", "created", "tag_list", "status", "word_count"]
     search_fields = ["title", "body", "tags__tag"]
     prepopulated_fields = {"slug": ["title"]}
-    fields = ["title", "slug", "body", "tags", "created", "is_draft", "preview_link"]
+    fields = ["title", "slug", "body", "tags", "add_tags", "created", "is_draft", "preview_link"]
 
 
 @admin.register(Blogmark)
@@ -651,7 +652,8 @@ class BlogmarkAdmin(PostAdmin):
     list_display = ["link_title", "short_link_url", "created", "tag_list", "status"]
     search_fields = ["link_title", "link_url", "commentary", "via_title", "tags__tag"]
     prepopulated_fields = {"slug": ["link_title"]}
-    fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "created", "is_draft", "preview_link"]
+    fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "add_tags", "created", "is_draft",
+              "preview_link"]
 
     @admin.display(description="Link URL", ordering="link_url")
     def short_link_url(self, post):
@@ -663,7 +665,7 @@ class QuotationAdmin(PostAdmin):
     list_display = ["source", "short_quotation", "created", "tag_list", "status"]
     search_fields = ["quotation", "source", "tags__tag"]
     prepopulated_fields = {"slug": ["source"]}
-    fields = ["quotation", "source", "source_url", "slug", "tags", "created", "is_draft", "preview_link"]
+    fields = ["quotation", "source", "source_url", "slug", "tags", "add_tags", "created", "is_draft", "preview_link"]
 
     @admin.display(description="Quotation")
     def short_quotation(self, post):

@@ -5,10 +5,13 @@
 - `TagsField` and `TagsAutocomplete`: the tags box, where a user who may add tags can also type a new
   one (select2 sends it as "new:NAME"); new tags come back unsaved and are saved with the post.
 - `TagSearchFilter`: filter a list by a tag typed into a box, instead of a link for every tag.
+- `PostForm`: the post form, with a plain "More tags" box for names (works without JavaScript).
 - `StatusFilter`: published, scheduled (dated in the future) or draft.
 
 Models come in as arguments (or through the querysets given): this module never imports linkblog.
 """
+
+import re
 
 from django import forms
 from django.contrib import admin
@@ -34,9 +37,12 @@ def ranked_tags(tags, term, link_models):
 
 
 def split_new_tags(values):
-    """(ids, names): the chosen tags' ids, and the names typed as new tags."""
+    """(ids, names): the chosen tags' ids, and the names typed as new tags. Values are form data, or
+    tags already cleaned (an unsaved one counts by its name)."""
     ids, names = [], []
     for value in values or ():
+        if hasattr(value, "tag"):
+            value = str(value.pk) if value.pk else NEW_TAG_PREFIX + value.tag
         value = str(value)
         if value.startswith(NEW_TAG_PREFIX):
             names.append(value[len(NEW_TAG_PREFIX):])
@@ -78,13 +84,33 @@ class TagsField(forms.ModelMultipleChoiceField):
     def clean(self, value):
         ids, names = split_new_tags(value)
         chosen = list(super().clean(ids)) if ids else []
-        if names and not self.may_create:
-            raise ValidationError("Your account may not create tags: choose existing ones.")
         for name in names:
             name = self.clean_name(name)
-            if all(tag.tag != name for tag in chosen):
-                chosen.append(self.queryset.filter(tag=name).first() or self.queryset.model(tag=name))
+            if any(tag.tag == name for tag in chosen):
+                continue
+            tag = self.queryset.filter(tag=name).first()
+            if tag is None and not self.may_create:
+                raise ValidationError(f"There is no tag “{name}”, and your account may not create tags.")
+            chosen.append(tag or self.queryset.model(tag=name))
         return chosen
+
+
+class PostForm(forms.ModelForm):
+    """The post form, with a plain box for tag names beside the autocomplete: it works without
+    JavaScript (where the autocomplete cannot add anything) and takes a pasted list."""
+
+    add_tags = forms.CharField(required=False, max_length=2000, label="More tags",
+                               help_text="Tag names separated by spaces or commas.")
+
+    def clean(self):
+        cleaned = super().clean()
+        names = [name for name in re.split(r"[\s,]+", cleaned.get("add_tags", "")) if name]
+        if names and "tags" in cleaned:
+            try:
+                cleaned["tags"] = self.fields["tags"].clean([*cleaned["tags"], *(NEW_TAG_PREFIX + name for name in names)])
+            except ValidationError as error:
+                self.add_error("add_tags", error)
+        return cleaned
 
 
 class TagSearchFilter(admin.ListFilter):

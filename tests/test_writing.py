@@ -255,3 +255,16 @@ def test_the_api_says_whether_a_url_is_blogged(client, make):
     assert found["count"] == 1 and found["items"][0]["id"] == post.pk
     assert client.get("/api/blogmarks", {"link_url": "https://example.com/secret"}).json()["count"] == 0
     assert client.get("/api/blogmarks", {"link_url": "x" * 1001}).status_code == 422
+
+
+def test_without_javascript_tags_are_added_by_name_in_a_plain_box(admin_client, make, django_user_model):
+    make.tag("web")
+    response = add_entry(admin_client, add_tags="web, Brand-New  other")
+    assert response.status_code == 302
+    assert sorted(Entry.objects.get().tags.values_list("tag", flat=True)) == ["brand-new", "other", "web"]
+    writer = django_user_model.objects.create_user("writer", password="pw", is_staff=True)
+    writer.user_permissions.add(*Permission.objects.filter(codename__in=["add_entry", "view_tag"]))
+    refused = add_entry(login(writer), title="Second", add_tags="web nope")
+    assert refused.status_code == 200 and "There is no tag “nope”" in html(refused)
+    assert add_entry(login(writer), title="Third", add_tags="web").status_code == 302
+    assert not Tag.objects.filter(tag="nope").exists()
