@@ -80,7 +80,7 @@ from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
-from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, ranked_tags
+from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, YearFilter, ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
@@ -550,7 +550,8 @@ class TagAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         """The autocomplete ranks names (blogworks.writing.ranked_tags); the list searches descriptions too."""
         if request.resolver_match and request.resolver_match.url_name == "autocomplete" and search_term.strip():
-            return ranked_tags(queryset, search_term, [model.tags.through for model in POST_MODELS.values()]), False
+            # From Tag.objects: the published-post counts the list shows would cost a subquery a tag.
+            return ranked_tags(Tag.objects.all(), search_term, [model.tags.through for model in POST_MODELS.values()]), False
         return super().get_search_results(request, queryset, search_term)
 
 
@@ -567,8 +568,7 @@ class PostAdmin(admin.ModelAdmin):
     Markdown preview, the status (draft, scheduled, published) and secret preview links."""
 
     form = PostForm
-    date_hierarchy = "created"
-    list_filter = [StatusFilter, "created", TagSearchFilter]
+    list_filter = [StatusFilter, YearFilter, "created", TagSearchFilter]
     autocomplete_fields = ["tags"]
     list_per_page = 50
     show_full_result_count = False  # one COUNT(*) fewer on every list page
@@ -614,6 +614,16 @@ class PostAdmin(admin.ModelAdmin):
             post.revoke_preview()
         self.message_user(request, f"Revoked the preview links of {len(queryset)} post(s).")
 
+    def get_search_results(self, request, queryset, search_term):
+        """The site's search (its index and query language: words, "phrases", tag:, year:), drafts
+        included, plus the model's own `search_fields` (a blogmark's URL): no join, no DISTINCT."""
+        if not search_term.strip():
+            return queryset, False
+        found = search_posts(search_term, {self.model.kind: self.model.objects.all()}).matching.get(self.model.kind)
+        by_index = queryset.filter(pk__in=found.values("pk")) if found is not None else queryset.none()
+        by_field, _ = super().get_search_results(request, queryset, search_term)
+        return by_index | by_field, False
+
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
         return fields if obj else [name for name in fields if name != "preview_link"]  # a new post has no link yet
@@ -642,7 +652,7 @@ class PostAdmin(admin.ModelAdmin):
 @admin.register(Entry)
 class EntryAdmin(PostAdmin):
     list_display = ["title", "created", "tag_list", "status", "word_count"]
-    search_fields = ["title", "body", "tags__tag"]
+    search_fields = ["title"]  # part of a word too, besides the site's search (PostAdmin.get_search_results)
     prepopulated_fields = {"slug": ["title"]}
     fields = ["title", "slug", "body", "tags", "add_tags", "created", "is_draft", "preview_link"]
 
@@ -650,7 +660,7 @@ class EntryAdmin(PostAdmin):
 @admin.register(Blogmark)
 class BlogmarkAdmin(PostAdmin):
     list_display = ["link_title", "short_link_url", "created", "tag_list", "status"]
-    search_fields = ["link_title", "link_url", "commentary", "via_title", "tags__tag"]
+    search_fields = ["link_url"]  # besides the site's search (PostAdmin.get_search_results)
     prepopulated_fields = {"slug": ["link_title"]}
     fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "add_tags", "created", "is_draft",
               "preview_link"]
@@ -663,7 +673,7 @@ class BlogmarkAdmin(PostAdmin):
 @admin.register(Quotation)
 class QuotationAdmin(PostAdmin):
     list_display = ["source", "short_quotation", "created", "tag_list", "status"]
-    search_fields = ["quotation", "source", "tags__tag"]
+    search_fields = ["source"]  # besides the site's search (PostAdmin.get_search_results)
     prepopulated_fields = {"slug": ["source"]}
     fields = ["quotation", "source", "source_url", "slug", "tags", "add_tags", "created", "is_draft", "preview_link"]
 

@@ -43,7 +43,8 @@ def admin_urls():
             f"{kind} search": ("get", f"{base}?q=python", None),
             f"{kind} scheduled": ("get", f"{base}?status=scheduled", None),
             f"{kind} drafts": ("get", f"{base}?status=draft", None),
-            f"{kind} a year": ("get", f"{base}?created__year={year}", None),
+            f"{kind} a year": ("get", f"{base}?year={year}", None),
+            f"{kind} search with tag:": ("get", f"{base}?q=python+tag:{big.tag}", None),
         })
     urls.update({
         "blogmark add form": ("get", "/admin/linkblog/blogmark/add/?link_url=https://example.com/&link_title=x", None),
@@ -85,7 +86,7 @@ def main(argv=None):
     copy = Path(tempfile.mkdtemp(prefix="linkblog-admin-bench-")) / "db.sqlite3"
     shutil.copy(source, copy)
     os.environ.update(DATABASE_URL=f"sqlite:///{copy}", DJANGO_DEBUG="false", DJANGO_SECRET_KEY="admin-bench-not-a-secret",
-                      DJANGO_SECURE_COOKIES="false")
+                      DJANGO_SECURE_COOKIES="false", DJANGO_ALLOWED_HOSTS="testserver")
     sys.path.insert(0, str(ROOT))
     import linkblog
     from django.contrib.auth.models import User

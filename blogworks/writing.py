@@ -6,7 +6,7 @@
   one (select2 sends it as "new:NAME"); new tags come back unsaved and are saved with the post.
 - `TagSearchFilter`: filter a list by a tag typed into a box, instead of a link for every tag.
 - `PostForm`: the post form, with a plain "More tags" box for names (works without JavaScript).
-- `StatusFilter`: published, scheduled (dated in the future) or draft.
+- `StatusFilter`: published, scheduled (dated in the future) or draft; `YearFilter`: one year.
 
 Models come in as arguments (or through the querysets given): this module never imports linkblog.
 """
@@ -156,3 +156,24 @@ class StatusFilter(admin.SimpleListFilter):
         chosen = {"published": queryset.published, "scheduled": queryset.scheduled,
                   "draft": lambda: queryset.filter(is_draft=True)}.get(self.value())
         return chosen() if chosen else queryset
+
+
+class YearFilter(admin.SimpleListFilter):
+    """Posts of one year, newest year first. The years come from the first and the last post (two
+    index lookups): the admin's date hierarchy asked SQLite for every post's year, 0.9 s at 75,000."""
+
+    title = "year"
+    parameter_name = "year"
+
+    def lookups(self, request, model_admin):
+        dates = model_admin.model.objects.order_by("created").values_list("created", flat=True)
+        first, last = dates.first(), dates.last()
+        if first is None:
+            return []
+        return [(str(year), str(year)) for year in range(last.year, first.year - 1, -1)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit() and 1 <= int(value) <= 9999:
+            return queryset.filter(created__year=int(value))
+        return queryset

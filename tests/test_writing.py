@@ -268,3 +268,22 @@ def test_without_javascript_tags_are_added_by_name_in_a_plain_box(admin_client, 
     assert refused.status_code == 200 and "There is no tag “nope”" in html(refused)
     assert add_entry(login(writer), title="Third", add_tags="web").status_code == 302
     assert not Tag.objects.filter(tag="nope").exists()
+
+
+def test_admin_search_uses_the_sites_search_and_its_language_drafts_included(admin_client, make):
+    make.blogmark("Tapir facts", link_url="https://example.com/tapirs", tags=["animals"], is_draft=True)
+    make.blogmark("Tapir news", link_url="https://example.com/other", tags=["news"])
+    make.blogmark("Unrelated", link_url="https://example.com/tapir-page")
+    page = html(admin_client.get("/admin/linkblog/blogmark/", {"q": "tapir tag:animals"}))
+    assert "Tapir facts" in page and "Tapir news" not in page and "Unrelated" not in page
+    by_url = html(admin_client.get("/admin/linkblog/blogmark/", {"q": "tapir-page"}))
+    assert "Unrelated" in by_url and "Tapir news" not in by_url
+
+
+def test_lists_filter_by_year_without_a_date_hierarchy(admin_client, make):
+    make.entry("Old entry", created=at(2009, 5, 1))
+    make.entry("New entry", created=at(2024, 5, 1))
+    page = html(admin_client.get("/admin/linkblog/entry/"))
+    assert "?year=2009" in page and "?year=2016" in page and "?year=2024" in page
+    filtered = html(admin_client.get("/admin/linkblog/entry/?year=2009"))
+    assert "Old entry" in filtered and "New entry" not in filtered
