@@ -619,10 +619,15 @@ class PostAdmin(admin.ModelAdmin):
         included, plus the model's own `search_fields` (a blogmark's URL): no join, no DISTINCT."""
         if not search_term.strip():
             return queryset, False
-        found = search_posts(search_term, {self.model.kind: self.model.objects.all()}).matching.get(self.model.kind)
-        by_index = queryset.filter(pk__in=found.values("pk")) if found is not None else queryset.none()
+        by_index = search_posts(search_term, {self.model.kind: queryset}).matching.get(self.model.kind, queryset.none())
+        if not self.wants_field_search(search_term):
+            return by_index, False
         by_field, _ = super().get_search_results(request, queryset, search_term)
         return by_index | by_field, False
+
+    def wants_field_search(self, search_term):
+        """Whether `search_fields` could hold what the index does not (their search reads every row)."""
+        return True
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
@@ -664,6 +669,9 @@ class BlogmarkAdmin(PostAdmin):
     prepopulated_fields = {"slug": ["link_title"]}
     fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "add_tags", "created", "is_draft",
               "preview_link"]
+
+    def wants_field_search(self, search_term):
+        return any(character in search_term for character in "./:")  # a URL or a host; words: the index
 
     @admin.display(description="Link URL", ordering="link_url")
     def short_link_url(self, post):

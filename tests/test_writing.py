@@ -276,7 +276,7 @@ def test_admin_search_uses_the_sites_search_and_its_language_drafts_included(adm
     make.blogmark("Unrelated", link_url="https://example.com/tapir-page")
     page = html(admin_client.get("/admin/linkblog/blogmark/", {"q": "tapir tag:animals"}))
     assert "Tapir facts" in page and "Tapir news" not in page and "Unrelated" not in page
-    by_url = html(admin_client.get("/admin/linkblog/blogmark/", {"q": "tapir-page"}))
+    by_url = html(admin_client.get("/admin/linkblog/blogmark/", {"q": "example.com/tapir-page"}))
     assert "Unrelated" in by_url and "Tapir news" not in by_url
 
 
