@@ -7,7 +7,8 @@ server, Redis or memcached on several), under a "generation" that every visible 
 A post dated in the future ("scheduled") changes pages when its moment comes, with no write to
 announce it. So each generation also records the next scheduled moment (asked of the function the
 site registers with `watch_schedule`, once per generation); the first request at or after it starts a
-new generation, and no page is stored, nor told to browsers, for longer than the time left until it.
+new generation (pages stored before it become unreachable), and browsers are told to keep a page
+(`max-age`) no longer than the time left until it.
 """
 
 import hashlib
@@ -78,12 +79,11 @@ def current_generation():
 
 
 def seconds_until_next_change(generation, longest):
-    """How long a page of `generation` may be kept: `longest` (seconds, None: forever), or less when a
-    scheduled post goes live sooner (at least 1 s: the request that passes the moment renews it)."""
+    """How long a browser may keep a page of `generation`: `longest` seconds, or less when a scheduled
+    post goes live sooner (at least 1 s: the request that passes the moment starts a new generation)."""
     if generation["until"] is None:
         return longest
-    left = max(1, math.ceil((generation["until"] - timezone.now()).total_seconds()))
-    return left if longest is None else min(longest, left)
+    return min(longest, max(1, math.ceil((generation["until"] - timezone.now()).total_seconds())))
 
 
 def forget_cached_pages(**kwargs):
@@ -130,8 +130,7 @@ class AnonymousPageCacheMiddleware:
         if self.is_cacheable_response(response):
             max_age = seconds_until_next_change(generation, settings.LINKBLOG_PAGE_MAX_AGE)
             patch_cache_control(response, public=True, max_age=max_age)
-            timeout = seconds_until_next_change(generation, cache.default_timeout)
-            cache.set(key, (response.status_code, dict(response.items()), response.content), timeout=timeout)
+            cache.set(key, (response.status_code, dict(response.items()), response.content))
         response["X-Page-Cache"] = "miss"
         return response
 

@@ -61,6 +61,8 @@ def test_the_page_cache_does_not_outlive_the_next_scheduled_post(client, make, c
     fresh = client.get("/")
     assert fresh["X-Page-Cache"] == "miss"
     assert "Scheduled for later" in html(fresh)
+    assert "max-age=60" in fresh["Cache-Control"]  # a new generation: nothing is scheduled any more
+    assert client.get("/")["X-Page-Cache"] == "hit"
 
 
 def test_browsers_are_told_to_keep_a_page_no_longer_than_until_the_next_scheduled_post(client, make, clock):
