@@ -6,9 +6,9 @@ server, Redis or memcached on several), under a "generation" that every visible 
 
 A post dated in the future ("scheduled") changes pages when its moment comes, with no write to
 announce it. So each generation also records the next scheduled moment (asked of the function the
-site registers with `watch_schedule`, once per generation); the first request at or after it starts a
-new generation (pages stored before it become unreachable), and browsers are told to keep a page
-(`max-age`) no longer than the time left until it.
+site registers with `watch_schedule`, once per generation, when its first page is stored); the first
+request at or after it starts a new generation (pages stored before it become unreachable), and
+browsers are told to keep a page (`max-age`) no longer than the time left until it.
 """
 
 import hashlib
@@ -49,46 +49,51 @@ class PersistentDiskCache(DjangoCache):
 
 PAGE_GENERATION_KEY = "page-generation"
 
-# A function returning the moment the next scheduled post appears (an aware datetime), or None.
-_next_scheduled_moment = None
+# The site's function that says when the next scheduled post goes live (an aware datetime, or None).
+SCHEDULE = {"next_moment": lambda: None}
 
 
 def watch_schedule(next_scheduled_moment):
     """Register the site's function that says when the next scheduled post goes live."""
-    global _next_scheduled_moment
-    _next_scheduled_moment = next_scheduled_moment
-
-
-def new_generation():
-    """A fresh generation: its id and the next scheduled moment (None when nothing is scheduled)."""
-    moment = _next_scheduled_moment() if _next_scheduled_moment else None
-    return {"id": uuid.uuid4().hex, "until": moment}
+    SCHEDULE["next_moment"] = next_scheduled_moment
 
 
 def current_generation():
-    """The generation cached pages are stored under now: every visible write, and every scheduled
-    post's moment, starts a new one."""
+    """The generation cached pages are stored under now: every visible write starts a new one, and so
+    does the first request once the next scheduled post is live."""
     generation = cache.get(PAGE_GENERATION_KEY)
     if generation is None:
-        cache.add(PAGE_GENERATION_KEY, new_generation(), timeout=None)
+        cache.add(PAGE_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
         generation = cache.get(PAGE_GENERATION_KEY)
-    if generation["until"] is not None and timezone.now() >= generation["until"]:
-        generation = new_generation()  # a scheduled post has just gone live
-        cache.set(PAGE_GENERATION_KEY, generation, timeout=None)
+    known = cache.get(f"page-schedule:{generation}")  # None until a page of this generation was stored
+    if known and known["at"] is not None and timezone.now() >= known["at"]:
+        forget_cached_pages()  # a scheduled post has just gone live
+        generation = cache.get(PAGE_GENERATION_KEY)
     return generation
 
 
-def seconds_until_next_change(generation, longest):
-    """How long a browser may keep a page of `generation`: `longest` seconds, or less when a scheduled
-    post goes live sooner (at least 1 s: the request that passes the moment starts a new generation)."""
-    if generation["until"] is None:
+def next_scheduled_moment(generation):
+    """When the next scheduled post goes live, asked of the site once per generation (when its first
+    page is stored, so that pages never stored, like 404s, never touch the database)."""
+    key = f"page-schedule:{generation}"
+    known = cache.get(key)
+    if known is None:
+        known = {"at": SCHEDULE["next_moment"]()}
+        cache.set(key, known, timeout=None)
+    return known["at"]
+
+
+def seconds_until(moment, longest):
+    """How long a browser may keep a page: `longest` seconds, or less when a scheduled post goes live
+    sooner (at least 1 s: the request that passes the moment starts a new generation)."""
+    if moment is None:
         return longest
-    return min(longest, max(1, math.ceil((generation["until"] - timezone.now()).total_seconds())))
+    return min(longest, max(1, math.ceil((moment - timezone.now()).total_seconds())))
 
 
 def forget_cached_pages(**kwargs):
     """Make every cached page unreachable, in every worker: the generation is part of every key."""
-    cache.set(PAGE_GENERATION_KEY, new_generation(), timeout=None)
+    cache.set(PAGE_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
 
 
 def forget_cached_pages_now_and_after_commit(**kwargs):
@@ -122,13 +127,13 @@ class AnonymousPageCacheMiddleware:
         if not self.is_cacheable_request(request):
             return self.get_response(request)
         generation = current_generation()
-        key = self.cache_key(request, generation["id"])
+        key = self.cache_key(request, generation)
         stored = cache.get(key)
         if stored is not None:
             return self.cached_response(*stored)
         response = self.get_response(request)
         if self.is_cacheable_response(response):
-            max_age = seconds_until_next_change(generation, settings.LINKBLOG_PAGE_MAX_AGE)
+            max_age = seconds_until(next_scheduled_moment(generation), settings.LINKBLOG_PAGE_MAX_AGE)
             patch_cache_control(response, public=True, max_age=max_age)
             cache.set(key, (response.status_code, dict(response.items()), response.content))
         response["X-Page-Cache"] = "miss"
@@ -162,6 +167,6 @@ class AnonymousPageCacheMiddleware:
             and "no-store" not in cache_control
         )
 
-    def cache_key(self, request, generation_id):
+    def cache_key(self, request, generation):
         url = f"{request.scheme}://{request.get_host()}{request.get_full_path()}"
-        return f"page:{generation_id}:{hashlib.sha256(url.encode()).hexdigest()}"
+        return f"page:{generation}:{hashlib.sha256(url.encode()).hexdigest()}"
