@@ -75,7 +75,7 @@ from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
-                               summed_counts, with_every_tag)
+                               summed_counts, union_all, with_every_tag)
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
@@ -518,10 +518,10 @@ def count_published(model):
 
 
 def next_scheduled_moment():
-    """When the next scheduled post goes live, or None: one indexed query per kind."""
-    moments = [model.objects.scheduled().order_by("created").values_list("created", flat=True).first()
-               for model in POST_MODELS.values()]
-    return min(filter(None, moments), default=None)
+    """When the next scheduled post goes live, or None: one query over every kind."""
+    rows = union_all([model.objects.scheduled().order_by().values("created") for model in POST_MODELS.values()])
+    first = rows.order_by("created").first()
+    return first and first["created"]
 
 
 watch_schedule(next_scheduled_moment)  # the page cache starts afresh at that moment

@@ -223,6 +223,7 @@ def test_pages_point_feed_readers_at_their_feeds(client, make):
 
 @pytest.mark.parametrize("url", ["/atom/everything/", "/atom/links/", "/tags/django.atom", "/tags/django+python.atom"])
 def test_feed_queries_do_not_grow_with_posts(client, make, django_assert_max_num_queries, url):
+    # 9: the first page a cache generation stores also asks when the next scheduled post goes live.
     assert_queries_do_not_grow(
-        client, make, url, django_assert_max_num_queries, limit=8, tags=("django", "python")
+        client, make, url, django_assert_max_num_queries, limit=9, tags=("django", "python")
     )
