@@ -54,7 +54,6 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
 from django.contrib.syndication.views import Feed
@@ -89,13 +88,14 @@ from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.jobs import enqueue_on_commit
 from blogworks.linkcheck import OUTCOMES, LinkChecker, extract_links
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
-                               summed_counts, with_every_tag)
+                               summed_counts, union_all, with_every_tag)
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
-from blogworks.serving import forget_cached_pages
+from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
+from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, YearFilter, ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
@@ -258,9 +258,21 @@ class TagRedirect(models.Model):
 
 
 class PostQuerySet(models.QuerySet):
+    """The one definition of what readers may see: not a draft, and dated now or earlier (a post
+    dated in the future is scheduled and appears at its moment)."""
+
+    @staticmethod
+    def published_filter(prefix=""):
+        """The Q of published posts; `prefix` ("entry__") reaches them through a relation."""
+        return Q(**{f"{prefix}is_draft": False, f"{prefix}created__lte": timezone.now()})
+
     def published(self):
         """The posts readers may see."""
-        return self.filter(is_draft=False)
+        return self.filter(self.published_filter())
+
+    def scheduled(self):
+        """Posts that are not drafts but dated in the future: they go live at their moment."""
+        return self.filter(is_draft=False, created__gt=timezone.now())
 
 
 class Post(models.Model):
@@ -277,8 +289,12 @@ class Post(models.Model):
     created = models.DateTimeField(default=timezone.now, db_index=True)
     slug = models.SlugField(max_length=64, blank=True, help_text="Made from the title when empty")
     tags = models.ManyToManyField(Tag, blank=True)
-    is_draft = models.BooleanField(default=False, db_index=True, help_text="Drafts are never shown")
+    is_draft = models.BooleanField(default=False, db_index=True, help_text="Drafts are never shown; a date in the future schedules the post")
     html = models.TextField(blank=True, editable=False)
+    updated = models.DateTimeField(null=True, blank=True, editable=False, help_text="When its content last changed")
+    # Nullable so that SQLite adds the column in place (rebuilding the table would trip the search triggers).
+    preview_token = models.CharField(max_length=64, null=True, blank=True, editable=False, db_index=True,
+                                     help_text="The secret of its shareable preview link; empty: none")
 
     objects = PostQuerySet.as_manager()
 
@@ -412,8 +428,35 @@ class Post(models.Model):
             if self.same_day_posts(model).filter(slug=self.slug).exists():
                 raise ValidationError({"slug": f"Another {model.kind} on this day already uses the slug “{self.slug}”."})
 
+    def note_edit(self):
+        """Set `updated` when a stored post's content (its exported fields) differs from the database's."""
+        if self.pk is None:
+            return
+        stored = type(self).objects.filter(pk=self.pk).values_list(*self.export_fields).first()
+        if stored is not None and tuple(stored) != tuple(getattr(self, name) for name in self.export_fields):
+            self.updated = timezone.now()
+
+    @property
+    def last_modified(self):
+        """When readers last saw it change: its edit, or its (possibly scheduled) publication."""
+        return max(self.created, self.updated) if self.updated else self.created
+
+    @property
+    def is_scheduled(self):
+        return not self.is_draft and self.created > timezone.now()
+
+    def share_preview(self):
+        """Give the post a new secret preview link (any older one stops working)."""
+        self.preview_token = secrets.token_urlsafe(24)
+        type(self).objects.filter(pk=self.pk).update(preview_token=self.preview_token)
+
+    def revoke_preview(self):
+        self.preview_token = None
+        type(self).objects.filter(pk=self.pk).update(preview_token=None)
+
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
+        self.note_edit()
         self.render()
         super().save(*args, **kwargs)
 
@@ -910,8 +953,18 @@ def published_posts(**filters):
 
 def count_published(model):
     """A subquery: how many published posts of `model` carry the outer query's tag."""
-    through = model.tags.through.objects.filter(tag=OuterRef("pk"), **{f"{model.kind}__is_draft": False})
+    through = model.tags.through.objects.filter(PostQuerySet.published_filter(f"{model.kind}__"), tag=OuterRef("pk"))
     return Coalesce(Subquery(through.values("tag").annotate(n=Count("*")).values("n")), 0)
+
+
+def next_scheduled_moment():
+    """When the next scheduled post goes live, or None: one query over every kind."""
+    rows = union_all([model.objects.scheduled().order_by().values("created") for model in POST_MODELS.values()])
+    first = rows.order_by("created").first()
+    return first and first["created"]
+
+
+watch_schedule(next_scheduled_moment)  # the page cache starts afresh at that moment
 
 
 def tags_with_counts():
@@ -941,25 +994,42 @@ class TagAdmin(admin.ModelAdmin):
     def post_count(self, tag):
         return tag.post_count
 
+    def get_search_results(self, request, queryset, search_term):
+        """The autocomplete ranks names (blogworks.writing.ranked_tags); the list searches descriptions too."""
+        if request.resolver_match and request.resolver_match.url_name == "autocomplete" and search_term.strip():
+            # From Tag.objects: the published-post counts the list shows would cost a subquery a tag.
+            return ranked_tags(Tag.objects.all(), search_term, [model.tags.through for model in POST_MODELS.values()]), False
+        return super().get_search_results(request, queryset, search_term)
 
-class TagAutocomplete(AutocompleteSelectMultiple):
-    """The tags field: existing tags only (a new one is made on the tag form, with `add_tag`)."""
 
-    def optgroups(self, name, value, attr=None):
-        # Django looks every submitted value up as a tag id: one that is no number would be a 500.
-        return super().optgroups(name, [item for item in value if str(item).isdigit()], attr)
+def truncated(value, length=60):
+    """A long cell (a URL, a quotation) cut to `length` characters, whole in its tooltip."""
+    value = str(value)
+    if len(value) <= length:
+        return value
+    return format_html('<span title="{}">{}…</span>', value, value[: length - 1])
 
 
 class PostAdmin(admin.ModelAdmin):
-    date_hierarchy = "created"
-    list_filter = ["is_draft", "created", "tags"]
+    """What every kind's admin shares: lists that stay fast at 100,000 posts, the tags box, the
+    Markdown preview, the status (draft, scheduled, published) and secret preview links."""
+
+    form = PostForm
+    list_filter = [StatusFilter, YearFilter, "created", TagSearchFilter]
     autocomplete_fields = ["tags"]
     list_per_page = 50
+    show_full_result_count = False  # one COUNT(*) fewer on every list page
+    show_facets = admin.ShowFacets.NEVER
+    readonly_fields = ["preview_link"]
+    actions = ["share_preview", "revoke_preview"]
+    formfield_overrides = {
+        # Not the admin's "Currently: <link> Change:" widget, which made the bookmarklet's add form look like an edit.
+        models.URLField: {"widget": forms.URLInput(attrs={"class": "vURLField"})},
+    }
 
-    def formfield_for_manytomany(self, db_field, request, **kwargs):
-        if db_field.name == "tags":
-            kwargs["widget"] = TagAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
-        return super().formfield_for_manytomany(db_field, request, **kwargs)
+    class Media:
+        js = ["linkblog-admin.js"]
+        css = {"all": ["linkblog-admin.css"]}
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
@@ -968,29 +1038,103 @@ class PostAdmin(admin.ModelAdmin):
     def tag_list(self, post):
         return ", ".join(tag.tag for tag in post.tags.all())
 
+    @admin.display(description="Status", ordering="is_draft")
+    def status(self, post):
+        return "Draft" if post.is_draft else "Scheduled" if post.is_scheduled else "Published"
+
+    @admin.display(description="Secret preview link")
+    def preview_link(self, post):
+        if not post.preview_token:
+            return "None. The list's “Share a secret preview link” action makes one."
+        url = absolute_url(reverse("draft_preview", args=[post.preview_token]))
+        return format_html('<a href="{}" rel="noopener">{}</a>', url, url)
+
+    @admin.action(description="Share a secret preview link", permissions=["change"])
+    def share_preview(self, request, queryset):
+        for post in queryset:
+            post.share_preview()
+        self.message_user(request, f"Made {len(queryset)} preview link(s): each post's page shows its link.")
+
+    @admin.action(description="Revoke the secret preview link", permissions=["change"])
+    def revoke_preview(self, request, queryset):
+        for post in queryset:
+            post.revoke_preview()
+        self.message_user(request, f"Revoked the preview links of {len(queryset)} post(s).")
+
+    def get_search_results(self, request, queryset, search_term):
+        """The site's search (its index and query language: words, "phrases", tag:, year:), drafts
+        included, plus the model's own `search_fields` (a blogmark's URL): no join, no DISTINCT."""
+        if not search_term.strip():
+            return queryset, False
+        by_index = search_posts(search_term, {self.model.kind: queryset}).matching.get(self.model.kind, queryset.none())
+        if not self.wants_field_search(search_term):
+            return by_index, False
+        by_field, _ = super().get_search_results(request, queryset, search_term)
+        return by_index | by_field, False
+
+    def wants_field_search(self, search_term):
+        """Whether `search_fields` could hold what the index does not (their search reads every row)."""
+        return True
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj else [name for name in fields if name != "preview_link"]  # a new post has no link yet
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == self.model.markdown_field:
+            field.widget.attrs["data-markdown-preview"] = reverse("admin_markdown_preview")
+        return field
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name != "tags":
+            return super().formfield_for_manytomany(db_field, request, **kwargs)
+        widget = TagsAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
+        return TagsField(Tag.objects.all(), widget=widget, required=False, label="Tags", clean_name=Tag.clean_name,
+                         may_create=request.user.has_perm("linkblog.add_tag"),
+                         help_text="Type to find a tag; a name that is not one yet is created when you save.")
+
+    def save_related(self, request, form, formsets, change):
+        """New tags typed in the tags box are created now, with the post."""
+        form.cleaned_data["tags"] = [tag if tag.pk else Tag.objects.get_or_create(tag=tag.tag)[0]
+                                     for tag in form.cleaned_data["tags"]]
+        super().save_related(request, form, formsets, change)
+
 
 @admin.register(Entry)
 class EntryAdmin(PostAdmin):
-    list_display = ["title", "created", "tag_list", "is_draft", "word_count"]
-    search_fields = ["title", "body", "tags__tag"]
+    list_display = ["title", "created", "tag_list", "status", "word_count"]
+    search_fields = ["title"]  # part of a word too, besides the site's search (PostAdmin.get_search_results)
     prepopulated_fields = {"slug": ["title"]}
-    fields = ["title", "slug", "body", "tags", "created", "is_draft"]
+    fields = ["title", "slug", "body", "tags", "add_tags", "created", "is_draft", "preview_link"]
 
 
 @admin.register(Blogmark)
 class BlogmarkAdmin(PostAdmin):
-    list_display = ["link_title", "link_url", "created", "tag_list", "is_draft"]
-    search_fields = ["link_title", "link_url", "commentary", "via_title", "tags__tag"]
+    list_display = ["link_title", "short_link_url", "created", "tag_list", "status"]
+    search_fields = ["link_url"]  # besides the site's search (PostAdmin.get_search_results)
     prepopulated_fields = {"slug": ["link_title"]}
-    fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "created", "is_draft"]
+    fields = ["link_url", "link_title", "slug", "commentary", "via_url", "via_title", "tags", "add_tags", "created", "is_draft",
+              "preview_link"]
+
+    def wants_field_search(self, search_term):
+        return any(character in search_term for character in "./:")  # a URL or a host; words: the index
+
+    @admin.display(description="Link URL", ordering="link_url")
+    def short_link_url(self, post):
+        return truncated(post.link_url)
 
 
 @admin.register(Quotation)
 class QuotationAdmin(PostAdmin):
-    list_display = ["source", "quotation", "created", "tag_list", "is_draft"]
-    search_fields = ["quotation", "source", "tags__tag"]
+    list_display = ["source", "short_quotation", "created", "tag_list", "status"]
+    search_fields = ["source"]  # besides the site's search (PostAdmin.get_search_results)
     prepopulated_fields = {"slug": ["source"]}
-    fields = ["quotation", "source", "source_url", "slug", "tags", "created", "is_draft"]
+    fields = ["quotation", "source", "source_url", "slug", "tags", "add_tags", "created", "is_draft", "preview_link"]
+
+    @admin.display(description="Quotation")
+    def short_quotation(self, post):
+        return truncated(post.quotation)
 
 
 @admin.register(ApiToken)
@@ -1465,13 +1609,36 @@ def find_post(start, end, slug, user=None):
     raise Http404("No such post")
 
 
+def adjacent_posts(post):
+    """The published posts just before and just after `post`, of any kind (None at either end)."""
+    earlier = mixed_posts(published_posts(created__lt=post.created)).first()
+    later = mixed_posts(published_posts(created__gt=post.created)).order_by("created", "pk", "kind").first()
+    return [load_posts([row], POST_MODELS)[0] if row else None for row in (earlier, later)]
+
+
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")
 @canonical_month_redirect
 def permalink(request, year, month, day, slug):
     start, end = day_range(year, month, day)
     post = find_post(start, end, slug, request.user)
-    context = {"post": post, "replies": Reply.shown_under(post), "mentions": Mention.shown_under(post)}
+    previous, following = adjacent_posts(post)
+    context = {"post": post, "previous": previous, "next": following,
+               "replies": Reply.shown_under(post), "mentions": Mention.shown_under(post)}
     return render(request, "post.html", context)
+
+
+@app.route("/preview/<str:token>/", name="draft_preview")
+@never_cache
+def draft_preview(request, token):
+    """A draft or scheduled post as it will look, for whoever holds its secret link (revocable in
+    the admin); never indexed, never cached."""
+    for model in POST_MODELS.values():
+        post = model.objects.filter(preview_token=token).prefetch_related("tags").first() if len(token) >= 20 else None
+        if post:
+            response = render(request, "post.html", {"post": post, "is_preview": True})
+            response["X-Robots-Tag"] = "noindex, nofollow"
+            return response
+    raise Http404("No such preview")
 
 
 # Filters for the templates ({% load linkblog %}): the work is blogworks.text's.
@@ -1487,6 +1654,14 @@ def safe_url(url):
 def site_setting(name):
     """{% site "title" %}: the site's title, author or base URL from the LINKBLOG_ settings."""
     return getattr(settings, f"LINKBLOG_{name.upper()}")
+
+
+@app.templatetag.filter(name="edit_url")
+def edit_url(post, user):
+    """{{ post|edit_url:user }}: the admin page that edits `post`, if `user` may change it; else ""."""
+    if not (getattr(user, "is_authenticated", False) and user.has_perm(f"{post._meta.app_label}.change_{post._meta.model_name}")):
+        return ""
+    return reverse(f"admin:{post._meta.app_label}_{post._meta.model_name}_change", args=[post.pk])
 
 
 @app.templatetag.filter(name="absolute")
@@ -1618,7 +1793,7 @@ class PostsFeed(Feed):
         return post.created
 
     def item_updateddate(self, post):
-        return post.created
+        return post.last_modified  # an edit re-surfaces the post in feed readers
 
     def item_categories(self, post):
         return [tag.tag for tag in post.tags.all()]
@@ -1870,10 +2045,10 @@ class SiteSitemap(Sitemap):
 
 class PostSitemap(SiteSitemap):
     def items(self):
-        return [post for posts in published_posts().values() for post in posts.only("created", "slug")]
+        return [post for posts in published_posts().values() for post in posts.only("created", "slug", "updated")]
 
     def lastmod(self, post):
-        return post.created
+        return post.last_modified
 
 
 class TagSitemap(SiteSitemap):
@@ -2530,6 +2705,17 @@ class PostFilters(Schema):
     before: Optional[When] = Field(None, description="Only posts created before this time")
     is_draft: Optional[bool] = Field(None, description="true: only drafts, false: only published. Needs auth.")
 
+    def narrow(self, posts):
+        """The filters only one kind has (see BlogmarkFilters)."""
+        return posts
+
+
+class BlogmarkFilters(PostFilters):
+    link_url: str = Field("", max_length=1000, description="Only blogmarks of exactly this URL: is it blogged already?")
+
+    def narrow(self, posts):
+        return posts.filter(link_url=self.link_url) if self.link_url else posts
+
 
 class ItemFilters(PostFilters):
     type: list[Literal["entry", "blogmark", "quotation"]] = Field([], description="Only these kinds (repeatable)")
@@ -2598,7 +2784,7 @@ def filter_posts(request, model, filters):
         posts = posts.filter(created__gte=filters.since)
     if filters.before is not None:
         posts = posts.filter(created__lt=filters.before)
-    return posts
+    return filters.narrow(posts)
 
 
 def page_of(queryset, page, load=list, count=None):
@@ -2675,7 +2861,7 @@ def save_post(request, post, fields):
     return type(post).objects.prefetch_related("tags").get(pk=post.pk)
 
 
-def register_kind(model, schema_in, schema_out, path):
+def register_kind(model, schema_in, schema_out, path, filters_schema=PostFilters):
     """List, create, read, replace, update and delete endpoints for one kind of post."""
     kind = model.kind
     one = f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
@@ -2683,7 +2869,7 @@ def register_kind(model, schema_in, schema_out, path):
     item_path = f"{path}/{{post_id}}"
     page_schema = type(f"{model.__name__}Page", (Schema,), {"__annotations__": {"count": int, "items": list[schema_out]}})
 
-    def list_posts(request, filters: Query[PostFilters], page: Query[Page]):
+    def list_posts(request, filters: Query[filters_schema], page: Query[Page]):
         posts = filter_posts(request, model, filters).order_by("-created", "-pk").prefetch_related("tags")
         return page_of(posts, page, with_links)
 
@@ -2723,7 +2909,7 @@ def register_kind(model, schema_in, schema_out, path):
 
 
 register_kind(Entry, EntryIn, EntryOut, "/entries")
-register_kind(Blogmark, BlogmarkIn, BlogmarkOut, "/blogmarks")
+register_kind(Blogmark, BlogmarkIn, BlogmarkOut, "/blogmarks", BlogmarkFilters)
 register_kind(Quotation, QuotationIn, QuotationOut, "/quotations")
 
 
@@ -2990,9 +3176,33 @@ def admin_export(request):
 @staff_member_required
 @needs_permissions(BOOKMARKLET_NEEDS)
 def admin_bookmarklet(request):
-    """A link to drag to the bookmarks bar: it opens the add-blogmark form filled in from the page."""
-    add_url = request.build_absolute_uri(reverse("admin:linkblog_blogmark_add"))
-    return admin_page(request, "admin/linkblog/bookmarklet.html", title="Bookmarklet", add_url=add_url)
+    """A link to drag to the bookmarks bar: it opens "Blog this" (below) with the page's address,
+    title and selected text."""
+    blog_this_url = request.build_absolute_uri(reverse("admin_blog_this"))
+    return admin_page(request, "admin/linkblog/bookmarklet.html", title="Bookmarklet", blog_this_url=blog_this_url)
+
+
+@app.route("admin/linkblog/blog-this/", name="admin_blog_this")
+@staff_member_required
+def admin_blog_this(request):
+    """What the bookmarklet opens: a blogmark of the page, a quotation of the selected text, and a
+    warning (with links) when the page's address is blogged already."""
+    url, title, selection = (request.GET.get(name, "")[:5000] for name in ("url", "title", "selection"))
+    add_blogmark = reverse("admin:linkblog_blogmark_add") + "?" + urlencode({"link_url": url, "link_title": title[:255], "commentary": selection})
+    add_quotation = reverse("admin:linkblog_quotation_add") + "?" + urlencode({"quotation": selection, "source": title[:255], "source_url": url})
+    blogged = Blogmark.objects.filter(link_url=url).order_by("-created")[:5] if url else []
+    return admin_page(request, "admin/linkblog/blog_this.html", title="Blog this", url=url, page_title=title, selection=selection,
+                      add_blogmark=add_blogmark, add_quotation=add_quotation, blogged=blogged)
+
+
+@app.route("admin/linkblog/preview/", name="admin_markdown_preview")
+@staff_member_required
+def admin_markdown_preview(request):
+    """POST `text`: its HTML as the site will show it (the site's own renderer and sanitizer), for
+    the live preview beside the admin's Markdown fields (static/linkblog-admin.js)."""
+    if request.method != "POST":
+        return HttpResponse("POST the Markdown as `text`.", status=405, content_type="text/plain", headers={"Allow": "POST"})
+    return HttpResponse(text.render_markdown(request.POST.get("text", "")), content_type="text/html; charset=utf-8")
 
 
 # --- Commands: `python linkblog.py NAME ...` for our own commands, nanodjango's for the rest ------

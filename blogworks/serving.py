@@ -3,9 +3,16 @@
 The page cache keeps whole responses for anonymous GETs in Django's cache (DiskCache files on one
 server, Redis or memcached on several), under a "generation" that every visible write replaces:
 `posts_changed` makes every cached page unreachable at once, in every worker and on every server.
+
+A post dated in the future ("scheduled") changes pages when its moment comes, with no write to
+announce it. So each generation also records the next scheduled moment (asked of the function the
+site registers with `watch_schedule`, once per generation, when its first page is stored); the first
+request at or after it starts a new generation (pages stored before it become unreachable), and
+browsers are told to keep a page (`max-age`) no longer than the time left until it.
 """
 
 import hashlib
+import math
 import uuid
 
 from diskcache import DjangoCache
@@ -13,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
+from django.utils import timezone
 from django.utils.cache import has_vary_header, patch_cache_control
 
 from .signals import posts_changed
@@ -41,15 +49,46 @@ class PersistentDiskCache(DjangoCache):
 
 PAGE_GENERATION_KEY = "page-generation"
 
+# The site's function that says when the next scheduled post goes live (an aware datetime, or None).
+SCHEDULE = {"next_moment": lambda: None}
 
-def page_generation():
-    """The current generation of cached pages: every visible write starts a new one."""
+
+def watch_schedule(next_scheduled_moment):
+    """Register the site's function that says when the next scheduled post goes live."""
+    SCHEDULE["next_moment"] = next_scheduled_moment
+
+
+def current_generation():
+    """The generation cached pages are stored under now: every visible write starts a new one, and so
+    does the first request once the next scheduled post is live."""
     generation = cache.get(PAGE_GENERATION_KEY)
     if generation is None:
-        generation = uuid.uuid4().hex
-        cache.add(PAGE_GENERATION_KEY, generation, timeout=None)
-        generation = cache.get(PAGE_GENERATION_KEY, generation)
+        cache.add(PAGE_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+        generation = cache.get(PAGE_GENERATION_KEY)
+    known = cache.get(f"page-schedule:{generation}")  # None until a page of this generation was stored
+    if known and known["at"] is not None and timezone.now() >= known["at"]:
+        forget_cached_pages()  # a scheduled post has just gone live
+        generation = cache.get(PAGE_GENERATION_KEY)
     return generation
+
+
+def next_scheduled_moment(generation):
+    """When the next scheduled post goes live, asked of the site once per generation (when its first
+    page is stored, so that pages never stored, like 404s, never touch the database)."""
+    key = f"page-schedule:{generation}"
+    known = cache.get(key)
+    if known is None:
+        known = {"at": SCHEDULE["next_moment"]()}
+        cache.set(key, known, timeout=None)
+    return known["at"]
+
+
+def seconds_until(moment, longest):
+    """How long a browser may keep a page: `longest` seconds, or less when a scheduled post goes live
+    sooner (at least 1 s: the request that passes the moment starts a new generation)."""
+    if moment is None:
+        return longest
+    return min(longest, max(1, math.ceil((moment - timezone.now()).total_seconds())))
 
 
 def forget_cached_pages(**kwargs):
@@ -87,13 +126,15 @@ class AnonymousPageCacheMiddleware:
     def __call__(self, request):
         if not self.is_cacheable_request(request):
             return self.get_response(request)
-        key = self.cache_key(request)
+        generation = current_generation()
+        key = self.cache_key(request, generation)
         stored = cache.get(key)
         if stored is not None:
             return self.cached_response(*stored)
         response = self.get_response(request)
         if self.is_cacheable_response(response):
-            patch_cache_control(response, public=True, max_age=settings.LINKBLOG_PAGE_MAX_AGE)
+            max_age = seconds_until(next_scheduled_moment(generation), settings.LINKBLOG_PAGE_MAX_AGE)
+            patch_cache_control(response, public=True, max_age=max_age)
             cache.set(key, (response.status_code, dict(response.items()), response.content))
         response["X-Page-Cache"] = "miss"
         return response
@@ -129,6 +170,6 @@ class AnonymousPageCacheMiddleware:
             and not has_vary_header(response, "Accept")
         )
 
-    def cache_key(self, request):
+    def cache_key(self, request, generation):
         url = f"{request.scheme}://{request.get_host()}{request.get_full_path()}"
-        return f"page:{page_generation()}:{hashlib.sha256(url.encode()).hexdigest()}"
+        return f"page:{generation}:{hashlib.sha256(url.encode()).hexdigest()}"

@@ -121,7 +121,7 @@ def article_server(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_bookmarklet_opens_the_add_blogmark_form_filled_in(page, live_server, admin_user, article_server, artifacts):
+def test_the_bookmarklet_offers_a_blogmark_and_a_quotation_and_warns_of_a_duplicate(page, live_server, admin_user, article_server, artifacts):
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "password")
@@ -133,16 +133,30 @@ def test_the_bookmarklet_opens_the_add_blogmark_form_filled_in(page, live_server
     assert href.startswith("javascript:")
     assert page.locator("script:not([src])").count() == 0  # the page itself needs no inline script
 
-    page.goto(f"{article_server}/article.html")
-    page.evaluate("""() => {
-        const range = document.createRange();
-        range.selectNodeContents(document.getElementById("quote"));
-        getSelection().removeAllRanges();
-        getSelection().addRange(range);
-    }""")
-    with page.expect_navigation():
-        page.evaluate(href.removeprefix("javascript:"))
+    def blog_this():
+        page.goto(f"{article_server}/article.html")
+        page.evaluate("""() => {
+            const range = document.createRange();
+            range.selectNodeContents(document.getElementById("quote"));
+            getSelection().removeAllRanges();
+            getSelection().addRange(range);
+        }""")
+        with page.expect_navigation():
+            page.evaluate(href.removeprefix("javascript:"))
+        assert page.url.startswith(f"{live_server.url}/admin/linkblog/blog-this/?")
+
+    blog_this()
+    assert page.locator(".already-blogged").count() == 0
+    page.click("#add-quotation")
+    assert page.input_value("#id_quotation") == "SQLite is not a toy database & it scales."
+    assert page.input_value("#id_source") == "An article worth linking — Example"
+    assert page.input_value("#id_source_url") == f"{article_server}/article.html"
+    assert page.get_by_text("Currently:").count() == 0
+
+    blog_this()
+    page.click("#add-blogmark")
     assert page.url.startswith(f"{live_server.url}/admin/linkblog/blogmark/add/?")
+    assert page.get_by_text("Currently:").count() == 0  # an add form, not an edit
     assert page.input_value("#id_link_url") == f"{article_server}/article.html"
     assert page.input_value("#id_link_title") == "An article worth linking — Example"
     assert page.input_value("#id_commentary") == "SQLite is not a toy database & it scales."
@@ -151,3 +165,9 @@ def test_the_bookmarklet_opens_the_add_blogmark_form_filled_in(page, live_server
     assert "was added successfully" in page.locator(".messagelist").inner_text()
     blogmark = Blogmark.objects.get()
     assert (blogmark.link_url, blogmark.slug) == (f"{article_server}/article.html", "an-article-worth-linking-example")
+
+    blog_this()  # the same page again: already blogged
+    warning = page.locator(".already-blogged")
+    assert warning.inner_text() == "An article worth linking — Example"
+    assert warning.get_attribute("href") == blogmark.get_absolute_url()
+    page.screenshot(path=artifacts / "bookmarklet-duplicate.png")
