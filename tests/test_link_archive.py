@@ -51,8 +51,10 @@ def archived_urls(env):
 
 
 def waiting_jobs(env):
+    """Archive jobs waiting for a later moment (other features, the fediverse's, queue their own)."""
     code = "from django.utils import timezone\nfrom django_tasks_db.models import DBTaskResult\n" \
-           "print(DBTaskResult.objects.filter(status='READY', run_after__gt=timezone.now()).count())"
+           "print(DBTaskResult.objects.filter(status='READY', run_after__gt=timezone.now(),\n" \
+           "      task_path='blogworks.linktasks.archive_post_links').count())"
     return int(shell(env, code).strip().splitlines()[-1])
 
 
