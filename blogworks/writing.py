@@ -46,7 +46,7 @@ def split_new_tags(values):
         value = str(value)
         if value.startswith(NEW_TAG_PREFIX):
             names.append(value[len(NEW_TAG_PREFIX):])
-        elif value.isdigit():  # anything else is no tag: looked up as an id it would be a server error
+        else:
             ids.append(value)
     return ids, names
 
@@ -56,7 +56,8 @@ class TagsAutocomplete(AutocompleteSelectMultiple):
 
     def optgroups(self, name, value, attrs=None):
         ids, names = split_new_tags(value)
-        groups = super().optgroups(name, ids, attrs)
+        # Django looks every value up as a tag id: one that is no number (the form refused it) would be a 500.
+        groups = super().optgroups(name, [pk for pk in ids if pk.isdigit()], attrs)
         options = groups[0][1]
         for new_name in names:
             value = NEW_TAG_PREFIX + new_name
