@@ -1091,7 +1091,7 @@ class PostAdmin(admin.ModelAdmin):
             return super().formfield_for_manytomany(db_field, request, **kwargs)
         widget = TagsAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
         return TagsField(Tag.objects.all(), widget=widget, required=False, label="Tags", clean_name=Tag.clean_name,
-                         may_create=request.user.has_perm("linkblog.add_tag"),
+                         may_create=request.user.has_perm(permission_name("add", Tag)),
                          help_text="Type to find a tag; a name that is not one yet is created when you save.")
 
     def save_related(self, request, form, formsets, change):
@@ -1276,7 +1276,7 @@ def posts_holding(links, user=None):
     given: drafts' titles stay with those allowed to see them). One query for the rows, one per kind."""
     rows = PostLink.objects.filter(link__in=links).order_by("kind", "post_id")
     if user is not None:
-        rows = rows.filter(kind__in=[kind for kind in POST_MODELS if user.has_perm(f"linkblog.view_{kind}")])
+        rows = rows.filter(kind__in=[kind for kind, model in POST_MODELS.items() if user.has_perm(permission_name("view", model))])
     rows = list(rows)
     ids_by_kind = {}
     for row in rows:
@@ -1365,7 +1365,7 @@ class LinkAdmin(admin.ModelAdmin):
         """Point every post holding `link` at `new_url`, by the posts' own rules, all or none; False
         (with a message) when the user may not change one of them or a post would break its rules."""
         posts = posts_holding([link])[0].held_by
-        missing = sorted({f"linkblog.change_{post.kind}" for post in posts if not request.user.has_perm(f"linkblog.change_{post.kind}")})
+        missing = sorted(missing_permissions(request.user, {("change", type(post)) for post in posts}))
         if missing:
             self.message_user(request, f"Not replaced: your account lacks {', '.join(missing)} for {link}.", messages.ERROR)
             return False
@@ -1659,7 +1659,7 @@ def site_setting(name):
 @app.templatetag.filter(name="edit_url")
 def edit_url(post, user):
     """{{ post|edit_url:user }}: the admin page that edits `post`, if `user` may change it; else ""."""
-    if not (getattr(user, "is_authenticated", False) and user.has_perm(f"{post._meta.app_label}.change_{post._meta.model_name}")):
+    if not (getattr(user, "is_authenticated", False) and user.has_perm(permission_name("change", type(post)))):
         return ""
     return reverse(f"admin:{post._meta.app_label}_{post._meta.model_name}_change", args=[post.pk])
 
