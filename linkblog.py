@@ -1724,6 +1724,9 @@ class AtomWithContent(Atom1Feed):
         if settings.LINKBLOG_WEBSUB_HUB:  # WebSub: subscribers hear of new posts from the hub we ping
             handler.addQuickElement("link", "", {"rel": "hub", "href": settings.LINKBLOG_WEBSUB_HUB})
 
+    def add_item(self, **fields):
+        super().add_item(**{name: text.xml_text(value) for name, value in fields.items()})
+
     def add_item_elements(self, handler, item):
         super().add_item_elements(handler, item)
         handler.addQuickElement("content", item["content"], {"type": "html"})

@@ -146,6 +146,20 @@ def first_words(html, count=8):
     return " ".join(words[:count]).rstrip(",.;:") + ("…" if len(words) > count else "")
 
 
+# XML 1.0 cannot carry C0 controls other than tab, newline and carriage return: Django's feed writer
+# raises on them. Posts may hold them (pasted from a PDF, an old export); the site shows such posts.
+NOT_IN_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def xml_text(value):
+    """`value` (a string, a list of them, or anything else as it is) without what XML cannot carry."""
+    if isinstance(value, str):
+        return NOT_IN_XML.sub("", value)
+    if isinstance(value, (list, tuple)):
+        return [xml_text(item) for item in value]
+    return value
+
+
 def highlight_pattern(words):
     """A pattern for any of the words at the start of a word, running to the word's end (so "test" marks "tests")."""
     alternatives = "|".join(re.escape(word) for word in sorted(set(words), key=len, reverse=True))

@@ -232,3 +232,17 @@ def test_feed_queries_do_not_grow_with_posts(client, make, django_assert_max_num
     assert_queries_do_not_grow(
         client, make, url, django_assert_max_num_queries, limit=10, tags=("django", "python")
     )
+
+
+def test_control_characters_in_old_posts_are_dropped_from_feeds_not_a_500(client, make):
+    """XML 1.0 cannot carry C0 control characters (a vertical tab pasted from a PDF, a form feed in
+    an old export). The site shows such a post; its feeds must still parse, without those characters."""
+    make.entry("Tab\x0bbed\x0c title", body="Body with a \x1b escape and\ttab.", created=at(2024, 1, 3))
+    make.blogmark("Bell\x07 link", created=at(2024, 1, 2))
+    make.quotation(source="So\x08urce", created=at(2024, 1, 1))
+    feed = parse(client, "/atom/everything/")
+    titles = [entry.title for entry in feed.entries]
+    assert "Tabbed title" in titles
+    assert "Bell link" in titles
+    entry = next(entry for entry in feed.entries if entry.title == "Tabbed title")
+    assert "Body with a  escape and" in entry.content[0].value
