@@ -151,6 +151,7 @@ app = Django(
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
+        "blogworks.database.BusyDatabaseMiddleware",  # a write that waited too long for a lock: a 503 page
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
         "axes.middleware.AxesMiddleware",  # last, as django-axes asks: answers a locked-out login
     ],

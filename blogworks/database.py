@@ -4,12 +4,14 @@ bookkeeping writes that give up at once instead of waiting.
 SQLite has one writer at a time: another writer waits for the lock up to its busy timeout (5 s,
 config.py), then fails with "database is locked". PostgreSQL locks rows and tables: a statement
 waits up to `lock_timeout` (5 s, config.py), then fails with SQLSTATE 55P03. Both are worth trying
-again in a moment (the API answers 503 with Retry-After), not a server error.
+again in a moment (the API answers 503 JSON with Retry-After, pages and the admin a 503 page:
+BusyDatabaseMiddleware), not a server error.
 """
 
 from contextlib import contextmanager
 
 from django.db import OperationalError, connection, transaction
+from django.shortcuts import render
 
 RETRY_AFTER_SECONDS = 5  # what the API tells a caller to wait: about one busy timeout
 LOCK_WAIT_MILLISECONDS = 5000  # how long a statement waits for another writer's lock
@@ -57,3 +59,24 @@ def postgresql_options(options):
     as SQLite's busy timeout does, so that a long import makes a web write fail fast, not hang."""
     setting = f"-c lock_timeout={LOCK_WAIT_MILLISECONDS}"
     return {**options, "options": f"{options['options']} {setting}" if options.get("options") else setting}
+
+
+class BusyDatabaseMiddleware:
+    """A page or admin write that waited too long for another writer's lock is a 503 page with
+    Retry-After, not a server error: its transaction was rolled back, so nothing was half-written, and
+    the author's form is still in the browser to send again. (The API answers the same in JSON.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not is_busy(exception):
+            return None
+        message = ("The database is busy with another write; nothing was changed. "
+                   f"Please go back and try again in {RETRY_AFTER_SECONDS} seconds.")
+        response = render(request, "503.html", {"message": message}, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

@@ -138,3 +138,40 @@ def test_a_write_that_waits_too_long_for_a_postgresql_lock_is_a_json_503(postgre
     assert int(headers["Retry-After"]) > 0
     status, _, text = call(postgres_server, "POST", "/api/entries", ENTRY)
     assert status == 201, text[:500]
+
+
+@contextmanager
+def another_writer(database):
+    """Another program holding the write lock of the test database (SQLite's, or on PostgreSQL an
+    exclusive lock on the blogmarks table), as a long import would."""
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        other = sqlite3.connect(database["NAME"], isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        other = psycopg.connect(dbname=database["NAME"], user=database["USER"], password=database["PASSWORD"],
+                                host=database["HOST"], port=database["PORT"])
+        other.execute("LOCK TABLE linkblog_blogmark IN ACCESS EXCLUSIVE MODE")
+    try:
+        yield
+    finally:
+        other.rollback()  # sqlite3 too: its BEGIN IMMEDIATE opened a transaction
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_save_that_cannot_get_the_lock_is_a_503_page_and_writes_nothing(admin_client, settings):
+    """The author saves while an import holds the database's write lock: after the busy timeout the
+    admin answers a 503 page that says to try again (the form is still in the browser), not a 500."""
+    from linkblog import Blogmark
+
+    form = {"link_url": "https://example.com/busy", "link_title": "Saved while busy", "slug": "", "commentary": "",
+            "via_url": "", "via_title": "", "created_0": "2024-09-25", "created_1": "10:00:00"}
+    with another_writer(settings.DATABASES["default"]):
+        response = admin_client.post("/admin/linkblog/blogmark/add/", form)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "busy" in response.content.decode()
+    assert not Blogmark.objects.exists()
+    assert admin_client.post("/admin/linkblog/blogmark/add/", form).status_code == 302
