@@ -129,6 +129,8 @@ def test_home_page_paginates(client, make):
         make.blogmark(f"Link {number}", created=at(2020, 1, 1, minute=number))
     assert len(post_titles(client.get("/"))) == 30
     assert post_titles(client.get("/?page=2")) == ["Link 0"]
+    # One heading names each page, for screen readers and outlines (the site title is on screen already).
+    assert re.findall(r"<h1[^>]*>(.*?)</h1>", client.get("/?page=2").content.decode()) == ["linkblog: page 2"]
     assert client.get("/?page=3").status_code == 404
 
 
