@@ -186,6 +186,8 @@ app = Django(
     LINKBLOG_INBOX_RATE_LIMIT=config.env_int("LINKBLOG_INBOX_RATE_LIMIT", 300),  # POSTs a minute per client
     LINKBLOG_WEBMENTION_RATE_LIMIT=config.env_int("LINKBLOG_WEBMENTION_RATE_LIMIT", 30),
     LINKBLOG_CLIENT_IP_HEADER=os.environ.get("LINKBLOG_CLIENT_IP_HEADER", "").strip(),  # e.g. X-Forwarded-For
+    # Strangers name the URLs the fediverse and Webmention code fetch: never our own network's (netfetch.py).
+    LINKBLOG_FETCH_PRIVATE_ADDRESSES=config.env_bool("LINKBLOG_FETCH_PRIVATE_ADDRESSES", False),
     # Links that outlive the web (README): the archive asked to keep copies, and when a link is dead.
     LINKBLOG_ARCHIVE_LINKS=config.env_bool("LINKBLOG_ARCHIVE_LINKS", True),
     LINKBLOG_ARCHIVE_URL=config.env_url("LINKBLOG_ARCHIVE_URL", "https://web.archive.org"),

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from . import activitypub as ap
-from . import webmention
+from . import netfetch, webmention
 from .jobs import enqueue_on_commit, retry_later
 from .signatures import SignatureError, verify_request
 
@@ -170,6 +170,8 @@ def deliver(inbox, activity, attempt=0):
     key_id, private_pem = signing_key()
     try:
         status = ap.deliver(inbox, activity, key_id, private_pem, timeout=TIMEOUT)
+    except netfetch.RefusedAddress:
+        return  # an inbox on a private network: never ours to reach, however often we try
     except ap.DeliveryError:
         status = None
     followers = linkblog_model("Follower").at_inbox(inbox)
@@ -190,6 +192,9 @@ def welcome_follower(follower_id, follow, attempt=0):
         return  # unfollowed in the meantime
     try:
         actor = ap.fetch_actor(follower.actor, *signing_key(), timeout=TIMEOUT)
+    except netfetch.RefusedAddress:
+        follower.delete()  # an actor on a private network cannot be followed back
+        return
     except ap.DeliveryError:
         if not retry_later(welcome_follower, attempt, follower_id, follow):
             follower.delete()
@@ -220,6 +225,8 @@ def send_webmention(source, target, attempt=0):
         return
     try:
         status = webmention.send(source, target, endpoint, timeout=TIMEOUT)
+    except netfetch.RefusedAddress:
+        return  # a page naming an endpoint on a private network
     except webmention.FetchError:
         status = None
     if is_failure(status):
@@ -236,6 +243,8 @@ def receive_webmention(source, target, kind, post_id, attempt=0):
         if error.deleted:  # gone, or no longer linking us: the spec says forget it
             mentions.objects.filter(source=source, target=target).delete()
         return
+    except netfetch.RefusedAddress:
+        return  # a source on a private network: someone asked us to read our own network's pages
     except webmention.FetchError:
         retry_later(receive_webmention, attempt, source, target, kind, post_id)
         return

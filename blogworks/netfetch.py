@@ -6,10 +6,17 @@ any scheme but http and https (urllib would otherwise open file:// and ftp:// UR
 come back as responses, not exceptions: the caller decides what a 410 or a 503 means. Only network
 failures raise FetchError.
 
-It does not refuse private or loopback addresses: the tests run everything on 127.0.0.1. A
-production caller that wants that guard resolves the host first (see the report for issue 17).
+It refuses hosts that resolve to an address that is not on the public internet (loopback, private
+networks, link-local such as a cloud's metadata service at 169.254.169.254), before connecting and
+again for every redirect: otherwise anyone could make the blog fetch its own network's pages by
+sending a Webmention or an actor naming them. LINKBLOG_FETCH_PRIVATE_ADDRESSES lets a deployment
+(or the tests, whose stand-in servers all listen on 127.0.0.1) allow them. The address is checked
+when the host is resolved, so a name that resolves differently a moment later (DNS rebinding)
+could still slip through: a firewall is the complete guard.
 """
 
+import ipaddress
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,6 +30,10 @@ MAX_REDIRECTS = 5
 
 class FetchError(Exception):
     """The request could not be made or its answer not read (network, timeout, too big, bad URL)."""
+
+
+class RefusedAddress(FetchError):
+    """The URL's host is not on the public internet: asking again later will not help."""
 
 
 @dataclass
@@ -48,6 +59,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         if urlsplit(newurl).scheme not in ("http", "https"):
             raise FetchError(f"refusing redirect to {newurl!r}")
+        refuse_private_host(newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -61,9 +73,30 @@ def check_url(url: str) -> None:
         raise FetchError(f"not an http(s) URL: {url!r}")
 
 
+def private_addresses_allowed() -> bool:
+    from django.conf import settings  # read when asked: the tests switch it per test
+
+    return getattr(settings, "LINKBLOG_FETCH_PRIVATE_ADDRESSES", False)
+
+
+def refuse_private_host(url: str) -> None:
+    """Raise FetchError if url's host resolves to any address that is not public."""
+    if private_addresses_allowed():
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError) as error:
+        raise FetchError(f"cannot resolve {host!r}: {error}") from error
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            raise RefusedAddress(f"refusing {url!r}: {host} is not a public address ({address})")
+
+
 def request(method, url, *, headers=None, data=None, timeout=10.0, max_bytes=MAX_BYTES) -> Response:
     """Make one request; returns a Response for any HTTP status, raises FetchError otherwise."""
     check_url(url)
+    refuse_private_host(url)
     sent = {"User-Agent": USER_AGENT, **(headers or {})}
     req = urllib.request.Request(url, data=data, headers=sent, method=method)
     try:

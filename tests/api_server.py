@@ -53,6 +53,7 @@ class ApiServer:
             "DJANGO_DEBUG": "1" if debug else "0",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "LINKBLOG_BASE_URL": self.base,
+            "LINKBLOG_FETCH_PRIVATE_ADDRESSES": "1",  # the fediverse's stand-ins listen on 127.0.0.1
         }
         self.log = Path(tempfile.mkdtemp(prefix="linkblog-api-log-")) / "gunicorn.log"
         self.process = None

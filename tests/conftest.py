@@ -24,6 +24,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ["LINKBLOG_PAGE_CACHE"] = "1"
 os.environ["LINKBLOG_CACHE_DIR"] = tempfile.mkdtemp(prefix="linkblog-test-cache-")
 os.environ.pop("LINKBLOG_CACHE_URL", None)
+# The stand-ins for other servers (fediverse, Webmention senders, linked pages) all listen on
+# 127.0.0.1, which production refuses to fetch (blogworks/netfetch.py); test_safety checks the refusal.
+os.environ["LINKBLOG_FETCH_PRIVATE_ADDRESSES"] = "1"
 
 POSTGRES = None
 

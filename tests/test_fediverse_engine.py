@@ -398,3 +398,31 @@ def test_fetch_refuses_other_schemes_and_oversized_answers(fedi):
     fedi.add_page("/to-ftp", "", status=302, headers={"Location": "ftp://127.0.0.1/x"})
     with pytest.raises(netfetch.FetchError, match="refusing redirect"):
         netfetch.request("GET", fedi.url("/to-ftp"))
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/", "http://localhost/", "http://[::1]/", "http://10.1.2.3/",
+                                 "http://169.254.169.254/latest/meta-data/", "http://192.168.0.1/admin"])
+def test_strangers_urls_on_our_own_network_are_refused(settings, url):
+    """Anyone can send a Webmention naming a source, or an actor naming an inbox: without the guard
+    the blog would fetch its own network's pages (a cloud's metadata service at 169.254.169.254)."""
+    settings.LINKBLOG_FETCH_PRIVATE_ADDRESSES = False
+    with pytest.raises(netfetch.RefusedAddress, match="not a public address"):
+        netfetch.request("GET", url, timeout=2)
+
+
+def test_a_webmention_source_on_our_network_is_not_fetched_and_not_retried(fedi, settings):
+    settings.LINKBLOG_FETCH_PRIVATE_ADDRESSES = False
+    source = fedi.add_page("/wm/private-source", SOURCE.format(target="http://blog.test/p/"))
+    with pytest.raises(netfetch.RefusedAddress):
+        webmention.verify(source, "http://blog.test/p/", timeout=5)
+    settings.LINKBLOG_FETCH_PRIVATE_ADDRESSES = True  # the stand-in is on 127.0.0.1: allowed, it answers
+    assert webmention.verify(source, "http://blog.test/p/", timeout=5).kind == "reply"
+
+
+def test_a_redirect_to_our_own_network_is_refused(settings):
+    settings.LINKBLOG_FETCH_PRIVATE_ADDRESSES = False
+    import urllib.request
+
+    request = urllib.request.Request("https://example.org/")
+    with pytest.raises(netfetch.RefusedAddress):
+        netfetch._Redirects().redirect_request(request, None, 302, "Found", {}, "http://127.0.0.1/internal")

@@ -98,3 +98,16 @@ def test_pages_carry_h_entry_microformats_and_approved_responses(client, make):
     home = client.get("/").content.decode()
     assert '<link rel="alternate" type="application/activity+json" href="/activitypub/actor/">' in home
     assert '<link rel="webmention" href="/webmention/">' in home
+
+
+def test_a_webmention_naming_a_source_on_our_network_is_dropped_not_retried(make, settings):
+    """The background check of a received Webmention refuses a source on a private network for good:
+    no fetch, no retry job, no mention kept."""
+    from blogworks import federation
+
+    settings.LINKBLOG_FETCH_PRIVATE_ADDRESSES = False
+    post = make.entry("Mentioned")
+    target = settings.LINKBLOG_BASE_URL + post.get_absolute_url()
+    federation.receive_webmention.call("http://169.254.169.254/latest/meta-data/", target, "entry", post.pk)
+    assert not DBTaskResult.objects.filter(task_path="blogworks.federation.receive_webmention").exists()
+    assert not Mention.objects.exists()
