@@ -86,13 +86,36 @@ class SharedKeyCache:
     def __setitem__(self, key_id, owner_and_pem):
         cache.set(self._key(key_id), tuple(owner_and_pem), KEY_CACHE_SECONDS)
 
+    def __delitem__(self, key_id):
+        cache.delete(self._key(key_id))
+
 
 def verified_activity(request):
     """The InboxActivity a POST carries, once its body is well-formed, its HTTP signature verifies
-    and its signer is the activity's actor. Raises InboxError (its .status) or SignatureError (401)."""
+    and its signer is the activity's actor. Raises InboxError (its .status) or SignatureError (401).
+    A signature that fails against a key kept from earlier is checked once more against the key
+    fetched afresh: the sender may have rotated its key since."""
     activity = ap.parse_inbox_activity(request.body)
-    lookup = ap.key_lookup(SharedKeyCache(), timeout=TIMEOUT)
-    key_id = verify_request("POST", request.get_full_path(), request.headers, request.body, lookup)
+    keys = SharedKeyCache()
+    lookup = ap.key_lookup(keys, timeout=TIMEOUT)
+    kept_from_earlier = []
+
+    def lookup_noting_kept_keys(key_id):
+        if key_id in keys:
+            kept_from_earlier.append(key_id)
+        return lookup(key_id)
+
+    def verify(pem_lookup):
+        return verify_request("POST", request.get_full_path(), request.headers, request.body, pem_lookup)
+
+    try:
+        key_id = verify(lookup_noting_kept_keys)
+    except SignatureError:
+        if not kept_from_earlier:
+            raise
+        for key_id in kept_from_earlier:
+            del keys[key_id]
+        key_id = verify(lookup)
     if lookup.cache[key_id][0] != activity.actor:
         raise SignatureError("the request is signed by someone other than the activity's actor")
     return activity

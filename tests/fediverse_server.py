@@ -176,6 +176,10 @@ class FediverseServer(_Base):
         self.mode, self.hang_seconds = "ok", 3.0
         self._ids = count(1)
 
+    def rotate_key(self):
+        """A new key under the same key id, as a server does after a leak: signs from now on."""
+        self.key, self.public_pem = _pem_pair()
+
     def actor_document(self) -> dict:
         return {
             "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],

@@ -280,3 +280,13 @@ T.objects.filter(status='READY').delete()
 deliver.enqueue({fedi.url('/inbox')!r}, {{"type": "Delete"}}, attempt={MAX_ATTEMPTS - 1})""")
     work(blog)
     assert rows(blog, "Follower", "actor") == []
+
+
+def test_a_follower_that_rotated_its_key_is_still_heard(fedi, blog):
+    """The blog keeps a signer's key for an hour; a server that rotates its key meanwhile must not be
+    refused for that hour: a signature that fails against the kept key is checked against a fresh one."""
+    actor, follow_activity = follow(fedi, blog)
+    assert activity_json(blog, "/activitypub/followers/")["totalItems"] == 1
+    fedi.rotate_key()
+    assert fedi.send_undo(actor["inbox"], follow_activity) == 202
+    assert activity_json(blog, "/activitypub/followers/")["totalItems"] == 0
