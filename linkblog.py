@@ -1613,10 +1613,25 @@ def find_post(start, end, slug, user=None):
 
 
 def adjacent_posts(post):
-    """The published posts just before and just after `post`, of any kind (None at either end)."""
-    earlier = mixed_posts(published_posts(created__lt=post.created)).first()
-    later = mixed_posts(published_posts(created__gt=post.created)).order_by("created", "pk", "kind").first()
+    """The published posts just before and just after `post` in the listings' order (newest first;
+    posts of one moment by pk, then kind), of any kind (None at either end)."""
+    earlier = mixed_posts(beside(post, older=True)).first()
+    later = mixed_posts(beside(post, older=False)).order_by("created", "pk", "-kind").first()
     return [load_posts([row], POST_MODELS)[0] if row else None for row in (earlier, later)]
+
+
+def beside(post, older):
+    """Published posts after `post` in the listings' order (older=True) or before it, by kind. Written
+    as a range on `created` minus the posts of its moment on the wrong side, so that the date index
+    finds the neighbour at once."""
+    side = "lt" if older else "gt"
+    querysets = {}
+    for kind, posts in published_posts(**{f"created__{side}e": post.created}).items():
+        # Posts of the same moment: by pk, then by kind (listing order is -created, -pk, kind).
+        kind_is_past = kind > post.kind if older else kind < post.kind
+        wrong_side = {f"pk__{'gt' if older else 'lt'}{'' if kind_is_past else 'e'}": post.pk}
+        querysets[kind] = posts.exclude(created=post.created, **wrong_side)
+    return querysets
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")

@@ -289,3 +289,27 @@ def test_lists_filter_by_year_without_a_date_hierarchy(admin_client, make):
     assert "?year=2009" in page and "?year=2016" in page and "?year=2024" in page
     filtered = html(admin_client.get("/admin/linkblog/entry/?year=2009"))
     assert "Old entry" in filtered and "New entry" not in filtered
+
+
+def test_previous_and_next_walk_every_post_even_those_of_one_moment(client, make):
+    """A bookmarklet session or an import can give several posts the same minute: walking "previous"
+    from the newest post must visit every post once, in the home page's order, and "next" back."""
+    moment = at(2024, 1, 2)
+    make.entry("Before", created=at(2024, 1, 1))
+    for number in range(2):
+        make.entry(f"Entry {number}", created=moment)
+        make.blogmark(f"Link {number}", created=moment)
+    make.quotation(source="Speaker", created=moment)
+    make.entry("After", created=at(2024, 1, 3))
+    listed = re.findall(r'<a class="date u-url" href="([^"]+)"', html(client.get("/")))
+    assert len(listed) == 7
+
+    def walk(start, rel):
+        visited = [start]
+        while found := re.search(rf'rel="{rel}" href="([^"]+)"', html(client.get(visited[-1]))):
+            visited.append(found.group(1))
+            assert len(visited) <= len(listed), visited
+        return visited
+
+    assert walk(listed[0], "prev") == listed
+    assert walk(listed[-1], "next") == listed[::-1]
