@@ -57,7 +57,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
 from django.contrib.syndication.views import Feed
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
@@ -79,7 +79,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
-from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
+from pydantic import Field, StrictBool, StringConstraints
 
 from blogworks import activitypub, cli, config, database, formats, linkstore, rules, text, webmention
 from blogworks.convert import ConvertPlugin
@@ -89,6 +89,7 @@ from blogworks.jobs import enqueue_on_commit
 from blogworks.linkcheck import OUTCOMES, LinkChecker, extract_links
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, union_all, with_every_tag)
+from blogworks.permissions import missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
@@ -102,14 +103,15 @@ from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutoc
 with defer:
     from blogworks import federation  # its background jobs are made with the TASKS setting
     from blogworks.linktasks import archive_post_links  # a task: needs the TASKS setting
-    from django.contrib.auth.models import AnonymousUser
-    from ninja.errors import AuthenticationError, HttpError, ValidationError as NinjaValidationError
-    from ninja.main import NinjaAPI
+    from blogworks.api import READ_ERRORS, WRITE_ERRORS, ApiProblem, responses
+    from blogworks.api import TAG_PATTERN, InputSchema, TagName, When
+    from blogworks.api import caller, page_of, patch_schema, text_field
+    from blogworks.api import LinkblogAPI, BearerToken, StaffSession, Anonymous
+    from blogworks.api import drop_default, validate_with_model_rules
     from ninja.openapi.docs import Swagger
     from ninja.params import Path as PathParam, Query  # PathParam: not pathlib's Path, which this file also uses
     from ninja.responses import Status
     from ninja.schema import Schema
-    from ninja.security import HttpBearer, SessionAuthIsStaff
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -210,8 +212,7 @@ def cached_reverse(name, *args):
 
 
 class Tag(models.Model):
-    # The rule for a tag's name, used by the admin, the API, the importer and the URLs alike.
-    NAME_PATTERN = r"[-a-zA-Z0-9_]+"  # a slug: letters, digits, hyphens and underscores
+    NAME_PATTERN = rules.TAG_NAME_PATTERN  # the rule for a tag's name: the admin's, the API's, the importer's, the URLs'
 
     tag = models.SlugField(max_length=64, unique=True, help_text="Lower case, e.g. django")
     description = models.TextField(blank=True, validators=rules.LONG_TEXT, help_text="Markdown, shown on the tag page")
@@ -298,8 +299,7 @@ class Post(models.Model):
 
     objects = PostQuerySet.as_manager()
 
-    # Slugs are unique per day, so a post's day needs a next day: 9999-12-31 has none.
-    LAST_DAY = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
+    LAST_DAY = rules.LAST_DAY  # the first day a post cannot have: slugs are unique per day, and it has no next
 
     kind = None  # "entry", "blogmark" or "quotation"
     slug_source_field = None
@@ -874,17 +874,6 @@ def load_with_links(rows):
 
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
-
-
-def permission_name(action, model):
-    """Django's name for a permission on one of our models: "linkblog.add_entry"."""
-    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
-
-
-def missing_permissions(user, wanted):
-    """The names of the (action, model) permissions in `wanted` that `user` lacks."""
-    names = [permission_name(action, model) for action, model in wanted]
-    return [name for name in names if not user.has_perm(name)]
 
 
 VIEW_EVERYTHING = [("view", model) for model in (Tag, *POST_MODELS.values())]  # every tag and every draft
@@ -2331,50 +2320,8 @@ def webmention_endpoint(request):
 
 API_PAGE_SIZE = 30
 API_MAX_PAGE_SIZE = 200
-TAG_PATTERN = rf"^{Tag.NAME_PATTERN}$"
-NO_NUL_PATTERN = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text
-
-
-# Authentication: a bearer token, a staff session, or (for reads) nobody at all.
-
-
-class BearerToken(HttpBearer):
-    """`Authorization: Bearer <token>`: a missing header lets the next method try; a bad token is a 401."""
-
-    def authenticate(self, request, token):
-        found = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash(token), is_active=True).first()
-        if found is None or not found.user.is_active:
-            raise AuthenticationError(message="Invalid or revoked API token.")
-        found.mark_used()
-        return found.user
-
-
-class Anonymous:
-    """Lets a request through unauthenticated: public reads. Shown in the schema as optional auth."""
-
-    openapi_security_schema = None
-
-    def __call__(self, request):
-        return AnonymousUser()
-
-
-class StaffSession(SessionAuthIsStaff):
-    """A logged-in staff browser session, with Django's CSRF check as for any form. Without one,
-    the caller hears "401: send a token" rather than a CSRF failure."""
-
-    def __call__(self, request):
-        if not (request.user.is_authenticated and request.user.is_staff):
-            return None
-        return super().__call__(request)
-
-
-WRITERS = [BearerToken(), StaffSession()]
+WRITERS = [BearerToken(ApiToken), StaffSession()]
 READERS = [*WRITERS, Anonymous()]
-
-
-def caller(request):
-    """The authenticated user behind a request, or None for an anonymous reader."""
-    return request.auth if request.auth.is_authenticated else None
 
 
 def require_permission(request, action, model):
@@ -2389,23 +2336,6 @@ def may_see_drafts(request, model):
     return user is not None and user.has_perm(permission_name("view", model))
 
 
-class LinkblogAPI(NinjaAPI):
-    """NinjaAPI whose schema marks public reads as "auth optional" (an empty security requirement)."""
-
-    def get_openapi_schema(self, **kwargs):
-        schema = super().get_openapi_schema(**kwargs)
-        for operations in schema["paths"].values():
-            for operation in operations.values():
-                security = operation.get("security", [])
-                if {"Anonymous": []} in security:
-                    security[security.index({"Anonymous": []})] = {}
-        schema["components"].get("securitySchemes", {}).pop("Anonymous", None)
-        return schema
-
-    def get_openapi_operation_id(self, operation):
-        return operation.view_func.__name__  # plain names: list_items, rename_tag, ...
-
-
 api = LinkblogAPI(
     title="linkblog API",
     version="1.0",
@@ -2416,170 +2346,16 @@ api = LinkblogAPI(
 )
 
 
-# Errors: one JSON shape for every 4xx.
-
-
-class FieldProblem(Schema):
-    field: str
-    message: str
-
-
-class Problem(Schema):
-    detail: str
-    errors: list[FieldProblem] = []
-
-
-class ApiProblem(HttpError):
-    """An error answer with a status, a message and optionally the fields at fault."""
-
-    def __init__(self, status_code, detail, errors=()):
-        super().__init__(status_code, detail)
-        self.errors = list(errors)
-
-
-def errors_of(validation_error):
-    """Django's ValidationError as a list of {field, message}."""
-    return [
-        {"field": field, "message": message}
-        for field, messages in validation_error.message_dict.items()
-        for message in messages
-    ]
-
-
-def field_name(location):
-    """Where pydantic found a problem, as a dotted field name: ("body", "payload", "tags", 0) → "tags.0"."""
-    parts = [str(part) for part in location[1:]]
-    if parts and parts[0] == "payload":
-        parts = parts[1:]
-    return ".".join(parts) or str(location[0])
-
-
-@api.exception_handler(NinjaValidationError)
-def invalid_input(request, error):
-    errors = [{"field": field_name(item.get("loc", ())), "message": item.get("msg", "Invalid value")} for item in error.errors]
-    detail = "; ".join(f"{item['field']}: {item['message']}" for item in errors) or "Invalid input."
-    return api.create_response(request, {"detail": detail, "errors": errors}, status=422)
-
-
-@api.exception_handler(HttpError)
-def http_error(request, error):
-    detail = str(error)
-    if isinstance(error, AuthenticationError) and detail == "Unauthorized":
-        detail = "Authentication required: send the header `Authorization: Bearer <token>`."
-    body = {"detail": detail, "errors": getattr(error, "errors", [])}
-    response = api.create_response(request, body, status=error.status_code)
-    if error.status_code == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="linkblog"'
-    return response
-
-
-@api.exception_handler(Http404)
-def not_found(request, error):
-    return api.create_response(request, {"detail": str(error) or "Not found.", "errors": []}, status=404)
-
-
-@api.exception_handler(OperationalError)
-def database_busy(request, error):
-    """Another writer (an import, say) held the lock longer than a write waits: 503, try again."""
-    if not database.is_busy(error):
-        raise error
-    wait = database.RETRY_AFTER_SECONDS
-    detail = f"The database is busy with another write; nothing was changed. Please try again in {wait} seconds."
-    response = api.create_response(request, {"detail": detail, "errors": []}, status=503)
-    response["Retry-After"] = str(wait)
-    return response
-
-
-@api.exception_handler(RequestDataTooBig)
-def request_too_big(request, error):
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return api.create_response(request, {"detail": f"The request body is over the limit of {limit} bytes.", "errors": []},
-                               status=413)
-
-
-def responses(ok_status, ok_schema, *error_statuses):
-    return {ok_status: ok_schema, **{status: Problem for status in error_statuses}}
-
-
-READ_ERRORS = (401, 422)
-WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 503)
-
-
 # Schemas: what the API reads and writes. Inputs mirror the models' rules so the schema tells the truth.
 
 
-RFC3339_DATETIME = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
-
-
-def rfc3339_text(value):
-    """Only the date-time form the schema promises: no Unix timestamps, no dates without a zone."""
-    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339_DATETIME.match(value)):
-        return value
-    raise ValueError("Expected a date-time with a time zone, e.g. 2024-05-01T12:00:00Z")
-
-
-def as_utc(value):
-    """A datetime as UTC, refusing ones too near the ends of the calendar to convert, or whose day
-    has no next day (a post's slug is unique per day)."""
-    if value is None:
-        return value
-    try:
-        value = value.astimezone(dt_timezone.utc)
-    except OverflowError:
-        raise ValueError("Date is out of range.")
-    if value >= Post.LAST_DAY:
-        raise ValueError("Date is out of range.")
-    return value
-
-
-def utf8_text(value):
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("Text must be valid Unicode (no lone surrogates).")
-    return value
-
-
-def drop_default(field_schema):
-    """An optional field whose absence means "unchanged" or "made for you": null is no valid value."""
-    field_schema.pop("default", None)
-
-
-TagName = Annotated[
-    str,
-    StringConstraints(pattern=TAG_PATTERN, min_length=1, max_length=64, to_lower=True),
-    Field(description="A tag: letters, digits, hyphens and underscores; stored lower case.", examples=["django"]),
-]
-When = Annotated[datetime, BeforeValidator(rfc3339_text), AfterValidator(as_utc)]
 PostId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 TagInPath = Annotated[str, PathParam(pattern=TAG_PATTERN, max_length=64)]
-
-
-def text_field(max_length=None, min_length=0, pattern=NO_NUL_PATTERN, **extra):
-    """A string field with the model's length limits, no NUL characters and valid Unicode."""
-    return Annotated[
-        str,
-        StringConstraints(pattern=pattern, max_length=max_length, min_length=min_length),
-        AfterValidator(utf8_text),
-        Field(**extra),
-    ]
-
 
 # Links are checked by the model (blogworks.rules.web_url), which percent-encodes them as a browser does.
 URL_RULE = f"an http(s) URL, stored percent-encoded (at most {rules.MAX_URL_LENGTH:,} characters once encoded)"
 Url = text_field(min_length=1, description=URL_RULE.capitalize(), examples=["https://example.com/a page"])
 OptionalUrl = text_field(description=f"{URL_RULE.capitalize()}, or empty")
-
-
-class InputSchema(Schema):
-    """A JSON object sent to the API: anything else (a list, a number) is refused."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def must_be_an_object(cls, value):
-        if not isinstance(getattr(value, "_obj", value), dict):  # ninja wraps what it validates
-            raise ValueError("Expected a JSON object.")
-        return value
 
 
 class PostIn(InputSchema):
@@ -2610,14 +2386,6 @@ class QuotationIn(PostIn):
     quotation: text_field(rules.MAX_TEXT_LENGTH, 1, description="Markdown")
     source: text_field(255, 1)
     source_url: OptionalUrl = ""
-
-
-def patch_schema(schema):
-    """The same fields, each optional: a PATCH changes only the fields it sends."""
-    fields = {}
-    for name, info in schema.model_fields.items():
-        fields[name] = (info.rebuild_annotation(), Field(None, description=info.description, json_schema_extra=drop_default))
-    return create_model(schema.__name__.removesuffix("In") + "Patch", __base__=InputSchema, **fields)
 
 
 class LinkOut(Schema):
@@ -2787,13 +2555,6 @@ def filter_posts(request, model, filters):
     return filters.narrow(posts)
 
 
-def page_of(queryset, page, load=list, count=None):
-    """One slice of a newest-first list and the total count (`count()` unless the caller has a
-    cheaper way): two queries, plus `load`'s."""
-    count = queryset.count if count is None else count
-    return {"count": count(), "items": load(queryset[page.offset : page.offset + page.limit])}
-
-
 @api.get("/items", auth=READERS, response=responses(200, ItemsPage, *READ_ERRORS), tags=["Posts of every kind"],
          summary="List posts of every kind")
 def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
@@ -2827,21 +2588,6 @@ def get_or_create_tags(request, names):
         raise ApiProblem(403, f"Your account lacks the “{permission}” permission, needed to create the tags: {listed}.",
                          [{"field": "tags", "message": f"New tags need “{permission}”: {listed}"}])
     return [existing.get(name) or Tag.objects.get_or_create(tag=name)[0] for name in names]
-
-
-def validate_with_model_rules(instance):
-    """The model's rules (the admin's and the importer's too): 422 for a bad field, 409 for a slug
-    another post uses that day."""
-    try:
-        instance.clean_fields()
-    except ValidationError as error:
-        raise ApiProblem(422, f"Invalid {instance._meta.verbose_name}: " + " ".join(error.messages), errors_of(error))
-    try:
-        instance.clean()
-        instance.validate_constraints()
-    except ValidationError as error:
-        status = 409 if "slug" in error.message_dict else 422
-        raise ApiProblem(status, " ".join(error.messages), errors_of(error))
 
 
 def save_post(request, post, fields):
@@ -3112,20 +2858,6 @@ def permission_refused(request, missing):
     return admin_page(request, "admin/linkblog/permission_needed.html", 403, title="Permission needed", missing=missing)
 
 
-def needs_permissions(wanted):
-    """A tool for users holding every (action, model) permission in `wanted`; a 403 page for others."""
-
-    def decorate(view):
-        @wraps(view)
-        def checked_view(request, *args, **kwargs):
-            missing = missing_permissions(request.user, wanted)
-            return permission_refused(request, missing) if missing else view(request, *args, **kwargs)
-
-        return checked_view
-
-    return decorate
-
-
 def import_page(request, status=200, **context):
     context = {"form": ImportForm(), "export_form": ExportForm(), "tools": tools_for(request.user), **context}
     return admin_page(request, "admin/linkblog/import_export.html", status, title="Import and export", **context)
@@ -3159,7 +2891,7 @@ def admin_import(request):
 
 @app.route("admin/linkblog/export/", name="admin_export")
 @staff_member_required
-@needs_permissions(EXPORT_NEEDS)
+@needs_permissions(EXPORT_NEEDS, permission_refused)
 def admin_export(request):
     """Download the whole blog as NDJSON, or the blogmarks as a bookmarks file."""
     form = ExportForm(request.GET)
@@ -3174,7 +2906,7 @@ def admin_export(request):
 
 @app.route("admin/linkblog/bookmarklet/", name="admin_bookmarklet")
 @staff_member_required
-@needs_permissions(BOOKMARKLET_NEEDS)
+@needs_permissions(BOOKMARKLET_NEEDS, permission_refused)
 def admin_bookmarklet(request):
     """A link to drag to the bookmarks bar: it opens "Blog this" (below) with the page's address,
     title and selected text."""
