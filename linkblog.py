@@ -80,7 +80,7 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
-from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, text, webmention
+from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, text, webmention, writing
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
@@ -96,7 +96,7 @@ from blogworks.search_index import IndexedKind, pause_search_index, resume_searc
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
-from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, YearFilter, ranked_tags
+from blogworks.writing import ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
 # (It reads each import back from the bytecode around it: one module a line, at most four names.)
@@ -991,103 +991,13 @@ class TagAdmin(admin.ModelAdmin):
         return super().get_search_results(request, queryset, search_term)
 
 
-def truncated(value, length=60):
-    """A long cell (a URL, a quotation) cut to `length` characters, whole in its tooltip."""
-    value = str(value)
-    if len(value) <= length:
-        return value
-    return format_html('<span title="{}">{}…</span>', value, value[: length - 1])
+class PostAdmin(writing.PostAdmin):
+    """What every kind's admin shares (blogworks/writing.py), with this site's tags and search."""
 
+    tag_model = Tag
 
-class PostAdmin(admin.ModelAdmin):
-    """What every kind's admin shares: lists that stay fast at 100,000 posts, the tags box, the
-    Markdown preview, the status (draft, scheduled, published) and secret preview links."""
-
-    form = PostForm
-    list_filter = [StatusFilter, YearFilter, "created", TagSearchFilter]
-    autocomplete_fields = ["tags"]
-    list_per_page = 50
-    show_full_result_count = False  # one COUNT(*) fewer on every list page
-    show_facets = admin.ShowFacets.NEVER
-    readonly_fields = ["preview_link"]
-    actions = ["share_preview", "revoke_preview"]
-    formfield_overrides = {
-        # Not the admin's "Currently: <link> Change:" widget, which made the bookmarklet's add form look like an edit.
-        models.URLField: {"widget": forms.URLInput(attrs={"class": "vURLField"})},
-    }
-
-    class Media:
-        js = ["linkblog-admin.js"]
-        css = {"all": ["linkblog-admin.css"]}
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("tags")
-
-    @admin.display(description="Tags")
-    def tag_list(self, post):
-        return ", ".join(tag.tag for tag in post.tags.all())
-
-    @admin.display(description="Status", ordering="is_draft")
-    def status(self, post):
-        return "Draft" if post.is_draft else "Scheduled" if post.is_scheduled else "Published"
-
-    @admin.display(description="Secret preview link")
-    def preview_link(self, post):
-        if not post.preview_token:
-            return "None. The list's “Share a secret preview link” action makes one."
-        url = absolute_url(reverse("draft_preview", args=[post.preview_token]))
-        return format_html('<a href="{}" rel="noopener">{}</a>', url, url)
-
-    @admin.action(description="Share a secret preview link", permissions=["change"])
-    def share_preview(self, request, queryset):
-        for post in queryset:
-            post.share_preview()
-        self.message_user(request, f"Made {len(queryset)} preview link(s): each post's page shows its link.")
-
-    @admin.action(description="Revoke the secret preview link", permissions=["change"])
-    def revoke_preview(self, request, queryset):
-        for post in queryset:
-            post.revoke_preview()
-        self.message_user(request, f"Revoked the preview links of {len(queryset)} post(s).")
-
-    def get_search_results(self, request, queryset, search_term):
-        """The site's search (its index and query language: words, "phrases", tag:, year:), drafts
-        included, plus the model's own `search_fields` (a blogmark's URL): no join, no DISTINCT."""
-        if not search_term.strip():
-            return queryset, False
-        by_index = search_posts(search_term, {self.model.kind: queryset}).matching.get(self.model.kind, queryset.none())
-        if not self.wants_field_search(search_term):
-            return by_index, False
-        by_field, _ = super().get_search_results(request, queryset, search_term)
-        return by_index | by_field, False
-
-    def wants_field_search(self, search_term):
-        """Whether `search_fields` could hold what the index does not (their search reads every row)."""
-        return True
-
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        return fields if obj else [name for name in fields if name != "preview_link"]  # a new post has no link yet
-
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == self.model.markdown_field:
-            field.widget.attrs["data-markdown-preview"] = reverse("admin_markdown_preview")
-        return field
-
-    def formfield_for_manytomany(self, db_field, request, **kwargs):
-        if db_field.name != "tags":
-            return super().formfield_for_manytomany(db_field, request, **kwargs)
-        widget = TagsAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
-        return TagsField(Tag.objects.all(), widget=widget, required=False, label="Tags", clean_name=Tag.clean_name,
-                         may_create=request.user.has_perm(permission_name("add", Tag)),
-                         help_text="Type to find a tag; a name that is not one yet is created when you save.")
-
-    def save_related(self, request, form, formsets, change):
-        """New tags typed in the tags box are created now, with the post."""
-        form.cleaned_data["tags"] = [tag if tag.pk else Tag.objects.get_or_create(tag=tag.tag)[0]
-                                     for tag in form.cleaned_data["tags"]]
-        super().save_related(request, form, formsets, change)
+    def search(self, term, querysets):
+        return search_posts(term, querysets)
 
 
 @admin.register(Entry)
@@ -1111,7 +1021,7 @@ class BlogmarkAdmin(PostAdmin):
 
     @admin.display(description="Link URL", ordering="link_url")
     def short_link_url(self, post):
-        return truncated(post.link_url)
+        return writing.truncated(post.link_url)
 
 
 @admin.register(Quotation)
@@ -1123,7 +1033,7 @@ class QuotationAdmin(PostAdmin):
 
     @admin.display(description="Quotation")
     def short_quotation(self, post):
-        return truncated(post.quotation)
+        return writing.truncated(post.quotation)
 
 
 @admin.register(ApiToken)
