@@ -86,7 +86,8 @@ from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.jobs import enqueue_on_commit
 from blogworks.linkadmin import HistoryInline
-from blogworks.linkcheck import OUTCOMES, LinkChecker, extract_links
+from blogworks.linkcheck import OUTCOMES, LinkChecker
+from blogworks.linkstore import LinkHolder
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, union_all, with_every_tag)
 from blogworks.permissions import missing_permissions, needs_permissions, permission_name
@@ -96,6 +97,7 @@ from blogworks.search_index import IndexedKind, pause_search_index, resume_searc
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
+from blogworks.syndication import Syndicated
 from blogworks.writing import ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
@@ -195,7 +197,6 @@ app = Django(
     LINKBLOG_LINK_DEAD_AFTER_DAYS=config.env_int("LINKBLOG_LINK_DEAD_AFTER_DAYS", 7),
 )
 
-WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # the links worth checking and archiving
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -276,7 +277,7 @@ class PostQuerySet(models.QuerySet):
         return self.filter(is_draft=False, created__gt=timezone.now())
 
 
-class Post(models.Model):
+class Post(LinkHolder, Syndicated, models.Model):
     """What every kind of post shares: date, slug, tags, draft flag and its rendered HTML.
 
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
@@ -339,32 +340,6 @@ class Post(models.Model):
     def kind_label(self):
         """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
         return self._meta.verbose_name.capitalize()
-    def syndicated_html(self):
-        """The whole post as HTML for other sites: feed readers and followers on the fediverse."""
-        return render_to_string(f"feeds/_{self.kind}.html", {"post": self})
-
-    def activitypub_object(self):
-        """The post as followers' servers see it (the dict blogworks.activitypub.post_object reads)."""
-        return {
-            "id": absolute_url(cached_reverse("ap_object", self.kind, self.pk)),
-            "url": absolute_url(self.get_absolute_url()),
-            "title": self.feed_title(),
-            "content_html": self.syndicated_html(),
-            "link": (getattr(self, self.link_field) if self.link_field else "") or None,
-            "tags": [{"name": tag.tag, "url": absolute_url(tag.get_absolute_url())} for tag in self.tags.all()],
-            "published": self.created,
-        }
-
-    def feed_urls(self):
-        """Every feed this post appears in: everything, its kind's, and each of its tags'."""
-        paths = [cached_reverse("feed", "everything"), cached_reverse("feed", self.feed_name)]
-        paths += [cached_reverse("tag_feed", tag.tag) for tag in self.tags.all()]
-        return [absolute_url(path) for path in paths]
-
-    def mentioned_urls(self):
-        """The pages this post links that should hear of it by Webmention."""
-        return list(dict.fromkeys(getattr(self, name) for name in self.link_fields if getattr(self, name)))
-
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
         return cached_reverse("permalink", created.year, MONTHS[created.month - 1], created.day, self.slug)
@@ -460,36 +435,6 @@ class Post(models.Model):
         self.render()
         super().save(*args, **kwargs)
 
-    def links(self):
-        """The http(s) URLs this post links to, once each: its link fields, then its Markdown's links."""
-        urls = [getattr(self, name) for name in self.link_fields] + extract_links(getattr(self, self.markdown_field))
-        return list(dict.fromkeys(url for url in urls if WEB_URL.match(url)))
-
-    def replace_link(self, old_url, new_url):
-        """Point this post's links to `old_url` at `new_url` instead (not saved)."""
-        for name in self.link_fields:
-            if getattr(self, name) == old_url:
-                setattr(self, name, new_url)
-        # Only the whole URL: where it ends a link in Markdown or HTML, not as the start of a longer one.
-        whole_url = re.compile(re.escape(old_url) + r"""(?=[\s)>"'\]]|$)""")
-        setattr(self, self.markdown_field, whole_url.sub(lambda match: new_url, getattr(self, self.markdown_field)))
-
-    @property
-    def known_links(self):
-        """This post's Links (state, archived copy) from stored rows, loaded for a whole page by
-        `with_links()` (or here, for a single post)."""
-        if not hasattr(self, "checked_links"):
-            with_links([self])
-        return self.checked_links
-
-    def archived_copy(self, url):
-        """Where readers find a copy of `url` when this post's link to it is dead, else ""."""
-        return next((link.archived_url for link in self.known_links if link.url == url and link.state == "dead"), "")
-
-    def dead_links_in_text(self):
-        """Dead links of its Markdown (not its link fields) with an archived copy: shown under the text."""
-        shown_beside = {getattr(self, name) for name in self.link_fields}
-        return [link for link in self.known_links if link.state == "dead" and link.archived_url and link.url not in shown_beside]
 
 
 class Entry(Post):

@@ -15,7 +15,7 @@ Jobs (django-tasks, run by `python linkblog.py worker`; their arguments are JSON
 
 Models come from the app registry ("linkblog.X"), and URLs from their route names: this package
 never imports linkblog. Each post model supplies activitypub_object(), feed_urls() and
-mentioned_urls(); Follower, Announcement, Mention and ActorKey are declared in linkblog.py.
+mentioned_urls() (blogworks/syndication.py); Follower, Announcement, Mention and ActorKey are declared in linkblog.py.
 """
 
 import hashlib
@@ -24,7 +24,6 @@ import json
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.urls import reverse
 from django.utils import timezone
 from django_tasks import task
 
@@ -32,6 +31,7 @@ from . import activitypub as ap
 from . import webmention
 from .jobs import enqueue_on_commit, retry_later
 from .signatures import SignatureError, verify_request
+from .syndication import absolute
 
 TIMEOUT = 10.0  # seconds for any one request to another server
 KEY_CACHE_SECONDS = 3600  # how long a signer's public key is trusted before it is fetched again
@@ -39,10 +39,6 @@ KEY_CACHE_SECONDS = 3600  # how long a signer's public key is trusted before it 
 
 def linkblog_model(name):
     return apps.get_model("linkblog", name)
-
-
-def absolute(route_name, *args):
-    return settings.LINKBLOG_BASE_URL + reverse(route_name, args=args)
 
 
 def actor_url():
