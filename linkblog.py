@@ -1816,32 +1816,8 @@ def search_feed(request):
 # replies to the inbox (signed: blogworks.federation.verified_activity), and get every post pushed
 # to them by the worker. Pages elsewhere that link a post tell /webmention/.
 
-ACTIVITY_JSON = activitypub.CONTENT_TYPE
 OUTBOX_PAGE_SIZE = 20
 MAX_WEBMENTION_BYTES = 10_000
-
-
-def activity_json(document, status=200):
-    return HttpResponse(json.dumps(document), status=status, content_type=ACTIVITY_JSON)
-
-
-def plain_answer(status, message):
-    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
-
-
-def wants_activity_json(request):
-    accept = request.headers.get("Accept", "")
-    return "application/activity+json" in accept or "application/ld+json" in accept
-
-
-def body_too_big(request, limit):
-    """True when the declared body is bigger than `limit` (checked before reading it)."""
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    return not length.isdigit() or int(length) > limit
-
-
-def site_host():
-    return urlsplit(settings.LINKBLOG_BASE_URL).netloc
 
 
 @app.route("/.well-known/webfinger", name="webfinger")
@@ -1849,11 +1825,11 @@ def webfinger(request):
     """`?resource=acct:author@host`: where the blog's actor is (404 for anyone else)."""
     resource = request.GET.get("resource", "")
     if not resource:
-        return plain_answer(400, "Ask for ?resource=acct:NAME@HOST.")
-    jrd = activitypub.webfinger(resource, settings.LINKBLOG_AUTHOR_HANDLE, site_host(), federation.actor_url(),
+        return federation.plain_answer(400, "Ask for ?resource=acct:NAME@HOST.")
+    jrd = activitypub.webfinger(resource, settings.LINKBLOG_AUTHOR_HANDLE, federation.site_host(), federation.actor_url(),
                                 absolute_url(reverse("home")))
     if jrd is None:
-        return plain_answer(404, "No such account here.")
+        return federation.plain_answer(404, "No such account here.")
     response = HttpResponse(json.dumps(jrd), content_type="application/jrd+json")
     response["Access-Control-Allow-Origin"] = "*"  # web clients look accounts up from other origins
     return response
@@ -1862,11 +1838,11 @@ def webfinger(request):
 @app.route("/activitypub/actor/", name="ap_actor")
 def actor(request):
     """The blog as a fediverse account, for servers (activity+json); people are sent to the home page."""
-    if not wants_activity_json(request):
+    if not federation.wants_activity_json(request):
         response = HttpResponseRedirect(reverse("home"))
     else:
         inbox = absolute_url(reverse("ap_inbox"))
-        response = activity_json(activitypub.actor_document(
+        response = federation.activity_json(activitypub.actor_document(
             federation.actor_url(), settings.LINKBLOG_AUTHOR_HANDLE, settings.LINKBLOG_TITLE,
             f"<p>Links, notes and quotations by {escape(settings.LINKBLOG_AUTHOR)}.</p>", inbox,
             absolute_url(reverse("ap_outbox")), federation.followers_url(), ActorKey.current().public_pem,
@@ -1879,7 +1855,7 @@ def actor(request):
 @never_cache
 def followers(request):
     """How many follow the blog; who they are stays private."""
-    return activity_json(activitypub.ordered_collection(federation.followers_url(), Follower.objects.count()))
+    return federation.activity_json(activitypub.ordered_collection(federation.followers_url(), Follower.objects.count()))
 
 
 @app.route("/activitypub/outbox/", name="ap_outbox")
@@ -1887,14 +1863,14 @@ def outbox(request):
     """Every published post as a Create, newest first, in pages of OUTBOX_PAGE_SIZE (`?page=`)."""
     posts, outbox_url = published_posts(), absolute_url(reverse("ap_outbox"))
     if "page" not in request.GET:
-        return activity_json(activitypub.ordered_collection(outbox_url, count_mixed_posts(posts), first=f"{outbox_url}?page=1"))
+        return federation.activity_json(activitypub.ordered_collection(outbox_url, count_mixed_posts(posts), first=f"{outbox_url}?page=1"))
     page = requested_page(request, MixedPostsPaginator(posts, OUTBOX_PAGE_SIZE))
     actor_url, followers_url = federation.actor_url(), federation.followers_url()
     items = [activitypub.article(post.activitypub_object(), actor_url, followers_url)
              for post in load_with_links(page.object_list)]
     neighbour = {"next_page": page.has_next() and page.next_page_number(), "prev_page": page.has_previous() and page.previous_page_number()}
     links = {name: f"{outbox_url}?page={number}" for name, number in neighbour.items() if number}
-    return activity_json(activitypub.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links))
+    return federation.activity_json(activitypub.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links))
 
 
 @app.route("/activitypub/<slug:kind>/<int:pk>/", name="ap_object")
@@ -1904,9 +1880,9 @@ def post_object(request, kind, pk):
     post = model and model.objects.published().filter(pk=pk).prefetch_related("tags").first()
     if not post:
         raise Http404("No such post")
-    if not wants_activity_json(request):
+    if not federation.wants_activity_json(request):
         return redirect(post)
-    response = activity_json(activitypub.post_object(post.activitypub_object(), federation.actor_url(), federation.followers_url()))
+    response = federation.activity_json(activitypub.post_object(post.activitypub_object(), federation.actor_url(), federation.followers_url()))
     response["Vary"] = "Accept"
     return response
 
@@ -1928,57 +1904,21 @@ def post_at(url):
     return None
 
 
-# What the inbox does with each kind of activity (blogworks.activitypub.InboxActivity.kind).
-
-
-def follow(activity):
-    if activity.object_id != federation.actor_url():
-        raise activitypub.InboxError("this blog's only account is its actor", status=422)
-    follower, _ = Follower.objects.update_or_create(actor=activity.actor, defaults={"follow_id": activity.id})
-    federation.welcome_follower.enqueue(follower.pk, activity.activity)  # Accept, from the worker
-
-
-def unfollow(activity):
-    followers = Follower.objects.filter(actor=activity.actor)
-    if not isinstance(activity.activity.get("object"), dict):
-        followers = followers.filter(follow_id=activity.object_id)  # a bare id: only an Undo of our Follow
-    followers.delete()
-
-
-def forget_actor(activity):
-    Follower.objects.filter(actor=activity.actor).delete()
-    Reply.objects.filter(actor=activity.actor).delete()
-
-
-def forget_reply(activity):
-    Reply.objects.filter(note_id=activity.object_id, actor=activity.actor).delete()
-
-
-def keep_reply(activity):
-    post = post_at(activity.reply.in_reply_to)
-    if post is not None:  # a reply to something else is none of the blog's business
-        Reply.receive(activity.reply, post)
-
-
-INBOX_ACTIONS = {"follow": follow, "unfollow": unfollow, "delete_actor": forget_actor,
-                 "delete_object": forget_reply, "reply": keep_reply}
-
-
 @app.route("/activitypub/inbox/", name="ap_inbox")
 @csrf_exempt
 @require_POST
 @rate_limited("inbox", "LINKBLOG_INBOX_RATE_LIMIT")
 def inbox(request):
     """Signed activities from other servers: 202 when taken, 4xx (and nothing stored) otherwise."""
-    if body_too_big(request, activitypub.MAX_INBOX_BYTES):
-        return plain_answer(413, f"An activity is at most {activitypub.MAX_INBOX_BYTES} bytes.")
+    if federation.body_too_big(request, activitypub.MAX_INBOX_BYTES):
+        return federation.plain_answer(413, f"An activity is at most {activitypub.MAX_INBOX_BYTES} bytes.")
     try:
         activity = federation.verified_activity(request)
-        INBOX_ACTIONS[activity.kind](activity)
+        federation.receive(activity, post_at)
     except activitypub.InboxError as error:
-        return plain_answer(error.status, str(error))
+        return federation.plain_answer(error.status, str(error))
     except SignatureError as error:
-        return plain_answer(401, f"Signature refused: {error}")
+        return federation.plain_answer(401, f"Signature refused: {error}")
     return HttpResponse(status=202)
 
 
@@ -1988,18 +1928,18 @@ def inbox(request):
 @rate_limited("webmention", "LINKBLOG_WEBMENTION_RATE_LIMIT")
 def webmention_endpoint(request):
     """`source` says it links `target` (one of our posts): checked by the worker, kept for approval."""
-    if body_too_big(request, MAX_WEBMENTION_BYTES):
-        return plain_answer(413, f"A Webmention is at most {MAX_WEBMENTION_BYTES} bytes.")
+    if federation.body_too_big(request, MAX_WEBMENTION_BYTES):
+        return federation.plain_answer(413, f"A Webmention is at most {MAX_WEBMENTION_BYTES} bytes.")
     source, target = request.POST.get("source", ""), request.POST.get("target", "")
     try:
-        webmention.validate_request(source, target, {site_host()})
+        webmention.validate_request(source, target, {federation.site_host()})
     except webmention.WebmentionError as error:
-        return plain_answer(400, f"Webmention refused: {error}.")
+        return federation.plain_answer(400, f"Webmention refused: {error}.")
     post = post_at(target) if max(len(source), len(target)) <= 1000 else None
     if post is None:
-        return plain_answer(400, "Webmention refused: the target is not a post of this blog.")
+        return federation.plain_answer(400, "Webmention refused: the target is not a post of this blog.")
     federation.receive_webmention.enqueue(source, target, post.kind, post.pk)
-    return plain_answer(202, "Accepted: the source will be checked, then shown once the author approves.")
+    return federation.plain_answer(202, "Accepted: the source will be checked, then shown once the author approves.")
 
 
 # --- API: a JSON API under /api/ (django-ninja): read, write, tags, tokens ----------------------

@@ -1,6 +1,10 @@
 """The blog on the fediverse and the IndieWeb: the background jobs that deliver, ping and mention,
 and the checks an inbox POST passes before the blog trusts it.
 
+The inbox: `verified_activity` checks a POST, `receive` does what it asks (follow, unfollow, forget
+an actor or a reply, keep a reply); `activity_json`, `plain_answer`, `wants_activity_json` and
+`body_too_big` are the answers and checks the fediverse views share.
+
 Jobs (django-tasks, run by `python linkblog.py worker`; their arguments are JSON):
 - announce_post(kind, post_id) runs after every save or delete of a post and tells followers what
   changed since they were last told (the Announcement model remembers): Create when the post first
@@ -20,10 +24,12 @@ mentioned_urls() (blogworks/syndication.py); Follower, Announcement, Mention and
 
 import hashlib
 import json
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpResponse
 from django.utils import timezone
 from django_tasks import task
 
@@ -92,6 +98,74 @@ def verified_activity(request):
     if lookup.cache[key_id][0] != activity.actor:
         raise SignatureError("the request is signed by someone other than the activity's actor")
     return activity
+
+
+# --- The inbox and the answers to other servers ---------------------------------------------
+
+
+def activity_json(document, status=200):
+    return HttpResponse(json.dumps(document), status=status, content_type=ap.CONTENT_TYPE)
+
+
+def plain_answer(status, message):
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def wants_activity_json(request):
+    accept = request.headers.get("Accept", "")
+    return "application/activity+json" in accept or "application/ld+json" in accept
+
+
+def body_too_big(request, limit):
+    """True when the declared body is bigger than `limit` (checked before reading it)."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    return not length.isdigit() or int(length) > limit
+
+
+def site_host():
+    return urlsplit(settings.LINKBLOG_BASE_URL).netloc
+
+
+# What the inbox does with each kind of activity (blogworks.activitypub.InboxActivity.kind). Each
+# takes `post_at`: linkblog.py's finder of the post one of its URLs names.
+
+
+def follow(activity, post_at):
+    if activity.object_id != actor_url():
+        raise ap.InboxError("this blog's only account is its actor", status=422)
+    follower, _ = linkblog_model("Follower").objects.update_or_create(actor=activity.actor, defaults={"follow_id": activity.id})
+    welcome_follower.enqueue(follower.pk, activity.activity)  # Accept, from the worker
+
+
+def unfollow(activity, post_at):
+    followers = linkblog_model("Follower").objects.filter(actor=activity.actor)
+    if not isinstance(activity.activity.get("object"), dict):
+        followers = followers.filter(follow_id=activity.object_id)  # a bare id: only an Undo of our Follow
+    followers.delete()
+
+
+def forget_actor(activity, post_at):
+    linkblog_model("Follower").objects.filter(actor=activity.actor).delete()
+    linkblog_model("Reply").objects.filter(actor=activity.actor).delete()
+
+
+def forget_reply(activity, post_at):
+    linkblog_model("Reply").objects.filter(note_id=activity.object_id, actor=activity.actor).delete()
+
+
+def keep_reply(activity, post_at):
+    post = post_at(activity.reply.in_reply_to)
+    if post is not None:  # a reply to something else is none of the blog's business
+        linkblog_model("Reply").receive(activity.reply, post)
+
+
+INBOX_ACTIONS = {"follow": follow, "unfollow": unfollow, "delete_actor": forget_actor,
+                 "delete_object": forget_reply, "reply": keep_reply}
+
+
+def receive(activity, post_at):
+    """Do what a verified InboxActivity asks; `post_at(url)` finds the published post a URL names."""
+    INBOX_ACTIONS[activity.kind](activity, post_at)
 
 
 # --- Announcing posts ---------------------------------------------------------------------------
