@@ -31,7 +31,6 @@ the migrations in migrations/.
     nanodjango run linkblog.py          # development server, migrates first
 """
 
-import argparse
 import hashlib
 import io
 import json
@@ -48,7 +47,6 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 from urllib.parse import urlencode, urlsplit
 
-from django import forms
 from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib import admin
@@ -81,6 +79,7 @@ from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
 from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, text, webmention, writing
+from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
@@ -2431,23 +2430,6 @@ def export(format="ndjson", include_drafts=True):
 admin.site.final_catch_all_view = False
 
 
-class ImportForm(forms.Form):
-    file = forms.FileField()
-    format = forms.ChoiceField(
-        choices=[("", "Detect from the content"), ("ndjson", "linkblog NDJSON"), ("netscape", "Browser bookmarks (HTML)"),
-                 ("pinboard", "Pinboard JSON"), ("feed", "Atom or RSS feed")],
-        required=False,
-    )
-    folders_as_tags = forms.BooleanField(required=False, label="Bookmark folders become tags")
-    skip_bad = forms.BooleanField(required=False, label="Skip bad records and import the rest")
-    dry_run = forms.BooleanField(required=False, label="Dry run: check and count, write nothing")
-
-
-class ExportForm(forms.Form):
-    format = forms.ChoiceField(choices=[("ndjson", "linkblog NDJSON (everything)"), ("netscape", "Browser bookmarks (blogmarks)")])
-    drafts = forms.BooleanField(required=False, initial=True, label="Include drafts")
-
-
 # Who may use which tool: the Django permissions of what it touches, never merely being staff.
 EXPORT_NEEDS = VIEW_EVERYTHING  # an export holds every draft
 IMPORT_NEEDS = [("add", Tag), ("change", Tag)]  # and add and change of each kind in the file: import_needs()
@@ -2455,42 +2437,21 @@ BOOKMARKLET_NEEDS = [("add", Blogmark)]
 TOOL_NEEDS = {"import": IMPORT_NEEDS, "export": EXPORT_NEEDS, "bookmarklet": BOOKMARKLET_NEEDS}
 
 
-def tools_for(user):
-    """{"import": bool, "export": bool, "bookmarklet": bool}: the tools `user` may use."""
-    return {tool: not missing_permissions(user, needs) for tool, needs in TOOL_NEEDS.items()}
-
-
 @app.templatetag.simple_tag(name="admin_tools", takes_context=True)
 def admin_tools(context):
     """{% admin_tools as tools %}: the tools the logged-in user may use, for the admin index's links."""
-    return tools_for(context["request"].user)
-
-
-def import_needs(report):
-    """What committing an import needs: IMPORT_NEEDS, and add and change of every kind of post in the file."""
-    kinds = [kind for kind, _ in report.rows() if kind in POST_MODELS]
-    return IMPORT_NEEDS + [(action, POST_MODELS[kind]) for kind in kinds for action in ("add", "change")]
+    return tools_for(context["request"].user, TOOL_NEEDS)
 
 
 def authorize_import(user, report):
     """Refuse (and so roll back) an import that creates or changes what `user` may not."""
-    missing = missing_permissions(user, import_needs(report))
+    missing = missing_permissions(user, import_needs(report, POST_MODELS, IMPORT_NEEDS))
     if missing:
         raise PermissionDenied(missing)
 
 
-def admin_page(request, template, status=200, **context):
-    context = {**admin.site.each_context(request), **context}
-    return render(request, template, context, status=status)
-
-
-def permission_refused(request, missing):
-    """The 403 page that names the permissions a tool needs and the user lacks."""
-    return admin_page(request, "admin/linkblog/permission_needed.html", 403, title="Permission needed", missing=missing)
-
-
 def import_page(request, status=200, **context):
-    context = {"form": ImportForm(), "export_form": ExportForm(), "tools": tools_for(request.user), **context}
+    context = {"form": ImportForm(), "export_form": ExportForm(), "tools": tools_for(request.user, TOOL_NEEDS), **context}
     return admin_page(request, "admin/linkblog/import_export.html", status, title="Import and export", **context)
 
 
@@ -2498,7 +2459,7 @@ def import_page(request, status=200, **context):
 @staff_member_required
 def admin_import(request):
     """Upload a file to import (same rules and summary as the command line), or download an export."""
-    tools = tools_for(request.user)
+    tools = tools_for(request.user, TOOL_NEEDS)
     if not tools["import"] and (request.method == "POST" or not tools["export"]):
         return permission_refused(request, missing_permissions(request.user, IMPORT_NEEDS))
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
@@ -2576,10 +2537,7 @@ def token_command(args):
     """`python linkblog.py token USERNAME [--name NAME]`: make an API token and print it, once."""
     from django.contrib.auth import get_user_model
 
-    parser = argparse.ArgumentParser(prog="linkblog.py token", description="Create an API token for a user.")
-    parser.add_argument("username")
-    parser.add_argument("--name", default="", help="what the token is for, e.g. phone")
-    options = parser.parse_args(args)
+    options = cli.token_arguments().parse_args(args)
     user = get_user_model().objects.filter(username=options.username).first()
     if user is None:
         print(f"linkblog: no user named “{options.username}”.", file=sys.stderr)
@@ -2588,33 +2546,13 @@ def token_command(args):
     return 0
 
 
-def import_arguments():
-    parser = argparse.ArgumentParser(prog="python linkblog.py import", description="Import posts and tags from a file or feed URL.")
-    parser.add_argument("file", metavar="FILE", help="an NDJSON, bookmarks HTML, Pinboard JSON or feed file, or a feed URL")
-    parser.add_argument("--format", choices=formats.IMPORT_FORMATS, help="the file's format (detected from its content when not given)")
-    parser.add_argument("--skip-bad", action="store_true", help="import the good records and list the bad ones")
-    parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
-    parser.add_argument("--folders-as-tags", action="store_true", help="bookmark folder names become tags (netscape)")
-    parser.add_argument("--processes", type=cli.positive_int, default=cli.default_render_processes(), metavar="N",
-                        help="processes that render Markdown (default: one per core, at most 4; "
-                             "1 keeps a busy server's other cores free)")
-    return parser
-
-
-def open_import_source(name):
-    """A binary file object for a path or, for an http(s) address, the fetched feed."""
-    if formats.is_web_url(name):
-        return formats.open_feed_url(name)
-    return open(name, "rb")
-
-
 @cli.command
 def import_command(args):
     """`python linkblog.py import FILE`: one transaction; a summary on stdout, problems on stderr."""
-    options = import_arguments().parse_args(args)
+    options = cli.import_arguments().parse_args(args)
     is_url = formats.is_web_url(options.file)
     try:
-        with cli.terminate_as_interrupt(), open_import_source(options.file) as stream, \
+        with cli.terminate_as_interrupt(), cli.open_import_source(options.file) as stream, \
                 rendering_processes(options.processes, POST_MODELS) as render_map:
             size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_url else 0
             report = import_posts(stream, options.format or ("feed" if is_url else None), skip_bad=options.skip_bad,
@@ -2637,11 +2575,7 @@ def import_command(args):
 @cli.command
 def export_command(args):
     """`python linkblog.py export [FILE]`: the whole blog (or its blogmarks as bookmarks) to a file or stdout."""
-    parser = argparse.ArgumentParser(prog="python linkblog.py export", description="Export the blog.")
-    parser.add_argument("file", metavar="FILE", nargs="?", help="where to write (standard output when not given)")
-    parser.add_argument("--format", choices=formats.EXPORT_FORMATS, default="ndjson")
-    parser.add_argument("--no-drafts", action="store_true", help="leave drafts out")
-    options = parser.parse_args(args)
+    options = cli.export_arguments().parse_args(args)
     try:
         if options.file:
             cli.export_to_file(options.file, export(options.format, not options.no_drafts))
@@ -2688,24 +2622,11 @@ def serve_production_command(args):
     os.execv(sys.executable, gunicorn)
 
 
-def check_links_arguments():
-    parser = argparse.ArgumentParser(prog="python linkblog.py check-links",
-                                     description="Check every link the posts hold, once each, and decide which are dead.")
-    parser.add_argument("--timeout", type=cli.seconds, default=10.0, metavar="SECONDS", help="per request (default 10)")
-    parser.add_argument("--per-host", type=cli.positive_int, default=2, metavar="N",
-                        help="requests at once to one host (default 2)")
-    parser.add_argument("--delay", type=cli.seconds, default=1.0, metavar="SECONDS",
-                        help="between two requests to one host (default 1)")
-    # Tests replay runs days apart: the checks really happen, stamped and judged as of this moment.
-    parser.add_argument("--now", type=cli.aware_datetime, help=argparse.SUPPRESS)
-    return parser
-
-
 @cli.command
 def check_links_command(args):
     """`python linkblog.py check-links`: check every distinct URL once, politely, storing each result
     as it comes (Ctrl-C, then run it again: it carries on), then classify every link."""
-    options = check_links_arguments().parse_args(args)
+    options = cli.check_links_arguments().parse_args(args)
     clock = (lambda: options.now) if options.now else timezone.now
     checker = LinkChecker(settings.LINKBLOG_LINKCHECK_USER_AGENT, timeout=options.timeout, per_host=options.per_host,
                           host_delay=options.delay, clock=clock)
