@@ -81,6 +81,7 @@ from pydantic import Field, StrictBool, StringConstraints
 from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, text, webmention, writing
 from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
+from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.jobs import enqueue_on_commit
@@ -196,7 +197,6 @@ app = Django(
     LINKBLOG_LINK_DEAD_AFTER_DAYS=config.env_int("LINKBLOG_LINK_DEAD_AFTER_DAYS", 7),
 )
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 
@@ -1223,35 +1223,7 @@ def related_tags(names, posts):
     ]
 
 
-# Permalinks: /2024/Sep/25/slug/
-
-def utc_datetime(year, month=1, day=1):
-    """Midnight UTC on a date named in a URL, or 404 if there is no such date (Feb 30, year 0 or 99999)."""
-    try:
-        return datetime(year, month, day, tzinfo=dt_timezone.utc)
-    except (ValueError, OverflowError):
-        raise Http404("No such date")
-
-
-def month_number(month):
-    """1 for "Jan" ... 12 for "Dec"; 404 for anything else."""
-    if month not in MONTHS:
-        raise Http404("No such month")
-    return MONTHS.index(month) + 1
-
-
-# What people type for a month in an address: "jan", "JAN", "january", "1" and "01" all mean "Jan".
-TYPED_MONTHS = {
-    typed: name
-    for number, name in enumerate(MONTHS, start=1)
-    for typed in (name.lower(), datetime(2000, number, 1).strftime("%B").lower(), str(number), f"{number:02}")
-}
-
-
-def canonical_month(month):
-    """The month as URLs write it ("Jan") for what people type, or None."""
-    return TYPED_MONTHS.get(month.lower())
-
+# Permalinks: /2024/Sep/25/slug/ (dates in URLs: blogworks/dates.py)
 
 def canonical_month_redirect(view):
     """A 301 from `/2008/jan/` (or /2008/january/, /2008/01/) to `/2008/Jan/`; other months go on to the view's 404."""
@@ -1264,15 +1236,6 @@ def canonical_month_redirect(view):
         return view(request, month=month, **kwargs)
 
     return view_with_month_redirect
-
-
-def day_range(year, month, day):
-    """The UTC start and end of a day named in a URL, or 404 if there is no such day."""
-    start = utc_datetime(year, month_number(month), day)
-    try:
-        return start, start + timedelta(days=1)
-    except OverflowError:
-        raise Http404("No such day")
 
 
 def find_post(start, end, slug, user=None):
@@ -1555,23 +1518,6 @@ def tag_feed(request, names):
 # --- Archives: a year's months, a month's and a day's posts, with links to their neighbours --
 
 
-def year_range(year):
-    """The UTC start and end of a year named in a URL, or 404."""
-    return utc_datetime(year), period_end(year + 1, 1)
-
-
-def month_range(year, month):
-    """The UTC start and end of a month named in a URL ("Jan"...), or 404."""
-    number = month_number(month)
-    return utc_datetime(year, number), period_end(year + number // 12, number % 12 + 1)
-
-
-def period_end(year, month):
-    """Midnight UTC starting the month after a period; after 9999 (which has no year 10000), the
-    last day of the calendar, which no post reaches (Post.LAST_DAY)."""
-    return Post.LAST_DAY if year > 9999 else utc_datetime(year, month)
-
-
 def monthly_counts(**filters):
     """Published posts per (year, month) as a sorted list of (year, month, count)."""
     per_kind = [
@@ -1582,16 +1528,6 @@ def monthly_counts(**filters):
         for posts in published_posts(**filters).values()
     ]
     return sorted((year, month, count) for (year, month), count in summed_counts(per_kind).items())
-
-
-def months_by_year(counts):
-    """(year, month, count) rows grouped as [{"year", "count", "months": [{"name", "date", "count"}]}]."""
-    years = {}
-    for year, month, count in counts:
-        entry = years.setdefault(year, {"year": year, "count": 0, "months": []})
-        entry["count"] += count
-        entry["months"].append({"name": MONTHS[month - 1], "date": datetime(year, month, 1), "count": count})
-    return list(years.values())
 
 
 ARCHIVE_PAGES = ("archive_year", "archive_month", "archive_day")
