@@ -101,8 +101,12 @@ from blogworks.syndication import Syndicated
 from blogworks.writing import ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
-# (It reads each import back from the bytecode around it: one module a line, at most four names.)
+# It reads each import back from the bytecode, up to ten instructions around it: at most four names
+# a line, and a line that imports from a module (or from `blogworks`) must not follow closely on
+# another importing from the same one, which it would be mistaken for: four names between suffice.
 with defer:
+    from ninja.openapi.docs import Swagger
+    from ninja.params import Path as PathParam, Query  # PathParam: not pathlib's Path, which this file also uses
     from blogworks import federation  # its background jobs are made with the TASKS setting
     from blogworks.linktasks import archive_post_links  # a task: needs the TASKS setting
     from blogworks.api import READ_ERRORS, WRITE_ERRORS, ApiProblem, responses
@@ -110,8 +114,6 @@ with defer:
     from blogworks.api import caller, page_of, patch_schema, text_field
     from blogworks.api import LinkblogAPI, BearerToken, StaffSession, Anonymous
     from blogworks.api import drop_default, validate_with_model_rules
-    from ninja.openapi.docs import Swagger
-    from ninja.params import Path as PathParam, Query  # PathParam: not pathlib's Path, which this file also uses
     from ninja.responses import Status
     from ninja.schema import Schema
 
