@@ -67,7 +67,6 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import escape, format_html
 from django.utils.text import slugify
@@ -629,14 +628,6 @@ class Announcement(models.Model):
         constraints = [models.UniqueConstraint(fields=["kind", "post_id"], name="linkblog_announcement_once")]
 
 
-def parsed_datetime(value):
-    """An ISO 8601 date-time sent by a stranger, or None when it is missing or malformed."""
-    try:
-        return parse_datetime(value or "")
-    except ValueError:
-        return None
-
-
 class Response(models.Model):
     """What others said about a post (a fediverse reply, a Webmention): kept for the author to
     approve, shown under the post once approved. Its HTML is sanitized before it is stored."""
@@ -682,20 +673,6 @@ class Reply(Response):
     class Meta(Response.Meta):
         verbose_name_plural = "replies"
 
-    @classmethod
-    def receive(cls, reply, post):
-        """Keep a reply (a blogworks.activitypub.Reply) to `post`; an edited reply replaces the
-        text but keeps the author's decision. URLs too long to store are not kept."""
-        if max(len(reply.id), len(reply.url), len(reply.actor)) > 1000:
-            return
-        actor = urlsplit(reply.actor)
-        cls.objects.update_or_create(note_id=reply.id, defaults={
-            "actor": reply.actor, "post_kind": post.kind, "post_id": post.pk, "url": reply.url,
-            # Mastodon's actor URLs end with the account name: /users/alice is alice@host.
-            "author_name": f"{actor.path.rstrip('/').rsplit('/', 1)[-1]}@{actor.netloc}"[:255],
-            "author_url": reply.actor, "content_html": text.sanitize_html(reply.content_html),
-            "published": parsed_datetime(reply.published),
-        })
 
 
 class Mention(Response):
@@ -708,17 +685,6 @@ class Mention(Response):
     class Meta(Response.Meta):
         constraints = [models.UniqueConstraint(fields=["source", "target"], name="linkblog_mention_once")]
 
-    @classmethod
-    def receive(cls, mention, kind, post_id):
-        """Keep a verified Webmention (a blogworks.webmention.Mention) of a post."""
-        content = text.sanitize_html(mention.content_html) if mention.content_html else escape(mention.content_text or "")
-        author_url = mention.author_url if text.is_safe_url(mention.author_url) else ""
-        cls.objects.update_or_create(source=mention.source, target=mention.target, defaults={
-            "post_kind": kind, "post_id": post_id, "kind": mention.kind,
-            "url": mention.url if len(mention.url) <= 1000 else mention.source,
-            "author_name": (mention.author_name or "")[:255], "author_url": author_url[:1000],
-            "content_html": content, "published": parsed_datetime(mention.published),
-        })
 
 
 # Links: every distinct URL the posts hold, checked by `python linkblog.py check-links` and kept in

@@ -2,8 +2,9 @@
 and the checks an inbox POST passes before the blog trusts it.
 
 The inbox: `verified_activity` checks a POST, `receive` does what it asks (follow, unfollow, forget
-an actor or a reply, keep a reply); `activity_json`, `plain_answer`, `wants_activity_json` and
-`body_too_big` are the answers and checks the fediverse views share.
+an actor or a reply, keep a reply: `store_reply`, as `store_mention` keeps a verified Webmention);
+`activity_json`, `plain_answer`, `wants_activity_json` and `body_too_big` are the answers and checks
+the fediverse views share.
 
 Jobs (django-tasks, run by `python linkblog.py worker`; their arguments are JSON):
 - announce_post(kind, post_id) runs after every save or delete of a post and tells followers what
@@ -31,10 +32,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.html import escape
 from django_tasks import task
 
 from . import activitypub as ap
-from . import webmention
+from . import text, webmention
 from .jobs import enqueue_on_commit, retry_later
 from .signatures import SignatureError, verify_request
 from .syndication import absolute
@@ -156,7 +159,7 @@ def forget_reply(activity, post_at):
 def keep_reply(activity, post_at):
     post = post_at(activity.reply.in_reply_to)
     if post is not None:  # a reply to something else is none of the blog's business
-        linkblog_model("Reply").receive(activity.reply, post)
+        store_reply(activity.reply, post)
 
 
 INBOX_ACTIONS = {"follow": follow, "unfollow": unfollow, "delete_actor": forget_actor,
@@ -309,4 +312,42 @@ def receive_webmention(source, target, kind, post_id, attempt=0):
     except webmention.FetchError:
         retry_later(receive_webmention, attempt, source, target, kind, post_id)
         return
-    mentions.receive(found, kind, post_id)
+    store_mention(found, kind, post_id)
+
+
+# --- Keeping what others said: replies and Webmentions, for the author to approve --------------
+
+
+def parsed_datetime(value):
+    """An ISO 8601 date-time sent by a stranger, or None when it is missing or malformed."""
+    try:
+        return parse_datetime(value or "")
+    except ValueError:
+        return None
+
+
+def store_reply(reply, post):
+    """Keep a reply (a blogworks.activitypub.Reply) to `post`; an edited reply replaces the
+    text but keeps the author's decision. URLs too long to store are not kept."""
+    if max(len(reply.id), len(reply.url), len(reply.actor)) > 1000:
+        return
+    actor = urlsplit(reply.actor)
+    linkblog_model("Reply").objects.update_or_create(note_id=reply.id, defaults={
+        "actor": reply.actor, "post_kind": post.kind, "post_id": post.pk, "url": reply.url,
+        # Mastodon's actor URLs end with the account name: /users/alice is alice@host.
+        "author_name": f"{actor.path.rstrip('/').rsplit('/', 1)[-1]}@{actor.netloc}"[:255],
+        "author_url": reply.actor, "content_html": text.sanitize_html(reply.content_html),
+        "published": parsed_datetime(reply.published),
+    })
+
+
+def store_mention(mention, kind, post_id):
+    """Keep a verified Webmention (a blogworks.webmention.Mention) of a post."""
+    content = text.sanitize_html(mention.content_html) if mention.content_html else escape(mention.content_text or "")
+    author_url = mention.author_url if text.is_safe_url(mention.author_url) else ""
+    linkblog_model("Mention").objects.update_or_create(source=mention.source, target=mention.target, defaults={
+        "post_kind": kind, "post_id": post_id, "kind": mention.kind,
+        "url": mention.url if len(mention.url) <= 1000 else mention.source,
+        "author_name": (mention.author_name or "")[:255], "author_url": author_url[:1000],
+        "content_html": content, "published": parsed_datetime(mention.published),
+    })
