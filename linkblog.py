@@ -68,7 +68,7 @@ from django.template.loader import render_to_string
 from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
-from django.utils.html import escape, format_html
+from django.utils.html import escape
 from django.utils.text import slugify
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
@@ -89,6 +89,7 @@ from blogworks.linkcheck import OUTCOMES, LinkChecker
 from blogworks.linkstore import LinkHolder
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, union_all, with_every_tag)
+from blogworks.moderation import ModerationAdmin
 from blogworks.permissions import missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
@@ -967,51 +968,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} token(s).")
 
 
-class ResponseAdmin(admin.ModelAdmin):
-    """Replies and mentions wait here until the author approves (shown under the post) or rejects them."""
-
-    list_display = ["author_name", "excerpt", "post_link", "status", "received"]
-    list_filter = ["status"]
-    search_fields = ["author_name", "author_url", "url", "content_html"]
-    actions = ["approve", "reject"]
-
-    def has_add_permission(self, request):
-        return False  # they come from other sites
-
-    def has_change_permission(self, request, obj=None):
-        # Nothing to edit by hand (the actions change the status), but the actions need the permission.
-        return obj is None and super().has_change_permission(request)
-
-    @admin.display(description="What they said")
-    def excerpt(self, response):
-        return text.description(response.content_html) or response.url
-
-    @admin.display(description="Post")
-    def post_link(self, response):
-        post = response.post()
-        return format_html('<a href="{}">{}</a>', post.get_absolute_url(), post) if post else "(deleted)"
-
-    def set_status(self, request, queryset, status):
-        count = queryset.update(status=status)
-        posts_changed.send(sender=queryset.model)  # bulk updates send no model signals: refresh cached pages
-        self.message_user(request, f"{count} {queryset.model._meta.verbose_name_plural} {status}.")
-
-    @admin.action(description="Approve: show under the post", permissions=["change"])
-    def approve(self, request, queryset):
-        self.set_status(request, queryset, Response.APPROVED)
-
-    @admin.action(description="Reject: never show", permissions=["change"])
-    def reject(self, request, queryset):
-        self.set_status(request, queryset, Response.REJECTED)
-
-
 @admin.register(Reply)
-class ReplyAdmin(ResponseAdmin):
+class ReplyAdmin(ModerationAdmin):
     readonly_fields = ["note_id", "actor", "url", "author_name", "author_url", "content_html", "published", "received"]
 
 
 @admin.register(Mention)
-class MentionAdmin(ResponseAdmin):
+class MentionAdmin(ModerationAdmin):
     list_display = ["author_name", "kind", "excerpt", "post_link", "status", "received"]
     list_filter = ["status", "kind"]
 
