@@ -77,7 +77,7 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
-from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, text, webmention, writing
+from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
 from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
 from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
@@ -1915,6 +1915,10 @@ class PostOut(Schema):
     def resolve_url(post):
         return settings.LINKBLOG_BASE_URL + post.get_absolute_url()
 
+    @staticmethod
+    def resolve_type(post):  # each kind's schema declares `type` as its own literal
+        return post.kind
+
 
 class EntryOut(PostOut):
     type: Literal["entry"]
@@ -1922,10 +1926,6 @@ class EntryOut(PostOut):
     body: str
     excerpt_html: str
     word_count: int
-
-    @staticmethod
-    def resolve_type(post):
-        return post.kind
 
 
 class BlogmarkOut(PostOut):
@@ -1936,20 +1936,12 @@ class BlogmarkOut(PostOut):
     via_title: str
     commentary: str
 
-    @staticmethod
-    def resolve_type(post):
-        return post.kind
-
 
 class QuotationOut(PostOut):
     type: Literal["quotation"]
     quotation: str
     source: str
     source_url: str
-
-    @staticmethod
-    def resolve_type(post):
-        return post.kind
 
 
 Item = Union[EntryOut, BlogmarkOut, QuotationOut]  # told apart by `type`
@@ -2207,25 +2199,11 @@ def rename_tag(request, tag: TagInPath, payload: TagRename):
     """Give a tag a new name; its old page then redirects (301) to the new one. 409 if the name is taken."""
     require_permission(request, "change", Tag)
     found = get_tag(tag)
-    with transaction.atomic():
-        if Tag.objects.filter(tag=payload.to).exclude(pk=found.pk).exists():
-            raise ApiProblem(409, f"A tag “{payload.to}” already exists: merge into it instead.", [{"field": "to", "message": "Tag exists."}])
-        old_name = found.tag
-        if payload.to != old_name:
-            TagRedirect.objects.filter(old_tag=payload.to).delete()
-            found.tag = payload.to
-            found.save()
-            TagRedirect.objects.update_or_create(old_tag=old_name, defaults={"tag": found})
+    try:
+        tagging.rename(found, payload.to, TagRedirect)
+    except tagging.TagNameTaken:
+        raise ApiProblem(409, f"A tag “{payload.to}” already exists: merge into it instead.", [{"field": "to", "message": "Tag exists."}])
     return with_count(found)
-
-
-def move_tagged_posts(source, target):
-    """Give every post tagged `source` the tag `target` too (bulk, no duplicates)."""
-    for model in POST_MODELS.values():
-        through = model.tags.through
-        post_ids = through.objects.filter(tag=source).values_list(f"{model.kind}_id", flat=True)
-        links = [through(**{f"{model.kind}_id": post_id, "tag_id": target.pk}) for post_id in post_ids]
-        through.objects.bulk_create(links, ignore_conflicts=True)
 
 
 @api.post("/tags/{tag}/merge", response=responses(200, TagOut, *WRITE_ERRORS), tags=["Tags"])
@@ -2236,12 +2214,7 @@ def merge_tag(request, tag: TagInPath, payload: TagMerge):
     source, target = get_tag(tag), get_tag(payload.into)
     if source.pk == target.pk:
         raise ApiProblem(422, "A tag cannot be merged into itself.", [{"field": "into", "message": "Same tag."}])
-    with transaction.atomic():
-        move_tagged_posts(source, target)
-        TagRedirect.objects.filter(tag=source).update(tag=target)
-        old_name = source.tag
-        source.delete()
-        TagRedirect.objects.update_or_create(old_tag=old_name, defaults={"tag": target})
+    tagging.merge(source, target, TagRedirect, POST_MODELS)
     posts_changed.send(sender=Tag)
     return with_count(target)
 
