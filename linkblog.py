@@ -69,7 +69,6 @@ from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import escape
-from django.utils.text import slugify
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -90,6 +89,7 @@ from blogworks.linkstore import LinkHolder
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, union_all, with_every_tag)
 from blogworks.moderation import ModerationAdmin
+from blogworks.permalinks import Permalinked
 from blogworks.permissions import missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
@@ -278,7 +278,7 @@ class PostQuerySet(models.QuerySet):
         return self.filter(is_draft=False, created__gt=timezone.now())
 
 
-class Post(LinkHolder, Syndicated, models.Model):
+class Post(Permalinked, LinkHolder, Syndicated, models.Model):
     """What every kind of post shares: date, slug, tags, draft flag and its rendered HTML.
 
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
@@ -341,6 +341,7 @@ class Post(LinkHolder, Syndicated, models.Model):
     def kind_label(self):
         """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
         return self._meta.verbose_name.capitalize()
+
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
         return cached_reverse("permalink", created.year, MONTHS[created.month - 1], created.day, self.slug)
@@ -355,39 +356,10 @@ class Post(LinkHolder, Syndicated, models.Model):
         """{field: value} of what a post of this kind stores from its Markdown."""
         return {"html": text.render_markdown(markdown_text)}
 
-    def same_day_posts(self, model):
-        """Posts of `model` on this post's (UTC) day, other than this one."""
-        start = self.created.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        posts = model.objects.filter(created__gte=start, created__lt=start + timedelta(days=1))
-        if model is type(self) and self.pk:
-            posts = posts.exclude(pk=self.pk)
-        return posts
-
-    def slug_base(self):
-        """The slug this post's title gives, before any -2, -3 that keeps it unique on its day."""
-        return slugify(getattr(self, self.slug_source_field) or "")[:56].strip("-") or self.kind
-
     @staticmethod
-    def first_free_slug(base, is_taken):
-        """`base`, or else base-2, base-3 ...: the first that `is_taken(slug)` says is free."""
-        slug, number = base, 2
-        while is_taken(slug):
-            slug, number = f"{base}-{number}", number + 1
-        return slug
-
-    def make_unique_slug(self):
-        """A slug from the title that no post of any kind uses on the same day."""
-        base, taken = self.slug_base(), set()
-        for model in POST_MODELS.values():
-            taken.update(self.same_day_posts(model).filter(slug__startswith=base).values_list("slug", flat=True))
-        return self.first_free_slug(base, taken.__contains__)
-
-    def fill_in_defaults(self):
-        """The date and slug a post gets when its author leaves them empty."""
-        if self.created is None:
-            self.created = timezone.now()
-        if not self.slug:
-            self.slug = self.make_unique_slug()
+    def kinds():
+        """Every kind of post: they share one space of permalinks."""
+        return POST_MODELS.values()
 
     def clean(self):
         super().clean()
@@ -395,14 +367,6 @@ class Post(LinkHolder, Syndicated, models.Model):
             raise ValidationError({"created": "A post's day must end before the year 10000."})
         self.refuse_a_taken_permalink()
         self.fill_in_defaults()
-
-    def refuse_a_taken_permalink(self):
-        """A post's URL is its day and slug, whatever its kind: two posts of any kinds cannot share it."""
-        if not self.slug:
-            return  # one is made later, free on its day
-        for model in POST_MODELS.values():
-            if self.same_day_posts(model).filter(slug=self.slug).exists():
-                raise ValidationError({"slug": f"Another {model.kind} on this day already uses the slug “{self.slug}”."})
 
     def note_edit(self):
         """Set `updated` when a stored post's content (its exported fields) differs from the database's."""
@@ -420,15 +384,6 @@ class Post(LinkHolder, Syndicated, models.Model):
     @property
     def is_scheduled(self):
         return not self.is_draft and self.created > timezone.now()
-
-    def share_preview(self):
-        """Give the post a new secret preview link (any older one stops working)."""
-        self.preview_token = secrets.token_urlsafe(24)
-        type(self).objects.filter(pk=self.pk).update(preview_token=self.preview_token)
-
-    def revoke_preview(self):
-        self.preview_token = None
-        type(self).objects.filter(pk=self.pk).update(preview_token=None)
 
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
