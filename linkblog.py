@@ -11,18 +11,21 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Settings        the environment decides everything a deployment changes
     Models          Tag, and Entry / Blogmark / Quotation on one abstract Post: each kind says
                     what it knows (fields, label, search fields, import keys, feed) once, here;
-                    the fediverse's: the actor's key, followers, replies and mentions
-    Admin           where the author writes
+                    what every post does comes from mixins (blogworks/permalinks.py, linkstore.py,
+                    syndication.py); the fediverse's: the actor's key, followers, replies, mentions
+    Admin           where the author writes (its shared pieces: blogworks/writing.py, linkadmin.py,
+                    moderation.py)
     Pages           home, the tag page (and combinations), permalinks, template filters
     Feeds           Atom for everything, each kind, each tag
-    Archives        years, months, days
+    Archives        years, months, days (dates in URLs: blogworks/dates.py)
     Discovery       tag cloud, random post, sitemap, robots.txt
     Search page     /search/ with facets (the engine: blogworks/search.py)
     Fediverse       WebFinger, the blog's ActivityPub actor, inbox, outbox, Webmention endpoint
-                    (the background jobs: blogworks/federation.py)
-    API             /api/ with django-ninja: read, write, tags, tokens
+                    (the inbox's work and the background jobs: blogworks/federation.py)
+    API             /api/ with django-ninja: schemas and endpoints for read, write, tags, tokens
+                    (auth, errors and field types: blogworks/api.py)
     Serving         the WSGI handler built once per worker; the benchmark's hello-world page
-    Admin tools     import, export and the bookmarklet
+    Admin tools     import, export and the bookmarklet (forms and permission checks: blogworks/admintools.py)
     Commands        `python linkblog.py token|import|export|check-links|serve-production|worker`, the entry point
 
 Templates live in templates/ (one base, one partial per kind of post), the stylesheet in static/,
