@@ -37,7 +37,6 @@ the migrations in migrations/.
 import hashlib
 import io
 import json
-import math
 import os
 import random
 import re
@@ -101,6 +100,7 @@ from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
 from blogworks.syndication import Syndicated
+from blogworks.tagging import TAG_INITIALS, cloud_size, tag_matches
 from blogworks.writing import ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
@@ -1479,10 +1479,8 @@ def archive_day(request, year, month, day):
 
 # --- Discovery: the tag cloud, random posts, sitemap, robots.txt ----------------------------
 
-CLOUD_SIZES = 5
 TOP_TAGS = 100
 TAG_LIST_PAGE_SIZE = 200
-TAG_INITIALS = ["0-9", *"abcdefghijklmnopqrstuvwxyz"]
 
 
 @app.route("/tags/", name="tag_list")
@@ -1503,24 +1501,6 @@ def tag_list(request):
             tag.size = cloud_size(tag.post_count, min(counts), max(counts))
         context["top"] = top
     return render(request, "tags.html", context)
-
-
-def tag_matches(name, initial, q):
-    """Whether a tag belongs in the list asked for: its initial (a letter, or "0-9" for any digit)
-    when one is chosen, else whether it contains `q` (every tag for an empty `q`)."""
-    if initial == "0-9":
-        return name[:1].isdigit()
-    if initial in TAG_INITIALS:
-        return name.startswith(initial)
-    return q in name
-
-
-def cloud_size(count, least, most):
-    """1 (smallest) to CLOUD_SIZES: how big a tag with `count` posts is drawn among tags with
-    `least` to `most` posts, on a log scale."""
-    if most <= least:
-        return 1
-    return 1 + round((CLOUD_SIZES - 1) * math.log(count / least) / math.log(most / least))
 
 
 @app.route("/random/<tags:names>/", name="random_post")
@@ -2405,19 +2385,8 @@ def serve_production_command(args):
     call_command("migrate", interactive=False, verbosity=1)
     call_command("collectstatic", interactive=False, verbosity=0)
     forget_cached_pages()
-    gunicorn = [
-        sys.executable, "-m", "gunicorn",
-        "--chdir", str(BASE_DIR),
-        "--bind", bind,
-        "--workers", str(config.env_int("WEB_CONCURRENCY", 2)),
-        "--access-logfile", "-",
-        "--error-logfile", "-",  # stderr, as Django's errors (config.logging_settings)
-        "--no-control-socket",  # several servers may share a machine (and a service user has no home)
-        *args,
-        "linkblog:wsgi_application()",
-    ]
     sys.stdout.flush()
-    os.execv(sys.executable, gunicorn)
+    os.execv(sys.executable, cli.gunicorn_arguments(BASE_DIR, bind, config.env_int("WEB_CONCURRENCY", 2), args))
 
 
 @cli.command

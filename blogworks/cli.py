@@ -155,3 +155,18 @@ def check_links_arguments():
     # Tests replay runs days apart: the checks really happen, stamped and judged as of this moment.
     parser.add_argument("--now", type=aware_datetime, help=argparse.SUPPRESS)
     return parser
+
+
+def gunicorn_arguments(chdir, bind, workers, extra):
+    """The command line `serve-production` becomes: gunicorn serving linkblog's handler, built once per worker."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--chdir", str(chdir),
+        "--bind", bind,
+        "--workers", str(workers),
+        "--access-logfile", "-",
+        "--error-logfile", "-",  # stderr, as Django's errors (config.logging_settings)
+        "--no-control-socket",  # several servers may share a machine (and a service user has no home)
+        *extra,
+        "linkblog:wsgi_application()",
+    ]
