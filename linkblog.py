@@ -11,18 +11,21 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Settings        the environment decides everything a deployment changes
     Models          Tag, and Entry / Blogmark / Quotation on one abstract Post: each kind says
                     what it knows (fields, label, search fields, import keys, feed) once, here;
-                    the fediverse's: the actor's key, followers, replies and mentions
-    Admin           where the author writes
+                    what every post does comes from mixins (blogworks/permalinks.py, linkstore.py,
+                    syndication.py); the fediverse's: the actor's key, followers, replies, mentions
+    Admin           where the author writes (its shared pieces: blogworks/writing.py, linkadmin.py,
+                    moderation.py)
     Pages           home, the tag page (and combinations), permalinks, template filters
     Feeds           Atom for everything, each kind, each tag
-    Archives        years, months, days
+    Archives        years, months, days (dates in URLs: blogworks/dates.py)
     Discovery       tag cloud, random post, sitemap, robots.txt
     Search page     /search/ with facets (the engine: blogworks/search.py)
     Fediverse       WebFinger, the blog's ActivityPub actor, inbox, outbox, Webmention endpoint
-                    (the background jobs: blogworks/federation.py)
-    API             /api/ with django-ninja: read, write, tags, tokens
+                    (the inbox's work and the background jobs: blogworks/federation.py)
+    API             /api/ with django-ninja: schemas and endpoints for read, write, tags, tokens
+                    (auth, errors and field types: blogworks/api.py)
     Serving         the WSGI handler built once per worker; the benchmark's hello-world page
-    Admin tools     import, export and the bookmarklet
+    Admin tools     import, export and the bookmarklet (forms and permission checks: blogworks/admintools.py)
     Commands        `python linkblog.py token|import|export|check-links|serve-production|worker`, the entry point
 
 Templates live in templates/ (one base, one partial per kind of post), the stylesheet in static/,
@@ -31,11 +34,9 @@ the migrations in migrations/.
     nanodjango run linkblog.py          # development server, migrates first
 """
 
-import argparse
 import hashlib
 import io
 import json
-import math
 import os
 import random
 import re
@@ -48,16 +49,14 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 from urllib.parse import urlencode, urlsplit
 
-from django import forms
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.contrib import admin, messages
-from django.contrib.admin.views.main import ChangeList
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
 from django.contrib.syndication.views import Feed
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
@@ -70,46 +69,56 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.feedgenerator import Atom1Feed
-from django.utils.html import escape, format_html, format_html_join
-from django.utils.text import slugify
+from django.utils.html import escape
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
-from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
+from pydantic import Field, StrictBool, StringConstraints
 
-from blogworks import activitypub, cli, config, database, formats, linkstore, rules, text, webmention
+from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
+from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
+from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.jobs import enqueue_on_commit
-from blogworks.linkcheck import OUTCOMES, LinkChecker, extract_links
+from blogworks.linkadmin import HistoryInline
+from blogworks.linkcheck import OUTCOMES, LinkChecker
+from blogworks.linkstore import LinkHolder
 from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
                                summed_counts, union_all, with_every_tag)
+from blogworks.moderation import ModerationAdmin
+from blogworks.permalinks import Permalinked
+from blogworks.permissions import missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
-from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, YearFilter, ranked_tags
+from blogworks.syndication import Syndicated
+from blogworks.tagging import TAG_INITIALS, cloud_size, tag_matches
+from blogworks.writing import ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
-# (It reads each import back from the bytecode around it: one module a line, at most four names.)
+# It reads each import back from the bytecode, up to ten instructions around it: at most four names
+# a line, and a line that imports from a module (or from `blogworks`) must not follow closely on
+# another importing from the same one, which it would be mistaken for: four names between suffice.
 with defer:
-    from blogworks import federation  # its background jobs are made with the TASKS setting
-    from blogworks.linktasks import archive_post_links  # a task: needs the TASKS setting
-    from django.contrib.auth.models import AnonymousUser
-    from ninja.errors import AuthenticationError, HttpError, ValidationError as NinjaValidationError
-    from ninja.main import NinjaAPI
     from ninja.openapi.docs import Swagger
     from ninja.params import Path as PathParam, Query  # PathParam: not pathlib's Path, which this file also uses
+    from blogworks import federation  # its background jobs are made with the TASKS setting
+    from blogworks.linktasks import archive_post_links  # a task: needs the TASKS setting
+    from blogworks.api import READ_ERRORS, WRITE_ERRORS, ApiProblem, responses
+    from blogworks.api import TAG_PATTERN, InputSchema, TagName, When
+    from blogworks.api import caller, page_of, patch_schema, text_field
+    from blogworks.api import LinkblogAPI, BearerToken, StaffSession, Anonymous
+    from blogworks.api import drop_default, validate_with_model_rules
     from ninja.responses import Status
     from ninja.schema import Schema
-    from ninja.security import HttpBearer, SessionAuthIsStaff
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -196,8 +205,6 @@ app = Django(
     LINKBLOG_LINK_DEAD_AFTER_DAYS=config.env_int("LINKBLOG_LINK_DEAD_AFTER_DAYS", 7),
 )
 
-WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # the links worth checking and archiving
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 
@@ -213,8 +220,7 @@ def cached_reverse(name, *args):
 
 
 class Tag(models.Model):
-    # The rule for a tag's name, used by the admin, the API, the importer and the URLs alike.
-    NAME_PATTERN = r"[-a-zA-Z0-9_]+"  # a slug: letters, digits, hyphens and underscores
+    NAME_PATTERN = rules.TAG_NAME_PATTERN  # the rule for a tag's name: the admin's, the API's, the importer's, the URLs'
 
     tag = models.SlugField(max_length=64, unique=True, help_text="Lower case, e.g. django")
     description = models.TextField(blank=True, validators=rules.LONG_TEXT, help_text="Markdown, shown on the tag page")
@@ -278,7 +284,7 @@ class PostQuerySet(models.QuerySet):
         return self.filter(is_draft=False, created__gt=timezone.now())
 
 
-class Post(models.Model):
+class Post(Permalinked, LinkHolder, Syndicated, models.Model):
     """What every kind of post shares: date, slug, tags, draft flag and its rendered HTML.
 
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
@@ -301,8 +307,7 @@ class Post(models.Model):
 
     objects = PostQuerySet.as_manager()
 
-    # Slugs are unique per day, so a post's day needs a next day: 9999-12-31 has none.
-    LAST_DAY = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
+    LAST_DAY = rules.LAST_DAY  # the first day a post cannot have: slugs are unique per day, and it has no next
 
     kind = None  # "entry", "blogmark" or "quotation"
     slug_source_field = None
@@ -342,31 +347,6 @@ class Post(models.Model):
     def kind_label(self):
         """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
         return self._meta.verbose_name.capitalize()
-    def syndicated_html(self):
-        """The whole post as HTML for other sites: feed readers and followers on the fediverse."""
-        return render_to_string(f"feeds/_{self.kind}.html", {"post": self})
-
-    def activitypub_object(self):
-        """The post as followers' servers see it (the dict blogworks.activitypub.post_object reads)."""
-        return {
-            "id": absolute_url(cached_reverse("ap_object", self.kind, self.pk)),
-            "url": absolute_url(self.get_absolute_url()),
-            "title": self.feed_title(),
-            "content_html": self.syndicated_html(),
-            "link": (getattr(self, self.link_field) if self.link_field else "") or None,
-            "tags": [{"name": tag.tag, "url": absolute_url(tag.get_absolute_url())} for tag in self.tags.all()],
-            "published": self.created,
-        }
-
-    def feed_urls(self):
-        """Every feed this post appears in: everything, its kind's, and each of its tags'."""
-        paths = [cached_reverse("feed", "everything"), cached_reverse("feed", self.feed_name)]
-        paths += [cached_reverse("tag_feed", tag.tag) for tag in self.tags.all()]
-        return [absolute_url(path) for path in paths]
-
-    def mentioned_urls(self):
-        """The pages this post links that should hear of it by Webmention."""
-        return list(dict.fromkeys(getattr(self, name) for name in self.link_fields if getattr(self, name)))
 
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
@@ -382,39 +362,10 @@ class Post(models.Model):
         """{field: value} of what a post of this kind stores from its Markdown."""
         return {"html": text.render_markdown(markdown_text)}
 
-    def same_day_posts(self, model):
-        """Posts of `model` on this post's (UTC) day, other than this one."""
-        start = self.created.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        posts = model.objects.filter(created__gte=start, created__lt=start + timedelta(days=1))
-        if model is type(self) and self.pk:
-            posts = posts.exclude(pk=self.pk)
-        return posts
-
-    def slug_base(self):
-        """The slug this post's title gives, before any -2, -3 that keeps it unique on its day."""
-        return slugify(getattr(self, self.slug_source_field) or "")[:56].strip("-") or self.kind
-
     @staticmethod
-    def first_free_slug(base, is_taken):
-        """`base`, or else base-2, base-3 ...: the first that `is_taken(slug)` says is free."""
-        slug, number = base, 2
-        while is_taken(slug):
-            slug, number = f"{base}-{number}", number + 1
-        return slug
-
-    def make_unique_slug(self):
-        """A slug from the title that no post of any kind uses on the same day."""
-        base, taken = self.slug_base(), set()
-        for model in POST_MODELS.values():
-            taken.update(self.same_day_posts(model).filter(slug__startswith=base).values_list("slug", flat=True))
-        return self.first_free_slug(base, taken.__contains__)
-
-    def fill_in_defaults(self):
-        """The date and slug a post gets when its author leaves them empty."""
-        if self.created is None:
-            self.created = timezone.now()
-        if not self.slug:
-            self.slug = self.make_unique_slug()
+    def kinds():
+        """Every kind of post: they share one space of permalinks."""
+        return POST_MODELS.values()
 
     def clean(self):
         super().clean()
@@ -422,14 +373,6 @@ class Post(models.Model):
             raise ValidationError({"created": "A post's day must end before the year 10000."})
         self.refuse_a_taken_permalink()
         self.fill_in_defaults()
-
-    def refuse_a_taken_permalink(self):
-        """A post's URL is its day and slug, whatever its kind: two posts of any kinds cannot share it."""
-        if not self.slug:
-            return  # one is made later, free on its day
-        for model in POST_MODELS.values():
-            if self.same_day_posts(model).filter(slug=self.slug).exists():
-                raise ValidationError({"slug": f"Another {model.kind} on this day already uses the slug “{self.slug}”."})
 
     def note_edit(self):
         """Set `updated` when a stored post's content (its exported fields) differs from the database's."""
@@ -448,51 +391,12 @@ class Post(models.Model):
     def is_scheduled(self):
         return not self.is_draft and self.created > timezone.now()
 
-    def share_preview(self):
-        """Give the post a new secret preview link (any older one stops working)."""
-        self.preview_token = secrets.token_urlsafe(24)
-        type(self).objects.filter(pk=self.pk).update(preview_token=self.preview_token)
-
-    def revoke_preview(self):
-        self.preview_token = None
-        type(self).objects.filter(pk=self.pk).update(preview_token=None)
-
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
         self.note_edit()
         self.render()
         super().save(*args, **kwargs)
 
-    def links(self):
-        """The http(s) URLs this post links to, once each: its link fields, then its Markdown's links."""
-        urls = [getattr(self, name) for name in self.link_fields] + extract_links(getattr(self, self.markdown_field))
-        return list(dict.fromkeys(url for url in urls if WEB_URL.match(url)))
-
-    def replace_link(self, old_url, new_url):
-        """Point this post's links to `old_url` at `new_url` instead (not saved)."""
-        for name in self.link_fields:
-            if getattr(self, name) == old_url:
-                setattr(self, name, new_url)
-        # Only the whole URL: where it ends a link in Markdown or HTML, not as the start of a longer one.
-        whole_url = re.compile(re.escape(old_url) + r"""(?=[\s)>"'\]]|$)""")
-        setattr(self, self.markdown_field, whole_url.sub(lambda match: new_url, getattr(self, self.markdown_field)))
-
-    @property
-    def known_links(self):
-        """This post's Links (state, archived copy) from stored rows, loaded for a whole page by
-        `with_links()` (or here, for a single post)."""
-        if not hasattr(self, "checked_links"):
-            with_links([self])
-        return self.checked_links
-
-    def archived_copy(self, url):
-        """Where readers find a copy of `url` when this post's link to it is dead, else ""."""
-        return next((link.archived_url for link in self.known_links if link.url == url and link.state == "dead"), "")
-
-    def dead_links_in_text(self):
-        """Dead links of its Markdown (not its link fields) with an archived copy: shown under the text."""
-        shown_beside = {getattr(self, name) for name in self.link_fields}
-        return [link for link in self.known_links if link.state == "dead" and link.archived_url and link.url not in shown_beside]
 
 
 class Entry(Post):
@@ -686,14 +590,6 @@ class Announcement(models.Model):
         constraints = [models.UniqueConstraint(fields=["kind", "post_id"], name="linkblog_announcement_once")]
 
 
-def parsed_datetime(value):
-    """An ISO 8601 date-time sent by a stranger, or None when it is missing or malformed."""
-    try:
-        return parse_datetime(value or "")
-    except ValueError:
-        return None
-
-
 class Response(models.Model):
     """What others said about a post (a fediverse reply, a Webmention): kept for the author to
     approve, shown under the post once approved. Its HTML is sanitized before it is stored."""
@@ -739,20 +635,6 @@ class Reply(Response):
     class Meta(Response.Meta):
         verbose_name_plural = "replies"
 
-    @classmethod
-    def receive(cls, reply, post):
-        """Keep a reply (a blogworks.activitypub.Reply) to `post`; an edited reply replaces the
-        text but keeps the author's decision. URLs too long to store are not kept."""
-        if max(len(reply.id), len(reply.url), len(reply.actor)) > 1000:
-            return
-        actor = urlsplit(reply.actor)
-        cls.objects.update_or_create(note_id=reply.id, defaults={
-            "actor": reply.actor, "post_kind": post.kind, "post_id": post.pk, "url": reply.url,
-            # Mastodon's actor URLs end with the account name: /users/alice is alice@host.
-            "author_name": f"{actor.path.rstrip('/').rsplit('/', 1)[-1]}@{actor.netloc}"[:255],
-            "author_url": reply.actor, "content_html": text.sanitize_html(reply.content_html),
-            "published": parsed_datetime(reply.published),
-        })
 
 
 class Mention(Response):
@@ -765,17 +647,6 @@ class Mention(Response):
     class Meta(Response.Meta):
         constraints = [models.UniqueConstraint(fields=["source", "target"], name="linkblog_mention_once")]
 
-    @classmethod
-    def receive(cls, mention, kind, post_id):
-        """Keep a verified Webmention (a blogworks.webmention.Mention) of a post."""
-        content = text.sanitize_html(mention.content_html) if mention.content_html else escape(mention.content_text or "")
-        author_url = mention.author_url if text.is_safe_url(mention.author_url) else ""
-        cls.objects.update_or_create(source=mention.source, target=mention.target, defaults={
-            "post_kind": kind, "post_id": post_id, "kind": mention.kind,
-            "url": mention.url if len(mention.url) <= 1000 else mention.source,
-            "author_name": (mention.author_name or "")[:255], "author_url": author_url[:1000],
-            "content_html": content, "published": parsed_datetime(mention.published),
-        })
 
 
 # Links: every distinct URL the posts hold, checked by `python linkblog.py check-links` and kept in
@@ -877,17 +748,6 @@ def load_with_links(rows):
 
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
-
-
-def permission_name(action, model):
-    """Django's name for a permission on one of our models: "linkblog.add_entry"."""
-    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
-
-
-def missing_permissions(user, wanted):
-    """The names of the (action, model) permissions in `wanted` that `user` lacks."""
-    names = [permission_name(action, model) for action, model in wanted]
-    return [name for name in names if not user.has_perm(name)]
 
 
 VIEW_EVERYTHING = [("view", model) for model in (Tag, *POST_MODELS.values())]  # every tag and every draft
@@ -1005,103 +865,13 @@ class TagAdmin(admin.ModelAdmin):
         return super().get_search_results(request, queryset, search_term)
 
 
-def truncated(value, length=60):
-    """A long cell (a URL, a quotation) cut to `length` characters, whole in its tooltip."""
-    value = str(value)
-    if len(value) <= length:
-        return value
-    return format_html('<span title="{}">{}…</span>', value, value[: length - 1])
+class PostAdmin(writing.PostAdmin):
+    """What every kind's admin shares (blogworks/writing.py), with this site's tags and search."""
 
+    tag_model = Tag
 
-class PostAdmin(admin.ModelAdmin):
-    """What every kind's admin shares: lists that stay fast at 100,000 posts, the tags box, the
-    Markdown preview, the status (draft, scheduled, published) and secret preview links."""
-
-    form = PostForm
-    list_filter = [StatusFilter, YearFilter, "created", TagSearchFilter]
-    autocomplete_fields = ["tags"]
-    list_per_page = 50
-    show_full_result_count = False  # one COUNT(*) fewer on every list page
-    show_facets = admin.ShowFacets.NEVER
-    readonly_fields = ["preview_link"]
-    actions = ["share_preview", "revoke_preview"]
-    formfield_overrides = {
-        # Not the admin's "Currently: <link> Change:" widget, which made the bookmarklet's add form look like an edit.
-        models.URLField: {"widget": forms.URLInput(attrs={"class": "vURLField"})},
-    }
-
-    class Media:
-        js = ["linkblog-admin.js"]
-        css = {"all": ["linkblog-admin.css"]}
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("tags")
-
-    @admin.display(description="Tags")
-    def tag_list(self, post):
-        return ", ".join(tag.tag for tag in post.tags.all())
-
-    @admin.display(description="Status", ordering="is_draft")
-    def status(self, post):
-        return "Draft" if post.is_draft else "Scheduled" if post.is_scheduled else "Published"
-
-    @admin.display(description="Secret preview link")
-    def preview_link(self, post):
-        if not post.preview_token:
-            return "None. The list's “Share a secret preview link” action makes one."
-        url = absolute_url(reverse("draft_preview", args=[post.preview_token]))
-        return format_html('<a href="{}" rel="noopener">{}</a>', url, url)
-
-    @admin.action(description="Share a secret preview link", permissions=["change"])
-    def share_preview(self, request, queryset):
-        for post in queryset:
-            post.share_preview()
-        self.message_user(request, f"Made {len(queryset)} preview link(s): each post's page shows its link.")
-
-    @admin.action(description="Revoke the secret preview link", permissions=["change"])
-    def revoke_preview(self, request, queryset):
-        for post in queryset:
-            post.revoke_preview()
-        self.message_user(request, f"Revoked the preview links of {len(queryset)} post(s).")
-
-    def get_search_results(self, request, queryset, search_term):
-        """The site's search (its index and query language: words, "phrases", tag:, year:), drafts
-        included, plus the model's own `search_fields` (a blogmark's URL): no join, no DISTINCT."""
-        if not search_term.strip():
-            return queryset, False
-        by_index = search_posts(search_term, {self.model.kind: queryset}).matching.get(self.model.kind, queryset.none())
-        if not self.wants_field_search(search_term):
-            return by_index, False
-        by_field, _ = super().get_search_results(request, queryset, search_term)
-        return by_index | by_field, False
-
-    def wants_field_search(self, search_term):
-        """Whether `search_fields` could hold what the index does not (their search reads every row)."""
-        return True
-
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        return fields if obj else [name for name in fields if name != "preview_link"]  # a new post has no link yet
-
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == self.model.markdown_field:
-            field.widget.attrs["data-markdown-preview"] = reverse("admin_markdown_preview")
-        return field
-
-    def formfield_for_manytomany(self, db_field, request, **kwargs):
-        if db_field.name != "tags":
-            return super().formfield_for_manytomany(db_field, request, **kwargs)
-        widget = TagsAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
-        return TagsField(Tag.objects.all(), widget=widget, required=False, label="Tags", clean_name=Tag.clean_name,
-                         may_create=request.user.has_perm(permission_name("add", Tag)),
-                         help_text="Type to find a tag; a name that is not one yet is created when you save.")
-
-    def save_related(self, request, form, formsets, change):
-        """New tags typed in the tags box are created now, with the post."""
-        form.cleaned_data["tags"] = [tag if tag.pk else Tag.objects.get_or_create(tag=tag.tag)[0]
-                                     for tag in form.cleaned_data["tags"]]
-        super().save_related(request, form, formsets, change)
+    def search(self, term, querysets):
+        return search_posts(term, querysets)
 
 
 @admin.register(Entry)
@@ -1125,7 +895,7 @@ class BlogmarkAdmin(PostAdmin):
 
     @admin.display(description="Link URL", ordering="link_url")
     def short_link_url(self, post):
-        return truncated(post.link_url)
+        return writing.truncated(post.link_url)
 
 
 @admin.register(Quotation)
@@ -1137,7 +907,7 @@ class QuotationAdmin(PostAdmin):
 
     @admin.display(description="Quotation")
     def short_quotation(self, post):
-        return truncated(post.quotation)
+        return writing.truncated(post.quotation)
 
 
 @admin.register(ApiToken)
@@ -1159,51 +929,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} token(s).")
 
 
-class ResponseAdmin(admin.ModelAdmin):
-    """Replies and mentions wait here until the author approves (shown under the post) or rejects them."""
-
-    list_display = ["author_name", "excerpt", "post_link", "status", "received"]
-    list_filter = ["status"]
-    search_fields = ["author_name", "author_url", "url", "content_html"]
-    actions = ["approve", "reject"]
-
-    def has_add_permission(self, request):
-        return False  # they come from other sites
-
-    def has_change_permission(self, request, obj=None):
-        # Nothing to edit by hand (the actions change the status), but the actions need the permission.
-        return obj is None and super().has_change_permission(request)
-
-    @admin.display(description="What they said")
-    def excerpt(self, response):
-        return text.description(response.content_html) or response.url
-
-    @admin.display(description="Post")
-    def post_link(self, response):
-        post = response.post()
-        return format_html('<a href="{}">{}</a>', post.get_absolute_url(), post) if post else "(deleted)"
-
-    def set_status(self, request, queryset, status):
-        count = queryset.update(status=status)
-        posts_changed.send(sender=queryset.model)  # bulk updates send no model signals: refresh cached pages
-        self.message_user(request, f"{count} {queryset.model._meta.verbose_name_plural} {status}.")
-
-    @admin.action(description="Approve: show under the post", permissions=["change"])
-    def approve(self, request, queryset):
-        self.set_status(request, queryset, Response.APPROVED)
-
-    @admin.action(description="Reject: never show", permissions=["change"])
-    def reject(self, request, queryset):
-        self.set_status(request, queryset, Response.REJECTED)
-
-
 @admin.register(Reply)
-class ReplyAdmin(ResponseAdmin):
+class ReplyAdmin(ModerationAdmin):
     readonly_fields = ["note_id", "actor", "url", "author_name", "author_url", "content_html", "published", "received"]
 
 
 @admin.register(Mention)
-class MentionAdmin(ResponseAdmin):
+class MentionAdmin(ModerationAdmin):
     list_display = ["author_name", "kind", "excerpt", "post_link", "status", "received"]
     list_filter = ["status", "kind"]
 
@@ -1224,181 +956,17 @@ class FollowerAdmin(admin.ModelAdmin):
 # Links: the author's page of links that need attention, with their history and ways to fix them.
 
 
-class LinkStateFilter(admin.SimpleListFilter):
-    """By state; until another is chosen, the links that need the author: dead, suspect or moved."""
-
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return [*Link.STATES, ("all", "all")]
-
-    def queryset(self, request, queryset):
-        if self.value() is None:
-            return queryset.exclude(state="alive")
-        return queryset if self.value() == "all" else queryset.filter(state=self.value())
-
-    def choices(self, changelist):
-        yield {"selected": self.value() is None, "display": "needs attention",
-               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
-        for value, title in self.lookup_choices:
-            yield {"selected": self.value() == value, "display": title,
-                   "query_string": changelist.get_query_string({self.parameter_name: value})}
-
-
-class LinkHostFilter(admin.SimpleListFilter):
-    """The hosts with the most links needing attention: a site that died takes many links with it."""
-
-    title = "host"
-    parameter_name = "host"
-
-    def lookups(self, request, model_admin):
-        hosts = (Link.objects.held().exclude(state="alive").values_list("host").annotate(count=Count("*"))
-                 .order_by("-count", "host")[:30])
-        return [(host, f"{host or '(no host)'} ({count})") for host, count in hosts]
-
-    def queryset(self, request, queryset):
-        return queryset if self.value() is None else queryset.filter(host=self.value())
-
-
-class LinkCheckInline(admin.TabularInline):
-    """The link's history, newest first: read only."""
-
+class LinkCheckInline(HistoryInline):
     model = LinkCheck
-    fields = ["checked_at", "outcome", "status", "final_url", "permanent_redirect", "error"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-def posts_holding(links, user=None):
-    """Give each Link `held_by`, the posts holding it (those of the kinds `user` may view, when
-    given: drafts' titles stay with those allowed to see them). One query for the rows, one per kind."""
-    rows = PostLink.objects.filter(link__in=links).order_by("kind", "post_id")
-    if user is not None:
-        rows = rows.filter(kind__in=[kind for kind, model in POST_MODELS.items() if user.has_perm(permission_name("view", model))])
-    rows = list(rows)
-    ids_by_kind = {}
-    for row in rows:
-        ids_by_kind.setdefault(row.kind, []).append(row.post_id)
-    posts = {(kind, post.pk): post for kind, ids in ids_by_kind.items() for post in POST_MODELS[kind].objects.filter(pk__in=ids)}
-    for link in links:
-        link.held_by = [posts[row.kind, row.post_id] for row in rows if row.link_id == link.pk and (row.kind, row.post_id) in posts]
-    return links
-
-
-def admin_change_url(post):
-    return reverse(f"admin:linkblog_{post.kind}_change", args=[post.pk])
-
-
-class LinkChangeList(ChangeList):
-    def get_results(self, request):
-        super().get_results(request)
-        posts_holding(self.result_list, request.user)
-
-
-class LinkForm(forms.ModelForm):
-    replace_with = forms.URLField(
-        required=False, max_length=1000, assume_scheme="https", label="Replace with",
-        help_text="A new address for this link: it replaces the old one in every post that holds it.",
-    )
-
-    class Meta:
-        model = Link
-        fields = []
 
 
 @admin.register(Link)
-class LinkAdmin(admin.ModelAdmin):
-    """Links that need attention by post, their history, and the fixes: mark fine, replace the URL
-    (a new address, the moved link's new home, or the archived copy) in the posts holding it."""
+class LinkAdmin(linkadmin.LinkAdmin):
+    """Links that need attention, their history and the fixes (blogworks/linkadmin.py)."""
 
-    form = LinkForm
-    list_display = ["short_url", "state", "host", "last_checked", "held_by", "new_address", "archived_copy"]
-    list_filter = [LinkStateFilter, LinkHostFilter]
-    search_fields = ["url", "host"]
-    list_per_page = 50
-    fields = ["url", "state", "held_by", "final_url", "archived_url", "last_checked", "fine_since", "replace_with"]
-    readonly_fields = ["url", "state", "held_by", "final_url", "archived_url", "last_checked", "fine_since"]
     inlines = [LinkCheckInline]
-    actions = ["mark_fine", "accept_new_address", "use_archived_copy"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).held()
-
-    def get_object(self, request, object_id, from_field=None):
-        link = super().get_object(request, object_id, from_field)
-        return link and posts_holding([link], request.user)[0]
-
-    def get_changelist(self, request, **kwargs):
-        return LinkChangeList
-
-    def has_add_permission(self, request):
-        return False  # links come from posts
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # a link goes when no post holds it
-
-    @admin.display(description="URL", ordering="url")
-    def short_url(self, link):
-        return str(link)
-
-    @admin.display(description="In posts")
-    def held_by(self, link):
-        return format_html_join(", ", '<a href="{}">{}</a>', ((admin_change_url(post), post) for post in link.held_by))
-
-    @admin.display(description="Moved to")
-    def new_address(self, link):
-        return link.final_url
-
-    @admin.display(description="Archived copy")
-    def archived_copy(self, link):
-        if not text.is_safe_url(link.archived_url):  # an archive's answer is no reason to run a script
-            return ""
-        return format_html('<a href="{}">archived copy</a>', link.archived_url)
-
-    def save_model(self, request, link, form, change):
-        if form.cleaned_data.get("replace_with"):
-            self.replace_in_posts(request, link, form.cleaned_data["replace_with"])
-
-    def replace_in_posts(self, request, link, new_url):
-        """Point every post holding `link` at `new_url`, by the posts' own rules, all or none; False
-        (with a message) when the user may not change one of them or a post would break its rules."""
-        posts = posts_holding([link])[0].held_by
-        missing = sorted(missing_permissions(request.user, {("change", type(post)) for post in posts}))
-        if missing:
-            self.message_user(request, f"Not replaced: your account lacks {', '.join(missing)} for {link}.", messages.ERROR)
-            return False
-        try:
-            with transaction.atomic():
-                for post in posts:
-                    post.replace_link(link.url, new_url)
-                    post.full_clean()
-                    post.save()
-        except ValidationError as error:
-            self.message_user(request, f"Not replaced in “{post}”: {' '.join(error.messages)}", messages.ERROR)
-            return False
-        self.message_user(request, f"Replaced {link} with {new_url[:100]} in {len(posts)} post(s).")
-        return True
-
-    @admin.action(description="Mark fine: forget their failures so far", permissions=["change"])
-    def mark_fine(self, request, queryset):
-        count = queryset.update(state="alive", final_url="", fine_since=timezone.now())
-        posts_changed.send(sender=Link)
-        self.message_user(request, f"Marked {count} link(s) fine: only failures from now on count.")
-
-    @admin.action(description="Accept the new address of moved links (in their posts)", permissions=["change"])
-    def accept_new_address(self, request, queryset):
-        for link in queryset.filter(state="moved").exclude(final_url=""):
-            self.replace_in_posts(request, link, link.final_url)
-
-    @admin.action(description="Use the archived copy instead (in their posts)", permissions=["change"])
-    def use_archived_copy(self, request, queryset):
-        for link in queryset.exclude(archived_url=""):
-            self.replace_in_posts(request, link, link.archived_url)
+    post_link_model = PostLink
+    post_models = POST_MODELS
 
 
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
@@ -1547,35 +1115,7 @@ def related_tags(names, posts):
     ]
 
 
-# Permalinks: /2024/Sep/25/slug/
-
-def utc_datetime(year, month=1, day=1):
-    """Midnight UTC on a date named in a URL, or 404 if there is no such date (Feb 30, year 0 or 99999)."""
-    try:
-        return datetime(year, month, day, tzinfo=dt_timezone.utc)
-    except (ValueError, OverflowError):
-        raise Http404("No such date")
-
-
-def month_number(month):
-    """1 for "Jan" ... 12 for "Dec"; 404 for anything else."""
-    if month not in MONTHS:
-        raise Http404("No such month")
-    return MONTHS.index(month) + 1
-
-
-# What people type for a month in an address: "jan", "JAN", "january", "1" and "01" all mean "Jan".
-TYPED_MONTHS = {
-    typed: name
-    for number, name in enumerate(MONTHS, start=1)
-    for typed in (name.lower(), datetime(2000, number, 1).strftime("%B").lower(), str(number), f"{number:02}")
-}
-
-
-def canonical_month(month):
-    """The month as URLs write it ("Jan") for what people type, or None."""
-    return TYPED_MONTHS.get(month.lower())
-
+# Permalinks: /2024/Sep/25/slug/ (dates in URLs: blogworks/dates.py)
 
 def canonical_month_redirect(view):
     """A 301 from `/2008/jan/` (or /2008/january/, /2008/01/) to `/2008/Jan/`; other months go on to the view's 404."""
@@ -1588,15 +1128,6 @@ def canonical_month_redirect(view):
         return view(request, month=month, **kwargs)
 
     return view_with_month_redirect
-
-
-def day_range(year, month, day):
-    """The UTC start and end of a day named in a URL, or 404 if there is no such day."""
-    start = utc_datetime(year, month_number(month), day)
-    try:
-        return start, start + timedelta(days=1)
-    except OverflowError:
-        raise Http404("No such day")
 
 
 def find_post(start, end, slug, user=None):
@@ -1897,23 +1428,6 @@ def tag_feed(request, names):
 # --- Archives: a year's months, a month's and a day's posts, with links to their neighbours --
 
 
-def year_range(year):
-    """The UTC start and end of a year named in a URL, or 404."""
-    return utc_datetime(year), period_end(year + 1, 1)
-
-
-def month_range(year, month):
-    """The UTC start and end of a month named in a URL ("Jan"...), or 404."""
-    number = month_number(month)
-    return utc_datetime(year, number), period_end(year + number // 12, number % 12 + 1)
-
-
-def period_end(year, month):
-    """Midnight UTC starting the month after a period; after 9999 (which has no year 10000), the
-    last day of the calendar, which no post reaches (Post.LAST_DAY)."""
-    return Post.LAST_DAY if year > 9999 else utc_datetime(year, month)
-
-
 def monthly_counts(**filters):
     """Published posts per (year, month) as a sorted list of (year, month, count)."""
     per_kind = [
@@ -1924,16 +1438,6 @@ def monthly_counts(**filters):
         for posts in published_posts(**filters).values()
     ]
     return sorted((year, month, count) for (year, month), count in summed_counts(per_kind).items())
-
-
-def months_by_year(counts):
-    """(year, month, count) rows grouped as [{"year", "count", "months": [{"name", "date", "count"}]}]."""
-    years = {}
-    for year, month, count in counts:
-        entry = years.setdefault(year, {"year": year, "count": 0, "months": []})
-        entry["count"] += count
-        entry["months"].append({"name": MONTHS[month - 1], "date": datetime(year, month, 1), "count": count})
-    return list(years.values())
 
 
 ARCHIVE_PAGES = ("archive_year", "archive_month", "archive_day")
@@ -1996,10 +1500,8 @@ def archive_day(request, year, month, day):
 
 # --- Discovery: the tag cloud, random posts, sitemap, robots.txt ----------------------------
 
-CLOUD_SIZES = 5
 TOP_TAGS = 100
 TAG_LIST_PAGE_SIZE = 200
-TAG_INITIALS = ["0-9", *"abcdefghijklmnopqrstuvwxyz"]
 
 
 @app.route("/tags/", name="tag_list")
@@ -2020,24 +1522,6 @@ def tag_list(request):
             tag.size = cloud_size(tag.post_count, min(counts), max(counts))
         context["top"] = top
     return render(request, "tags.html", context)
-
-
-def tag_matches(name, initial, q):
-    """Whether a tag belongs in the list asked for: its initial (a letter, or "0-9" for any digit)
-    when one is chosen, else whether it contains `q` (every tag for an empty `q`)."""
-    if initial == "0-9":
-        return name[:1].isdigit()
-    if initial in TAG_INITIALS:
-        return name.startswith(initial)
-    return q in name
-
-
-def cloud_size(count, least, most):
-    """1 (smallest) to CLOUD_SIZES: how big a tag with `count` posts is drawn among tags with
-    `least` to `most` posts, on a log scale."""
-    if most <= least:
-        return 1
-    return 1 + round((CLOUD_SIZES - 1) * math.log(count / least) / math.log(most / least))
 
 
 @app.route("/random/<tags:names>/", name="random_post")
@@ -2157,32 +1641,8 @@ def search_feed(request):
 # replies to the inbox (signed: blogworks.federation.verified_activity), and get every post pushed
 # to them by the worker. Pages elsewhere that link a post tell /webmention/.
 
-ACTIVITY_JSON = activitypub.CONTENT_TYPE
 OUTBOX_PAGE_SIZE = 20
 MAX_WEBMENTION_BYTES = 10_000
-
-
-def activity_json(document, status=200):
-    return HttpResponse(json.dumps(document), status=status, content_type=ACTIVITY_JSON)
-
-
-def plain_answer(status, message):
-    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
-
-
-def wants_activity_json(request):
-    accept = request.headers.get("Accept", "")
-    return "application/activity+json" in accept or "application/ld+json" in accept
-
-
-def body_too_big(request, limit):
-    """True when the declared body is bigger than `limit` (checked before reading it)."""
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    return not length.isdigit() or int(length) > limit
-
-
-def site_host():
-    return urlsplit(settings.LINKBLOG_BASE_URL).netloc
 
 
 @app.route("/.well-known/webfinger", name="webfinger")
@@ -2190,11 +1650,11 @@ def webfinger(request):
     """`?resource=acct:author@host`: where the blog's actor is (404 for anyone else)."""
     resource = request.GET.get("resource", "")
     if not resource:
-        return plain_answer(400, "Ask for ?resource=acct:NAME@HOST.")
-    jrd = activitypub.webfinger(resource, settings.LINKBLOG_AUTHOR_HANDLE, site_host(), federation.actor_url(),
+        return federation.plain_answer(400, "Ask for ?resource=acct:NAME@HOST.")
+    jrd = activitypub.webfinger(resource, settings.LINKBLOG_AUTHOR_HANDLE, federation.site_host(), federation.actor_url(),
                                 absolute_url(reverse("home")))
     if jrd is None:
-        return plain_answer(404, "No such account here.")
+        return federation.plain_answer(404, "No such account here.")
     response = HttpResponse(json.dumps(jrd), content_type="application/jrd+json")
     response["Access-Control-Allow-Origin"] = "*"  # web clients look accounts up from other origins
     return response
@@ -2203,11 +1663,11 @@ def webfinger(request):
 @app.route("/activitypub/actor/", name="ap_actor")
 def actor(request):
     """The blog as a fediverse account, for servers (activity+json); people are sent to the home page."""
-    if not wants_activity_json(request):
+    if not federation.wants_activity_json(request):
         response = HttpResponseRedirect(reverse("home"))
     else:
         inbox = absolute_url(reverse("ap_inbox"))
-        response = activity_json(activitypub.actor_document(
+        response = federation.activity_json(activitypub.actor_document(
             federation.actor_url(), settings.LINKBLOG_AUTHOR_HANDLE, settings.LINKBLOG_TITLE,
             f"<p>Links, notes and quotations by {escape(settings.LINKBLOG_AUTHOR)}.</p>", inbox,
             absolute_url(reverse("ap_outbox")), federation.followers_url(), ActorKey.current().public_pem,
@@ -2220,7 +1680,7 @@ def actor(request):
 @never_cache
 def followers(request):
     """How many follow the blog; who they are stays private."""
-    return activity_json(activitypub.ordered_collection(federation.followers_url(), Follower.objects.count()))
+    return federation.activity_json(activitypub.ordered_collection(federation.followers_url(), Follower.objects.count()))
 
 
 @app.route("/activitypub/outbox/", name="ap_outbox")
@@ -2228,14 +1688,14 @@ def outbox(request):
     """Every published post as a Create, newest first, in pages of OUTBOX_PAGE_SIZE (`?page=`)."""
     posts, outbox_url = published_posts(), absolute_url(reverse("ap_outbox"))
     if "page" not in request.GET:
-        return activity_json(activitypub.ordered_collection(outbox_url, count_mixed_posts(posts), first=f"{outbox_url}?page=1"))
+        return federation.activity_json(activitypub.ordered_collection(outbox_url, count_mixed_posts(posts), first=f"{outbox_url}?page=1"))
     page = requested_page(request, MixedPostsPaginator(posts, OUTBOX_PAGE_SIZE))
     actor_url, followers_url = federation.actor_url(), federation.followers_url()
     items = [activitypub.article(post.activitypub_object(), actor_url, followers_url)
              for post in load_with_links(page.object_list)]
     neighbour = {"next_page": page.has_next() and page.next_page_number(), "prev_page": page.has_previous() and page.previous_page_number()}
     links = {name: f"{outbox_url}?page={number}" for name, number in neighbour.items() if number}
-    return activity_json(activitypub.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links))
+    return federation.activity_json(activitypub.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links))
 
 
 @app.route("/activitypub/<slug:kind>/<int:pk>/", name="ap_object")
@@ -2245,9 +1705,9 @@ def post_object(request, kind, pk):
     post = model and model.objects.published().filter(pk=pk).prefetch_related("tags").first()
     if not post:
         raise Http404("No such post")
-    if not wants_activity_json(request):
+    if not federation.wants_activity_json(request):
         return redirect(post)
-    response = activity_json(activitypub.post_object(post.activitypub_object(), federation.actor_url(), federation.followers_url()))
+    response = federation.activity_json(activitypub.post_object(post.activitypub_object(), federation.actor_url(), federation.followers_url()))
     response["Vary"] = "Accept"
     return response
 
@@ -2269,57 +1729,21 @@ def post_at(url):
     return None
 
 
-# What the inbox does with each kind of activity (blogworks.activitypub.InboxActivity.kind).
-
-
-def follow(activity):
-    if activity.object_id != federation.actor_url():
-        raise activitypub.InboxError("this blog's only account is its actor", status=422)
-    follower, _ = Follower.objects.update_or_create(actor=activity.actor, defaults={"follow_id": activity.id})
-    federation.welcome_follower.enqueue(follower.pk, activity.activity)  # Accept, from the worker
-
-
-def unfollow(activity):
-    followers = Follower.objects.filter(actor=activity.actor)
-    if not isinstance(activity.activity.get("object"), dict):
-        followers = followers.filter(follow_id=activity.object_id)  # a bare id: only an Undo of our Follow
-    followers.delete()
-
-
-def forget_actor(activity):
-    Follower.objects.filter(actor=activity.actor).delete()
-    Reply.objects.filter(actor=activity.actor).delete()
-
-
-def forget_reply(activity):
-    Reply.objects.filter(note_id=activity.object_id, actor=activity.actor).delete()
-
-
-def keep_reply(activity):
-    post = post_at(activity.reply.in_reply_to)
-    if post is not None:  # a reply to something else is none of the blog's business
-        Reply.receive(activity.reply, post)
-
-
-INBOX_ACTIONS = {"follow": follow, "unfollow": unfollow, "delete_actor": forget_actor,
-                 "delete_object": forget_reply, "reply": keep_reply}
-
-
 @app.route("/activitypub/inbox/", name="ap_inbox")
 @csrf_exempt
 @require_POST
 @rate_limited("inbox", "LINKBLOG_INBOX_RATE_LIMIT")
 def inbox(request):
     """Signed activities from other servers: 202 when taken, 4xx (and nothing stored) otherwise."""
-    if body_too_big(request, activitypub.MAX_INBOX_BYTES):
-        return plain_answer(413, f"An activity is at most {activitypub.MAX_INBOX_BYTES} bytes.")
+    if federation.body_too_big(request, activitypub.MAX_INBOX_BYTES):
+        return federation.plain_answer(413, f"An activity is at most {activitypub.MAX_INBOX_BYTES} bytes.")
     try:
         activity = federation.verified_activity(request)
-        INBOX_ACTIONS[activity.kind](activity)
+        federation.receive(activity, post_at)
     except activitypub.InboxError as error:
-        return plain_answer(error.status, str(error))
+        return federation.plain_answer(error.status, str(error))
     except SignatureError as error:
-        return plain_answer(401, f"Signature refused: {error}")
+        return federation.plain_answer(401, f"Signature refused: {error}")
     return HttpResponse(status=202)
 
 
@@ -2329,18 +1753,18 @@ def inbox(request):
 @rate_limited("webmention", "LINKBLOG_WEBMENTION_RATE_LIMIT")
 def webmention_endpoint(request):
     """`source` says it links `target` (one of our posts): checked by the worker, kept for approval."""
-    if body_too_big(request, MAX_WEBMENTION_BYTES):
-        return plain_answer(413, f"A Webmention is at most {MAX_WEBMENTION_BYTES} bytes.")
+    if federation.body_too_big(request, MAX_WEBMENTION_BYTES):
+        return federation.plain_answer(413, f"A Webmention is at most {MAX_WEBMENTION_BYTES} bytes.")
     source, target = request.POST.get("source", ""), request.POST.get("target", "")
     try:
-        webmention.validate_request(source, target, {site_host()})
+        webmention.validate_request(source, target, {federation.site_host()})
     except webmention.WebmentionError as error:
-        return plain_answer(400, f"Webmention refused: {error}.")
+        return federation.plain_answer(400, f"Webmention refused: {error}.")
     post = post_at(target) if max(len(source), len(target)) <= 1000 else None
     if post is None:
-        return plain_answer(400, "Webmention refused: the target is not a post of this blog.")
+        return federation.plain_answer(400, "Webmention refused: the target is not a post of this blog.")
     federation.receive_webmention.enqueue(source, target, post.kind, post.pk)
-    return plain_answer(202, "Accepted: the source will be checked, then shown once the author approves.")
+    return federation.plain_answer(202, "Accepted: the source will be checked, then shown once the author approves.")
 
 
 # --- API: a JSON API under /api/ (django-ninja): read, write, tags, tokens ----------------------
@@ -2352,50 +1776,8 @@ def webmention_endpoint(request):
 
 API_PAGE_SIZE = 30
 API_MAX_PAGE_SIZE = 200
-TAG_PATTERN = rf"^{Tag.NAME_PATTERN}$"
-NO_NUL_PATTERN = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text
-
-
-# Authentication: a bearer token, a staff session, or (for reads) nobody at all.
-
-
-class BearerToken(HttpBearer):
-    """`Authorization: Bearer <token>`: a missing header lets the next method try; a bad token is a 401."""
-
-    def authenticate(self, request, token):
-        found = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash(token), is_active=True).first()
-        if found is None or not found.user.is_active:
-            raise AuthenticationError(message="Invalid or revoked API token.")
-        found.mark_used()
-        return found.user
-
-
-class Anonymous:
-    """Lets a request through unauthenticated: public reads. Shown in the schema as optional auth."""
-
-    openapi_security_schema = None
-
-    def __call__(self, request):
-        return AnonymousUser()
-
-
-class StaffSession(SessionAuthIsStaff):
-    """A logged-in staff browser session, with Django's CSRF check as for any form. Without one,
-    the caller hears "401: send a token" rather than a CSRF failure."""
-
-    def __call__(self, request):
-        if not (request.user.is_authenticated and request.user.is_staff):
-            return None
-        return super().__call__(request)
-
-
-WRITERS = [BearerToken(), StaffSession()]
+WRITERS = [BearerToken(ApiToken), StaffSession()]
 READERS = [*WRITERS, Anonymous()]
-
-
-def caller(request):
-    """The authenticated user behind a request, or None for an anonymous reader."""
-    return request.auth if request.auth.is_authenticated else None
 
 
 def require_permission(request, action, model):
@@ -2410,23 +1792,6 @@ def may_see_drafts(request, model):
     return user is not None and user.has_perm(permission_name("view", model))
 
 
-class LinkblogAPI(NinjaAPI):
-    """NinjaAPI whose schema marks public reads as "auth optional" (an empty security requirement)."""
-
-    def get_openapi_schema(self, **kwargs):
-        schema = super().get_openapi_schema(**kwargs)
-        for operations in schema["paths"].values():
-            for operation in operations.values():
-                security = operation.get("security", [])
-                if {"Anonymous": []} in security:
-                    security[security.index({"Anonymous": []})] = {}
-        schema["components"].get("securitySchemes", {}).pop("Anonymous", None)
-        return schema
-
-    def get_openapi_operation_id(self, operation):
-        return operation.view_func.__name__  # plain names: list_items, rename_tag, ...
-
-
 api = LinkblogAPI(
     title="linkblog API",
     version="1.0",
@@ -2437,170 +1802,16 @@ api = LinkblogAPI(
 )
 
 
-# Errors: one JSON shape for every 4xx.
-
-
-class FieldProblem(Schema):
-    field: str
-    message: str
-
-
-class Problem(Schema):
-    detail: str
-    errors: list[FieldProblem] = []
-
-
-class ApiProblem(HttpError):
-    """An error answer with a status, a message and optionally the fields at fault."""
-
-    def __init__(self, status_code, detail, errors=()):
-        super().__init__(status_code, detail)
-        self.errors = list(errors)
-
-
-def errors_of(validation_error):
-    """Django's ValidationError as a list of {field, message}."""
-    return [
-        {"field": field, "message": message}
-        for field, messages in validation_error.message_dict.items()
-        for message in messages
-    ]
-
-
-def field_name(location):
-    """Where pydantic found a problem, as a dotted field name: ("body", "payload", "tags", 0) → "tags.0"."""
-    parts = [str(part) for part in location[1:]]
-    if parts and parts[0] == "payload":
-        parts = parts[1:]
-    return ".".join(parts) or str(location[0])
-
-
-@api.exception_handler(NinjaValidationError)
-def invalid_input(request, error):
-    errors = [{"field": field_name(item.get("loc", ())), "message": item.get("msg", "Invalid value")} for item in error.errors]
-    detail = "; ".join(f"{item['field']}: {item['message']}" for item in errors) or "Invalid input."
-    return api.create_response(request, {"detail": detail, "errors": errors}, status=422)
-
-
-@api.exception_handler(HttpError)
-def http_error(request, error):
-    detail = str(error)
-    if isinstance(error, AuthenticationError) and detail == "Unauthorized":
-        detail = "Authentication required: send the header `Authorization: Bearer <token>`."
-    body = {"detail": detail, "errors": getattr(error, "errors", [])}
-    response = api.create_response(request, body, status=error.status_code)
-    if error.status_code == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="linkblog"'
-    return response
-
-
-@api.exception_handler(Http404)
-def not_found(request, error):
-    return api.create_response(request, {"detail": str(error) or "Not found.", "errors": []}, status=404)
-
-
-@api.exception_handler(OperationalError)
-def database_busy(request, error):
-    """Another writer (an import, say) held the lock longer than a write waits: 503, try again."""
-    if not database.is_busy(error):
-        raise error
-    wait = database.RETRY_AFTER_SECONDS
-    detail = f"The database is busy with another write; nothing was changed. Please try again in {wait} seconds."
-    response = api.create_response(request, {"detail": detail, "errors": []}, status=503)
-    response["Retry-After"] = str(wait)
-    return response
-
-
-@api.exception_handler(RequestDataTooBig)
-def request_too_big(request, error):
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return api.create_response(request, {"detail": f"The request body is over the limit of {limit} bytes.", "errors": []},
-                               status=413)
-
-
-def responses(ok_status, ok_schema, *error_statuses):
-    return {ok_status: ok_schema, **{status: Problem for status in error_statuses}}
-
-
-READ_ERRORS = (401, 422)
-WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 503)
-
-
 # Schemas: what the API reads and writes. Inputs mirror the models' rules so the schema tells the truth.
 
 
-RFC3339_DATETIME = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
-
-
-def rfc3339_text(value):
-    """Only the date-time form the schema promises: no Unix timestamps, no dates without a zone."""
-    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339_DATETIME.match(value)):
-        return value
-    raise ValueError("Expected a date-time with a time zone, e.g. 2024-05-01T12:00:00Z")
-
-
-def as_utc(value):
-    """A datetime as UTC, refusing ones too near the ends of the calendar to convert, or whose day
-    has no next day (a post's slug is unique per day)."""
-    if value is None:
-        return value
-    try:
-        value = value.astimezone(dt_timezone.utc)
-    except OverflowError:
-        raise ValueError("Date is out of range.")
-    if value >= Post.LAST_DAY:
-        raise ValueError("Date is out of range.")
-    return value
-
-
-def utf8_text(value):
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("Text must be valid Unicode (no lone surrogates).")
-    return value
-
-
-def drop_default(field_schema):
-    """An optional field whose absence means "unchanged" or "made for you": null is no valid value."""
-    field_schema.pop("default", None)
-
-
-TagName = Annotated[
-    str,
-    StringConstraints(pattern=TAG_PATTERN, min_length=1, max_length=64, to_lower=True),
-    Field(description="A tag: letters, digits, hyphens and underscores; stored lower case.", examples=["django"]),
-]
-When = Annotated[datetime, BeforeValidator(rfc3339_text), AfterValidator(as_utc)]
 PostId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 TagInPath = Annotated[str, PathParam(pattern=TAG_PATTERN, max_length=64)]
-
-
-def text_field(max_length=None, min_length=0, pattern=NO_NUL_PATTERN, **extra):
-    """A string field with the model's length limits, no NUL characters and valid Unicode."""
-    return Annotated[
-        str,
-        StringConstraints(pattern=pattern, max_length=max_length, min_length=min_length),
-        AfterValidator(utf8_text),
-        Field(**extra),
-    ]
-
 
 # Links are checked by the model (blogworks.rules.web_url), which percent-encodes them as a browser does.
 URL_RULE = f"an http(s) URL, stored percent-encoded (at most {rules.MAX_URL_LENGTH:,} characters once encoded)"
 Url = text_field(min_length=1, description=URL_RULE.capitalize(), examples=["https://example.com/a page"])
 OptionalUrl = text_field(description=f"{URL_RULE.capitalize()}, or empty")
-
-
-class InputSchema(Schema):
-    """A JSON object sent to the API: anything else (a list, a number) is refused."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def must_be_an_object(cls, value):
-        if not isinstance(getattr(value, "_obj", value), dict):  # ninja wraps what it validates
-            raise ValueError("Expected a JSON object.")
-        return value
 
 
 class PostIn(InputSchema):
@@ -2633,14 +1844,6 @@ class QuotationIn(PostIn):
     source_url: OptionalUrl = ""
 
 
-def patch_schema(schema):
-    """The same fields, each optional: a PATCH changes only the fields it sends."""
-    fields = {}
-    for name, info in schema.model_fields.items():
-        fields[name] = (info.rebuild_annotation(), Field(None, description=info.description, json_schema_extra=drop_default))
-    return create_model(schema.__name__.removesuffix("In") + "Patch", __base__=InputSchema, **fields)
-
-
 class LinkOut(Schema):
     url: str
     state: Literal["alive", "suspect", "dead", "moved"] = Field(description="From the link checks: dead only after failures days apart")
@@ -2671,6 +1874,10 @@ class PostOut(Schema):
     def resolve_url(post):
         return settings.LINKBLOG_BASE_URL + post.get_absolute_url()
 
+    @staticmethod
+    def resolve_type(post):  # each kind's schema declares `type` as its own literal
+        return post.kind
+
 
 class EntryOut(PostOut):
     type: Literal["entry"]
@@ -2678,10 +1885,6 @@ class EntryOut(PostOut):
     body: str
     excerpt_html: str
     word_count: int
-
-    @staticmethod
-    def resolve_type(post):
-        return post.kind
 
 
 class BlogmarkOut(PostOut):
@@ -2692,20 +1895,12 @@ class BlogmarkOut(PostOut):
     via_title: str
     commentary: str
 
-    @staticmethod
-    def resolve_type(post):
-        return post.kind
-
 
 class QuotationOut(PostOut):
     type: Literal["quotation"]
     quotation: str
     source: str
     source_url: str
-
-    @staticmethod
-    def resolve_type(post):
-        return post.kind
 
 
 Item = Union[EntryOut, BlogmarkOut, QuotationOut]  # told apart by `type`
@@ -2808,13 +2003,6 @@ def filter_posts(request, model, filters):
     return filters.narrow(posts)
 
 
-def page_of(queryset, page, load=list, count=None):
-    """One slice of a newest-first list and the total count (`count()` unless the caller has a
-    cheaper way): two queries, plus `load`'s."""
-    count = queryset.count if count is None else count
-    return {"count": count(), "items": load(queryset[page.offset : page.offset + page.limit])}
-
-
 @api.get("/items", auth=READERS, response=responses(200, ItemsPage, *READ_ERRORS), tags=["Posts of every kind"],
          summary="List posts of every kind")
 def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
@@ -2848,21 +2036,6 @@ def get_or_create_tags(request, names):
         raise ApiProblem(403, f"Your account lacks the “{permission}” permission, needed to create the tags: {listed}.",
                          [{"field": "tags", "message": f"New tags need “{permission}”: {listed}"}])
     return [existing.get(name) or Tag.objects.get_or_create(tag=name)[0] for name in names]
-
-
-def validate_with_model_rules(instance):
-    """The model's rules (the admin's and the importer's too): 422 for a bad field, 409 for a slug
-    another post uses that day."""
-    try:
-        instance.clean_fields()
-    except ValidationError as error:
-        raise ApiProblem(422, f"Invalid {instance._meta.verbose_name}: " + " ".join(error.messages), errors_of(error))
-    try:
-        instance.clean()
-        instance.validate_constraints()
-    except ValidationError as error:
-        status = 409 if "slug" in error.message_dict else 422
-        raise ApiProblem(status, " ".join(error.messages), errors_of(error))
 
 
 def save_post(request, post, fields):
@@ -2985,25 +2158,11 @@ def rename_tag(request, tag: TagInPath, payload: TagRename):
     """Give a tag a new name; its old page then redirects (301) to the new one. 409 if the name is taken."""
     require_permission(request, "change", Tag)
     found = get_tag(tag)
-    with transaction.atomic():
-        if Tag.objects.filter(tag=payload.to).exclude(pk=found.pk).exists():
-            raise ApiProblem(409, f"A tag “{payload.to}” already exists: merge into it instead.", [{"field": "to", "message": "Tag exists."}])
-        old_name = found.tag
-        if payload.to != old_name:
-            TagRedirect.objects.filter(old_tag=payload.to).delete()
-            found.tag = payload.to
-            found.save()
-            TagRedirect.objects.update_or_create(old_tag=old_name, defaults={"tag": found})
+    try:
+        tagging.rename(found, payload.to, TagRedirect)
+    except tagging.TagNameTaken:
+        raise ApiProblem(409, f"A tag “{payload.to}” already exists: merge into it instead.", [{"field": "to", "message": "Tag exists."}])
     return with_count(found)
-
-
-def move_tagged_posts(source, target):
-    """Give every post tagged `source` the tag `target` too (bulk, no duplicates)."""
-    for model in POST_MODELS.values():
-        through = model.tags.through
-        post_ids = through.objects.filter(tag=source).values_list(f"{model.kind}_id", flat=True)
-        links = [through(**{f"{model.kind}_id": post_id, "tag_id": target.pk}) for post_id in post_ids]
-        through.objects.bulk_create(links, ignore_conflicts=True)
 
 
 @api.post("/tags/{tag}/merge", response=responses(200, TagOut, *WRITE_ERRORS), tags=["Tags"])
@@ -3014,12 +2173,7 @@ def merge_tag(request, tag: TagInPath, payload: TagMerge):
     source, target = get_tag(tag), get_tag(payload.into)
     if source.pk == target.pk:
         raise ApiProblem(422, "A tag cannot be merged into itself.", [{"field": "into", "message": "Same tag."}])
-    with transaction.atomic():
-        move_tagged_posts(source, target)
-        TagRedirect.objects.filter(tag=source).update(tag=target)
-        old_name = source.tag
-        source.delete()
-        TagRedirect.objects.update_or_create(old_tag=old_name, defaults={"tag": target})
+    tagging.merge(source, target, TagRedirect, POST_MODELS)
     posts_changed.send(sender=Tag)
     return with_count(target)
 
@@ -3075,23 +2229,6 @@ def export(format="ndjson", include_drafts=True):
 admin.site.final_catch_all_view = False
 
 
-class ImportForm(forms.Form):
-    file = forms.FileField()
-    format = forms.ChoiceField(
-        choices=[("", "Detect from the content"), ("ndjson", "linkblog NDJSON"), ("netscape", "Browser bookmarks (HTML)"),
-                 ("pinboard", "Pinboard JSON"), ("feed", "Atom or RSS feed")],
-        required=False,
-    )
-    folders_as_tags = forms.BooleanField(required=False, label="Bookmark folders become tags")
-    skip_bad = forms.BooleanField(required=False, label="Skip bad records and import the rest")
-    dry_run = forms.BooleanField(required=False, label="Dry run: check and count, write nothing")
-
-
-class ExportForm(forms.Form):
-    format = forms.ChoiceField(choices=[("ndjson", "linkblog NDJSON (everything)"), ("netscape", "Browser bookmarks (blogmarks)")])
-    drafts = forms.BooleanField(required=False, initial=True, label="Include drafts")
-
-
 # Who may use which tool: the Django permissions of what it touches, never merely being staff.
 EXPORT_NEEDS = VIEW_EVERYTHING  # an export holds every draft
 IMPORT_NEEDS = [("add", Tag), ("change", Tag)]  # and add and change of each kind in the file: import_needs()
@@ -3099,56 +2236,21 @@ BOOKMARKLET_NEEDS = [("add", Blogmark)]
 TOOL_NEEDS = {"import": IMPORT_NEEDS, "export": EXPORT_NEEDS, "bookmarklet": BOOKMARKLET_NEEDS}
 
 
-def tools_for(user):
-    """{"import": bool, "export": bool, "bookmarklet": bool}: the tools `user` may use."""
-    return {tool: not missing_permissions(user, needs) for tool, needs in TOOL_NEEDS.items()}
-
-
 @app.templatetag.simple_tag(name="admin_tools", takes_context=True)
 def admin_tools(context):
     """{% admin_tools as tools %}: the tools the logged-in user may use, for the admin index's links."""
-    return tools_for(context["request"].user)
-
-
-def import_needs(report):
-    """What committing an import needs: IMPORT_NEEDS, and add and change of every kind of post in the file."""
-    kinds = [kind for kind, _ in report.rows() if kind in POST_MODELS]
-    return IMPORT_NEEDS + [(action, POST_MODELS[kind]) for kind in kinds for action in ("add", "change")]
+    return tools_for(context["request"].user, TOOL_NEEDS)
 
 
 def authorize_import(user, report):
     """Refuse (and so roll back) an import that creates or changes what `user` may not."""
-    missing = missing_permissions(user, import_needs(report))
+    missing = missing_permissions(user, import_needs(report, POST_MODELS, IMPORT_NEEDS))
     if missing:
         raise PermissionDenied(missing)
 
 
-def admin_page(request, template, status=200, **context):
-    context = {**admin.site.each_context(request), **context}
-    return render(request, template, context, status=status)
-
-
-def permission_refused(request, missing):
-    """The 403 page that names the permissions a tool needs and the user lacks."""
-    return admin_page(request, "admin/linkblog/permission_needed.html", 403, title="Permission needed", missing=missing)
-
-
-def needs_permissions(wanted):
-    """A tool for users holding every (action, model) permission in `wanted`; a 403 page for others."""
-
-    def decorate(view):
-        @wraps(view)
-        def checked_view(request, *args, **kwargs):
-            missing = missing_permissions(request.user, wanted)
-            return permission_refused(request, missing) if missing else view(request, *args, **kwargs)
-
-        return checked_view
-
-    return decorate
-
-
 def import_page(request, status=200, **context):
-    context = {"form": ImportForm(), "export_form": ExportForm(), "tools": tools_for(request.user), **context}
+    context = {"form": ImportForm(), "export_form": ExportForm(), "tools": tools_for(request.user, TOOL_NEEDS), **context}
     return admin_page(request, "admin/linkblog/import_export.html", status, title="Import and export", **context)
 
 
@@ -3156,7 +2258,7 @@ def import_page(request, status=200, **context):
 @staff_member_required
 def admin_import(request):
     """Upload a file to import (same rules and summary as the command line), or download an export."""
-    tools = tools_for(request.user)
+    tools = tools_for(request.user, TOOL_NEEDS)
     if not tools["import"] and (request.method == "POST" or not tools["export"]):
         return permission_refused(request, missing_permissions(request.user, IMPORT_NEEDS))
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
@@ -3180,7 +2282,7 @@ def admin_import(request):
 
 @app.route("admin/linkblog/export/", name="admin_export")
 @staff_member_required
-@needs_permissions(EXPORT_NEEDS)
+@needs_permissions(EXPORT_NEEDS, permission_refused)
 def admin_export(request):
     """Download the whole blog as NDJSON, or the blogmarks as a bookmarks file."""
     form = ExportForm(request.GET)
@@ -3195,7 +2297,7 @@ def admin_export(request):
 
 @app.route("admin/linkblog/bookmarklet/", name="admin_bookmarklet")
 @staff_member_required
-@needs_permissions(BOOKMARKLET_NEEDS)
+@needs_permissions(BOOKMARKLET_NEEDS, permission_refused)
 def admin_bookmarklet(request):
     """A link to drag to the bookmarks bar: it opens "Blog this" (below) with the page's address,
     title and selected text."""
@@ -3234,10 +2336,7 @@ def token_command(args):
     """`python linkblog.py token USERNAME [--name NAME]`: make an API token and print it, once."""
     from django.contrib.auth import get_user_model
 
-    parser = argparse.ArgumentParser(prog="linkblog.py token", description="Create an API token for a user.")
-    parser.add_argument("username")
-    parser.add_argument("--name", default="", help="what the token is for, e.g. phone")
-    options = parser.parse_args(args)
+    options = cli.token_arguments().parse_args(args)
     user = get_user_model().objects.filter(username=options.username).first()
     if user is None:
         print(f"linkblog: no user named “{options.username}”.", file=sys.stderr)
@@ -3246,33 +2345,13 @@ def token_command(args):
     return 0
 
 
-def import_arguments():
-    parser = argparse.ArgumentParser(prog="python linkblog.py import", description="Import posts and tags from a file or feed URL.")
-    parser.add_argument("file", metavar="FILE", help="an NDJSON, bookmarks HTML, Pinboard JSON or feed file, or a feed URL")
-    parser.add_argument("--format", choices=formats.IMPORT_FORMATS, help="the file's format (detected from its content when not given)")
-    parser.add_argument("--skip-bad", action="store_true", help="import the good records and list the bad ones")
-    parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
-    parser.add_argument("--folders-as-tags", action="store_true", help="bookmark folder names become tags (netscape)")
-    parser.add_argument("--processes", type=cli.positive_int, default=cli.default_render_processes(), metavar="N",
-                        help="processes that render Markdown (default: one per core, at most 4; "
-                             "1 keeps a busy server's other cores free)")
-    return parser
-
-
-def open_import_source(name):
-    """A binary file object for a path or, for an http(s) address, the fetched feed."""
-    if formats.is_web_url(name):
-        return formats.open_feed_url(name)
-    return open(name, "rb")
-
-
 @cli.command
 def import_command(args):
     """`python linkblog.py import FILE`: one transaction; a summary on stdout, problems on stderr."""
-    options = import_arguments().parse_args(args)
+    options = cli.import_arguments().parse_args(args)
     is_url = formats.is_web_url(options.file)
     try:
-        with cli.terminate_as_interrupt(), open_import_source(options.file) as stream, \
+        with cli.terminate_as_interrupt(), cli.open_import_source(options.file) as stream, \
                 rendering_processes(options.processes, POST_MODELS) as render_map:
             size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_url else 0
             report = import_posts(stream, options.format or ("feed" if is_url else None), skip_bad=options.skip_bad,
@@ -3295,11 +2374,7 @@ def import_command(args):
 @cli.command
 def export_command(args):
     """`python linkblog.py export [FILE]`: the whole blog (or its blogmarks as bookmarks) to a file or stdout."""
-    parser = argparse.ArgumentParser(prog="python linkblog.py export", description="Export the blog.")
-    parser.add_argument("file", metavar="FILE", nargs="?", help="where to write (standard output when not given)")
-    parser.add_argument("--format", choices=formats.EXPORT_FORMATS, default="ndjson")
-    parser.add_argument("--no-drafts", action="store_true", help="leave drafts out")
-    options = parser.parse_args(args)
+    options = cli.export_arguments().parse_args(args)
     try:
         if options.file:
             cli.export_to_file(options.file, export(options.format, not options.no_drafts))
@@ -3331,39 +2406,15 @@ def serve_production_command(args):
     call_command("migrate", interactive=False, verbosity=1)
     call_command("collectstatic", interactive=False, verbosity=0)
     forget_cached_pages()
-    gunicorn = [
-        sys.executable, "-m", "gunicorn",
-        "--chdir", str(BASE_DIR),
-        "--bind", bind,
-        "--workers", str(config.env_int("WEB_CONCURRENCY", 2)),
-        "--access-logfile", "-",
-        "--error-logfile", "-",  # stderr, as Django's errors (config.logging_settings)
-        "--no-control-socket",  # several servers may share a machine (and a service user has no home)
-        *args,
-        "linkblog:wsgi_application()",
-    ]
     sys.stdout.flush()
-    os.execv(sys.executable, gunicorn)
-
-
-def check_links_arguments():
-    parser = argparse.ArgumentParser(prog="python linkblog.py check-links",
-                                     description="Check every link the posts hold, once each, and decide which are dead.")
-    parser.add_argument("--timeout", type=cli.seconds, default=10.0, metavar="SECONDS", help="per request (default 10)")
-    parser.add_argument("--per-host", type=cli.positive_int, default=2, metavar="N",
-                        help="requests at once to one host (default 2)")
-    parser.add_argument("--delay", type=cli.seconds, default=1.0, metavar="SECONDS",
-                        help="between two requests to one host (default 1)")
-    # Tests replay runs days apart: the checks really happen, stamped and judged as of this moment.
-    parser.add_argument("--now", type=cli.aware_datetime, help=argparse.SUPPRESS)
-    return parser
+    os.execv(sys.executable, cli.gunicorn_arguments(BASE_DIR, bind, config.env_int("WEB_CONCURRENCY", 2), args))
 
 
 @cli.command
 def check_links_command(args):
     """`python linkblog.py check-links`: check every distinct URL once, politely, storing each result
     as it comes (Ctrl-C, then run it again: it carries on), then classify every link."""
-    options = check_links_arguments().parse_args(args)
+    options = cli.check_links_arguments().parse_args(args)
     clock = (lambda: options.now) if options.now else timezone.now
     checker = LinkChecker(settings.LINKBLOG_LINKCHECK_USER_AGENT, timeout=options.timeout, per_host=options.per_host,
                           host_delay=options.delay, clock=clock)

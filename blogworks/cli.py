@@ -1,7 +1,9 @@
 """The command line's plumbing: `python linkblog.py NAME ...` for the commands linkblog.py declares.
 
 `@command` registers a function as a command; `main()` in linkblog.py runs it. Commands end with one
-line on stderr and an exit status when something goes wrong, never a traceback.
+line on stderr and an exit status when something goes wrong, never a traceback. The argument parsers
+of the commands (`token_arguments()`, `import_arguments()`, ...) are here too; `open_import_source`
+opens a file or fetches a feed URL.
 """
 
 import argparse
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from django.db import DatabaseError
 
+from . import formats
 from .database import is_busy
 
 COMMANDS = {}
@@ -101,3 +104,69 @@ def command_error(name, error):
         message = str(error)
     print(f"linkblog {name}: {' '.join(message.split())}", file=sys.stderr)
     return 1
+
+
+# What each command takes (linkblog.py declares the commands).
+
+
+def token_arguments():
+    parser = argparse.ArgumentParser(prog="linkblog.py token", description="Create an API token for a user.")
+    parser.add_argument("username")
+    parser.add_argument("--name", default="", help="what the token is for, e.g. phone")
+    return parser
+
+
+def import_arguments():
+    parser = argparse.ArgumentParser(prog="python linkblog.py import", description="Import posts and tags from a file or feed URL.")
+    parser.add_argument("file", metavar="FILE", help="an NDJSON, bookmarks HTML, Pinboard JSON or feed file, or a feed URL")
+    parser.add_argument("--format", choices=formats.IMPORT_FORMATS, help="the file's format (detected from its content when not given)")
+    parser.add_argument("--skip-bad", action="store_true", help="import the good records and list the bad ones")
+    parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    parser.add_argument("--folders-as-tags", action="store_true", help="bookmark folder names become tags (netscape)")
+    parser.add_argument("--processes", type=positive_int, default=default_render_processes(), metavar="N",
+                        help="processes that render Markdown (default: one per core, at most 4; "
+                             "1 keeps a busy server's other cores free)")
+    return parser
+
+
+def open_import_source(name):
+    """A binary file object for a path or, for an http(s) address, the fetched feed."""
+    if formats.is_web_url(name):
+        return formats.open_feed_url(name)
+    return open(name, "rb")
+
+
+def export_arguments():
+    parser = argparse.ArgumentParser(prog="python linkblog.py export", description="Export the blog.")
+    parser.add_argument("file", metavar="FILE", nargs="?", help="where to write (standard output when not given)")
+    parser.add_argument("--format", choices=formats.EXPORT_FORMATS, default="ndjson")
+    parser.add_argument("--no-drafts", action="store_true", help="leave drafts out")
+    return parser
+
+
+def check_links_arguments():
+    parser = argparse.ArgumentParser(prog="python linkblog.py check-links",
+                                     description="Check every link the posts hold, once each, and decide which are dead.")
+    parser.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS", help="per request (default 10)")
+    parser.add_argument("--per-host", type=positive_int, default=2, metavar="N",
+                        help="requests at once to one host (default 2)")
+    parser.add_argument("--delay", type=seconds, default=1.0, metavar="SECONDS",
+                        help="between two requests to one host (default 1)")
+    # Tests replay runs days apart: the checks really happen, stamped and judged as of this moment.
+    parser.add_argument("--now", type=aware_datetime, help=argparse.SUPPRESS)
+    return parser
+
+
+def gunicorn_arguments(chdir, bind, workers, extra):
+    """The command line `serve-production` becomes: gunicorn serving linkblog's handler, built once per worker."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--chdir", str(chdir),
+        "--bind", bind,
+        "--workers", str(workers),
+        "--access-logfile", "-",
+        "--error-logfile", "-",  # stderr, as Django's errors (config.logging_settings)
+        "--no-control-socket",  # several servers may share a machine (and a service user has no home)
+        *extra,
+        "linkblog:wsgi_application()",
+    ]

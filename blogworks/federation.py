@@ -1,6 +1,11 @@
 """The blog on the fediverse and the IndieWeb: the background jobs that deliver, ping and mention,
 and the checks an inbox POST passes before the blog trusts it.
 
+The inbox: `verified_activity` checks a POST, `receive` does what it asks (follow, unfollow, forget
+an actor or a reply, keep a reply: `store_reply`, as `store_mention` keeps a verified Webmention);
+`activity_json`, `plain_answer`, `wants_activity_json` and `body_too_big` are the answers and checks
+the fediverse views share.
+
 Jobs (django-tasks, run by `python linkblog.py worker`; their arguments are JSON):
 - announce_post(kind, post_id) runs after every save or delete of a post and tells followers what
   changed since they were last told (the Announcement model remembers): Create when the post first
@@ -15,23 +20,27 @@ Jobs (django-tasks, run by `python linkblog.py worker`; their arguments are JSON
 
 Models come from the app registry ("linkblog.X"), and URLs from their route names: this package
 never imports linkblog. Each post model supplies activitypub_object(), feed_urls() and
-mentioned_urls(); Follower, Announcement, Mention and ActorKey are declared in linkblog.py.
+mentioned_urls() (blogworks/syndication.py); Follower, Announcement, Mention and ActorKey are declared in linkblog.py.
 """
 
 import hashlib
 import json
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.urls import reverse
+from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.html import escape
 from django_tasks import task
 
 from . import activitypub as ap
-from . import netfetch, webmention
+from . import netfetch, text, webmention
 from .jobs import enqueue_on_commit, retry_later
 from .signatures import SignatureError, verify_request
+from .syndication import absolute
 
 TIMEOUT = 10.0  # seconds for any one request to another server
 KEY_CACHE_SECONDS = 3600  # how long a signer's public key is trusted before it is fetched again
@@ -39,10 +48,6 @@ KEY_CACHE_SECONDS = 3600  # how long a signer's public key is trusted before it 
 
 def linkblog_model(name):
     return apps.get_model("linkblog", name)
-
-
-def absolute(route_name, *args):
-    return settings.LINKBLOG_BASE_URL + reverse(route_name, args=args)
 
 
 def actor_url():
@@ -119,6 +124,74 @@ def verified_activity(request):
     if lookup.cache[key_id][0] != activity.actor:
         raise SignatureError("the request is signed by someone other than the activity's actor")
     return activity
+
+
+# --- The inbox and the answers to other servers ---------------------------------------------
+
+
+def activity_json(document, status=200):
+    return HttpResponse(json.dumps(document), status=status, content_type=ap.CONTENT_TYPE)
+
+
+def plain_answer(status, message):
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def wants_activity_json(request):
+    accept = request.headers.get("Accept", "")
+    return "application/activity+json" in accept or "application/ld+json" in accept
+
+
+def body_too_big(request, limit):
+    """True when the declared body is bigger than `limit` (checked before reading it)."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    return not length.isdigit() or int(length) > limit
+
+
+def site_host():
+    return urlsplit(settings.LINKBLOG_BASE_URL).netloc
+
+
+# What the inbox does with each kind of activity (blogworks.activitypub.InboxActivity.kind). Each
+# takes `post_at`: linkblog.py's finder of the post one of its URLs names.
+
+
+def follow(activity, post_at):
+    if activity.object_id != actor_url():
+        raise ap.InboxError("this blog's only account is its actor", status=422)
+    follower, _ = linkblog_model("Follower").objects.update_or_create(actor=activity.actor, defaults={"follow_id": activity.id})
+    welcome_follower.enqueue(follower.pk, activity.activity)  # Accept, from the worker
+
+
+def unfollow(activity, post_at):
+    followers = linkblog_model("Follower").objects.filter(actor=activity.actor)
+    if not isinstance(activity.activity.get("object"), dict):
+        followers = followers.filter(follow_id=activity.object_id)  # a bare id: only an Undo of our Follow
+    followers.delete()
+
+
+def forget_actor(activity, post_at):
+    linkblog_model("Follower").objects.filter(actor=activity.actor).delete()
+    linkblog_model("Reply").objects.filter(actor=activity.actor).delete()
+
+
+def forget_reply(activity, post_at):
+    linkblog_model("Reply").objects.filter(note_id=activity.object_id, actor=activity.actor).delete()
+
+
+def keep_reply(activity, post_at):
+    post = post_at(activity.reply.in_reply_to)
+    if post is not None:  # a reply to something else is none of the blog's business
+        store_reply(activity.reply, post)
+
+
+INBOX_ACTIONS = {"follow": follow, "unfollow": unfollow, "delete_actor": forget_actor,
+                 "delete_object": forget_reply, "reply": keep_reply}
+
+
+def receive(activity, post_at):
+    """Do what a verified InboxActivity asks; `post_at(url)` finds the published post a URL names."""
+    INBOX_ACTIONS[activity.kind](activity, post_at)
 
 
 # --- Announcing posts ---------------------------------------------------------------------------
@@ -271,4 +344,42 @@ def receive_webmention(source, target, kind, post_id, attempt=0):
     except webmention.FetchError:
         retry_later(receive_webmention, attempt, source, target, kind, post_id)
         return
-    mentions.receive(found, kind, post_id)
+    store_mention(found, kind, post_id)
+
+
+# --- Keeping what others said: replies and Webmentions, for the author to approve --------------
+
+
+def parsed_datetime(value):
+    """An ISO 8601 date-time sent by a stranger, or None when it is missing or malformed."""
+    try:
+        return parse_datetime(value or "")
+    except ValueError:
+        return None
+
+
+def store_reply(reply, post):
+    """Keep a reply (a blogworks.activitypub.Reply) to `post`; an edited reply replaces the
+    text but keeps the author's decision. URLs too long to store are not kept."""
+    if max(len(reply.id), len(reply.url), len(reply.actor)) > 1000:
+        return
+    actor = urlsplit(reply.actor)
+    linkblog_model("Reply").objects.update_or_create(note_id=reply.id, defaults={
+        "actor": reply.actor, "post_kind": post.kind, "post_id": post.pk, "url": reply.url,
+        # Mastodon's actor URLs end with the account name: /users/alice is alice@host.
+        "author_name": f"{actor.path.rstrip('/').rsplit('/', 1)[-1]}@{actor.netloc}"[:255],
+        "author_url": reply.actor, "content_html": text.sanitize_html(reply.content_html),
+        "published": parsed_datetime(reply.published),
+    })
+
+
+def store_mention(mention, kind, post_id):
+    """Keep a verified Webmention (a blogworks.webmention.Mention) of a post."""
+    content = text.sanitize_html(mention.content_html) if mention.content_html else escape(mention.content_text or "")
+    author_url = mention.author_url if text.is_safe_url(mention.author_url) else ""
+    linkblog_model("Mention").objects.update_or_create(source=mention.source, target=mention.target, defaults={
+        "post_kind": kind, "post_id": post_id, "kind": mention.kind,
+        "url": mention.url if len(mention.url) <= 1000 else mention.source,
+        "author_name": (mention.author_name or "")[:255], "author_url": author_url[:1000],
+        "content_html": content, "published": parsed_datetime(mention.published),
+    })

@@ -12,13 +12,17 @@ Models come in as arguments (this package never imports linkblog):
 Pages never check anything: they read states with `attach_links`, one query per page.
 """
 
+import re
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from django.apps import apps
 from django.db import transaction
 from django.db.models import Q
 
-from .linkcheck import Hop, LinkResult, classify_history
+from .linkcheck import Hop, LinkResult, classify_history, extract_links
+
+WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # the links worth checking and archiving
 
 CHUNK = 1000  # ids per IN (...) query: SQLite (32766 parameters since 3.32) and PostgreSQL take it comfortably
 RESUME_WITHIN = timedelta(days=1)  # an interrupted run older than this is left, and a new one starts
@@ -90,6 +94,42 @@ def refresh_all_post_links(post_models, link_model, post_link_model):
         set_post_links(link_model, post_link_model, links_by_post)
         for kind, model in post_models.items():  # posts gone without a signal (a raw SQL delete)
             post_link_model.objects.filter(kind=kind).exclude(post_id__in=model.objects.values("pk")).delete()
+
+
+class LinkHolder:
+    """What a post (a model with `kind`, `link_fields` and `markdown_field`) knows of its links: which
+    they are, how to point them elsewhere, and their stored states (its app's PostLink rows)."""
+
+    def links(self):
+        """The http(s) URLs this post links to, once each: its link fields, then its Markdown's links."""
+        urls = [getattr(self, name) for name in self.link_fields] + extract_links(getattr(self, self.markdown_field))
+        return list(dict.fromkeys(url for url in urls if WEB_URL.match(url)))
+
+    def replace_link(self, old_url, new_url):
+        """Point this post's links to `old_url` at `new_url` instead (not saved)."""
+        for name in self.link_fields:
+            if getattr(self, name) == old_url:
+                setattr(self, name, new_url)
+        # Only the whole URL: where it ends a link in Markdown or HTML, not as the start of a longer one.
+        whole_url = re.compile(re.escape(old_url) + r"""(?=[\s)>"'\]]|$)""")
+        setattr(self, self.markdown_field, whole_url.sub(lambda match: new_url, getattr(self, self.markdown_field)))
+
+    @property
+    def known_links(self):
+        """This post's Links (state, archived copy) from stored rows, loaded for a whole page by
+        `attach_links()` (or here, for a single post)."""
+        if not hasattr(self, "checked_links"):
+            attach_links([self], apps.get_model(self._meta.app_label, "PostLink"))
+        return self.checked_links
+
+    def archived_copy(self, url):
+        """Where readers find a copy of `url` when this post's link to it is dead, else ""."""
+        return next((link.archived_url for link in self.known_links if link.url == url and link.state == "dead"), "")
+
+    def dead_links_in_text(self):
+        """Dead links of its Markdown (not its link fields) with an archived copy: shown under the text."""
+        shown_beside = {getattr(self, name) for name in self.link_fields}
+        return [link for link in self.known_links if link.state == "dead" and link.archived_url and link.url not in shown_beside]
 
 
 def attach_links(posts, post_link_model):

@@ -8,6 +8,7 @@ a non-ASCII host becomes IDNA; only what cannot be a web link is refused, named 
 
 import ipaddress
 import re
+from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from django import forms
@@ -20,6 +21,9 @@ from django.db import models
 # stays within Django's 2.5 MB request limit and within an NDJSON line (formats.MAX_LINE_BYTES, 4 MB).
 MAX_TEXT_LENGTH = 200_000
 MAX_URL_LENGTH = 1000
+TAG_NAME_PATTERN = r"[-a-zA-Z0-9_]+"  # a tag's name is a slug: letters, digits, hyphens and underscores
+# Slugs are unique per day, so a post's day needs a next day: 9999-12-31 has none.
+LAST_DAY = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 BROWSER_DROPS = re.compile(r"[\t\n\r]")  # a browser removes these anywhere in a URL it is given
 C0_AND_SPACE = "".join(map(chr, range(0x21)))  # ... and these at its ends

@@ -7,6 +7,8 @@
 - `TagSearchFilter`: filter a list by a tag typed into a box, instead of a link for every tag.
 - `PostForm`: the post form, with a plain "More tags" box for names (works without JavaScript).
 - `StatusFilter`: published, scheduled (dated in the future) or draft; `YearFilter`: one year.
+- `PostAdmin`: what every kind's admin shares: lists that stay fast, the tags box, the Markdown
+  preview, the status column, secret preview links; `truncated`: a long cell cut, whole in its tooltip.
 
 Models come in as arguments (or through the querysets given): this module never imports linkblog.
 """
@@ -14,11 +16,17 @@ Models come in as arguments (or through the querysets given): this module never 
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Case, Count, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .permissions import permission_name
 
 NEW_TAG_PREFIX = "new:"
 
@@ -178,3 +186,110 @@ class YearFilter(admin.SimpleListFilter):
         if value and value.isdigit() and 1 <= int(value) <= 9999:
             return queryset.filter(created__year=int(value))
         return queryset
+
+
+def truncated(value, length=60):
+    """A long cell (a URL, a quotation) cut to `length` characters, whole in its tooltip."""
+    value = str(value)
+    if len(value) <= length:
+        return value
+    return format_html('<span title="{}">{}…</span>', value, value[: length - 1])
+
+
+class PostAdmin(admin.ModelAdmin):
+    """What every kind's admin shares: lists that stay fast at 100,000 posts, the tags box, the
+    Markdown preview, the status (draft, scheduled, published) and secret preview links. A subclass
+    names the tag model (`tag_model`) and the site's search (`search(term, {kind: queryset})`)."""
+
+    tag_model = None
+
+    form = PostForm
+    list_filter = [StatusFilter, YearFilter, "created", TagSearchFilter]
+    autocomplete_fields = ["tags"]
+    list_per_page = 50
+    show_full_result_count = False  # one COUNT(*) fewer on every list page
+    show_facets = admin.ShowFacets.NEVER
+    readonly_fields = ["preview_link"]
+    actions = ["share_preview", "revoke_preview"]
+    formfield_overrides = {
+        # Not the admin's "Currently: <link> Change:" widget, which made the bookmarklet's add form look like an edit.
+        models.URLField: {"widget": forms.URLInput(attrs={"class": "vURLField"})},
+    }
+
+    class Media:
+        js = ["linkblog-admin.js"]
+        css = {"all": ["linkblog-admin.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tags")
+
+    @admin.display(description="Tags")
+    def tag_list(self, post):
+        return ", ".join(tag.tag for tag in post.tags.all())
+
+    @admin.display(description="Status", ordering="is_draft")
+    def status(self, post):
+        return "Draft" if post.is_draft else "Scheduled" if post.is_scheduled else "Published"
+
+    @admin.display(description="Secret preview link")
+    def preview_link(self, post):
+        if not post.preview_token:
+            return "None. The list's “Share a secret preview link” action makes one."
+        url = settings.LINKBLOG_BASE_URL + reverse("draft_preview", args=[post.preview_token])
+        return format_html('<a href="{}" rel="noopener">{}</a>', url, url)
+
+    @admin.action(description="Share a secret preview link", permissions=["change"])
+    def share_preview(self, request, queryset):
+        for post in queryset:
+            post.share_preview()
+        self.message_user(request, f"Made {len(queryset)} preview link(s): each post's page shows its link.")
+
+    @admin.action(description="Revoke the secret preview link", permissions=["change"])
+    def revoke_preview(self, request, queryset):
+        for post in queryset:
+            post.revoke_preview()
+        self.message_user(request, f"Revoked the preview links of {len(queryset)} post(s).")
+
+    def search(self, term, querysets):
+        """The site's search of {kind: queryset}: a blogworks.search.Search."""
+        raise NotImplementedError
+
+    def get_search_results(self, request, queryset, search_term):
+        """The site's search (its index and query language: words, "phrases", tag:, year:), drafts
+        included, plus the model's own `search_fields` (a blogmark's URL): no join, no DISTINCT."""
+        if not search_term.strip():
+            return queryset, False
+        by_index = self.search(search_term, {self.model.kind: queryset}).matching.get(self.model.kind, queryset.none())
+        if not self.wants_field_search(search_term):
+            return by_index, False
+        by_field, _ = super().get_search_results(request, queryset, search_term)
+        return by_index | by_field, False
+
+    def wants_field_search(self, search_term):
+        """Whether `search_fields` could hold what the index does not (their search reads every row)."""
+        return True
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj else [name for name in fields if name != "preview_link"]  # a new post has no link yet
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == self.model.markdown_field:
+            field.widget.attrs["data-markdown-preview"] = reverse("admin_markdown_preview")
+        return field
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name != "tags":
+            return super().formfield_for_manytomany(db_field, request, **kwargs)
+        widget = TagsAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
+        tags = self.tag_model
+        return TagsField(tags.objects.all(), widget=widget, required=False, label="Tags", clean_name=tags.clean_name,
+                         may_create=request.user.has_perm(permission_name("add", tags)),
+                         help_text="Type to find a tag; a name that is not one yet is created when you save.")
+
+    def save_related(self, request, form, formsets, change):
+        """New tags typed in the tags box are created now, with the post."""
+        form.cleaned_data["tags"] = [tag if tag.pk else self.tag_model.objects.get_or_create(tag=tag.tag)[0]
+                                     for tag in form.cleaned_data["tags"]]
+        super().save_related(request, form, formsets, change)

@@ -30,6 +30,8 @@ os.environ["LINKBLOG_FETCH_PRIVATE_ADDRESSES"] = "1"
 
 POSTGRES = None
 
+pytest_plugins = ["link_servers"]  # its fixtures: site, other_host, web_archive (local stand-ins for the web)
+
 
 def pytest_addoption(parser):
     parser.addoption("--postgres", action="store_true", help="run against a throwaway PostgreSQL server")

@@ -16,6 +16,8 @@ the pages a link blog meets:
 Each site records every request (method, raw path, headers, start time) and the most requests it
 had in flight at once; sites can share a `Tracker` to count concurrency across sites.
 `Archive` is a stand-in for the Wayback Machine's Save Page Now and availability API.
+The fixtures `site`, `other_host` (a second site, named localhost) and `web_archive` run one each
+for a test (conftest.py loads this module as a plugin).
 
 DNS failure without network: host `nonexistent.invalid` (RFC 2606: .invalid never resolves, and
 the resolver says so at once, offline too). Connection refused: `closed_port_url()`.
@@ -30,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
 
 DEAD_HOST_URL = "http://nonexistent.invalid/page"
 
@@ -273,3 +277,28 @@ def closed_port_url(path="/"):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+# Fixtures, for every test module (conftest.py's pytest_plugins).
+
+
+def running(server):
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def site():
+    yield from running(Site())
+
+
+@pytest.fixture
+def other_host():
+    """A second site under another host name (localhost), for redirects that leave the site."""
+    yield from running(Site(host="localhost"))
+
+
+@pytest.fixture
+def web_archive():
+    yield from running(Archive())

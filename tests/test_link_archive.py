@@ -4,7 +4,6 @@ URL is the LINKBLOG_ARCHIVE_URL setting. Nothing leaves 127.0.0.1."""
 
 import json
 
-import pytest
 from api_server import fresh_database_url
 from production_server import manage, production_environment
 from test_jobs import make_due, shell, worker
@@ -17,16 +16,9 @@ VIA = "https://via.example/post"
 IN_TEXT = "https://text.example/in the text"
 
 
-@pytest.fixture
-def archive():
-    server = Archive().start()
-    yield server
-    server.stop()
-
-
-def blog(archive):
+def blog(web_archive):
     """A fresh database whose site asks the stand-in archive."""
-    env = production_environment(fresh_database_url(conftest.POSTGRES), LINKBLOG_ARCHIVE_URL=archive.url)
+    env = production_environment(fresh_database_url(conftest.POSTGRES), LINKBLOG_ARCHIVE_URL=web_archive.url)
     assert manage(env, "migrate", "--noinput").returncode == 0
     return env
 
@@ -58,30 +50,30 @@ def waiting_jobs(env):
     return int(shell(env, code).strip().splitlines()[-1])
 
 
-def test_publishing_a_post_has_the_worker_ask_the_archive_to_save_its_links(archive):
-    env = blog(archive)
+def test_publishing_a_post_has_the_worker_ask_the_archive_to_save_its_links(web_archive):
+    env = blog(web_archive)
     save_posts(env)
-    assert archive.saved == []  # nothing during the save: it waits for the worker
+    assert web_archive.saved == []  # nothing during the save: it waits for the worker
     worker(env)
-    assert sorted(archive.saved) == sorted([LONG, VIA, IN_TEXT])  # never the draft's or the future post's
+    assert sorted(web_archive.saved) == sorted([LONG, VIA, IN_TEXT])  # never the draft's or the future post's
     stored = archived_urls(env)
-    assert stored[LONG].startswith(f"{archive.url}/web/{Archive.TIMESTAMP}/https://example.com/a%20page/xxx")
-    assert stored[VIA] == f"{archive.url}/web/{Archive.TIMESTAMP}/{VIA}"
+    assert stored[LONG].startswith(f"{web_archive.url}/web/{Archive.TIMESTAMP}/https://example.com/a%20page/xxx")
+    assert stored[VIA] == f"{web_archive.url}/web/{Archive.TIMESTAMP}/{VIA}"
     assert stored["https://draft.example/"] == stored["https://later.example/"] == ""
     assert waiting_jobs(env) == 1  # the future post's, due on its date
     worker(env)
-    assert len(archive.saved) == 3  # links already archived are not asked again
+    assert len(web_archive.saved) == 3  # links already archived are not asked again
 
 
-def test_an_archive_that_refuses_never_fails_the_save_and_is_asked_again_later(archive):
-    archive.mode = "rate-limited"
-    env = blog(archive)
+def test_an_archive_that_refuses_never_fails_the_save_and_is_asked_again_later(web_archive):
+    web_archive.mode = "rate-limited"
+    env = blog(web_archive)
     save_posts(env)  # saved: the archive is not asked during the save
     worker(env)
-    assert sorted(archive.saved) == sorted([LONG, VIA, IN_TEXT])
+    assert sorted(web_archive.saved) == sorted([LONG, VIA, IN_TEXT])
     assert archived_urls(env)[VIA] == ""
     assert waiting_jobs(env) == 2  # the retry, and the future post's
-    archive.mode = "content-location"
+    web_archive.mode = "content-location"
     make_due(env)
     worker(env)
-    assert archived_urls(env)[VIA] == f"{archive.url}/web/{Archive.TIMESTAMP}/{VIA}"
+    assert archived_urls(env)[VIA] == f"{web_archive.url}/web/{Archive.TIMESTAMP}/{VIA}"

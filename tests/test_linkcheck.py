@@ -30,28 +30,6 @@ def checker(**options):
     return LinkChecker(USER_AGENT, **options)
 
 
-@pytest.fixture
-def site():
-    server = Site().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def other_host():
-    """A second site under another host name (localhost), for redirects that leave the site."""
-    server = Site(host="localhost").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def web_archive():
-    server = Archive().start()
-    yield server
-    server.stop()
-
-
 # --- extract_links ------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 import linkblog
 from factories import at
-from link_servers import DEAD_HOST_URL, Site
+from link_servers import DEAD_HOST_URL
 from linkblog import Blogmark, Entry, Link, LinkCheck, LinkCheckRun, PostLink, Quotation
 
 pytestmark = pytest.mark.django_db
@@ -25,21 +25,6 @@ pytestmark = pytest.mark.django_db
 DAY0 = datetime(2024, 3, 1, 4, 0, tzinfo=timezone.utc)
 ARCHIVE = "https://archive.test/web/20240101000000/"
 ATOM = "{http://www.w3.org/2005/Atom}"
-
-
-@pytest.fixture
-def site():
-    server = Site().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def parking():
-    """Another host (localhost) serving a parking page: a link that now redirects there is parked."""
-    server = Site(host="localhost").start()
-    yield server
-    server.stop()
 
 
 def check_links(now, *options):
@@ -56,7 +41,7 @@ def urls_in(state):
 
 
 @pytest.fixture
-def blog(make, site, parking, settings):
+def blog(make, site, other_host, settings):
     """A blog holding live, flaky, moved and dead links, in every place a post holds links."""
     settings.LINKBLOG_ARCHIVE_LINKS = False  # archiving is tested through the real worker below
     long_live = f"{site.url}/echo/{'a' * 320}?q=1"
@@ -67,7 +52,7 @@ def blog(make, site, parking, settings):
         "moved": f"{site.url}/moved",
         "not_found": f"{site.url}/not-found",
         "gone": f"{site.url}/gone",
-        "parked": f"{site.url}/redirect?to={parking.url}/parked",
+        "parked": f"{site.url}/redirect?to={other_host.url}/parked",
         "dns": DEAD_HOST_URL,
         "spaces": f"{site.url}/echo/with space",
         "long_live": long_live,

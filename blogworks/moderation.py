@@ -1,0 +1,51 @@
+"""Moderation: replies and mentions from other sites wait in the admin until the author approves
+them (then they show under the post) or rejects them.
+
+`ModerationAdmin` is the admin both share; the models (linkblog.py's Reply and Mention, on its
+abstract Response) say APPROVED and REJECTED, `post()` and `content_html`. This module never
+imports linkblog.
+"""
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from . import text
+from .signals import posts_changed
+
+
+class ModerationAdmin(admin.ModelAdmin):
+    """Replies and mentions wait here until the author approves (shown under the post) or rejects them."""
+
+    list_display = ["author_name", "excerpt", "post_link", "status", "received"]
+    list_filter = ["status"]
+    search_fields = ["author_name", "author_url", "url", "content_html"]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request):
+        return False  # they come from other sites
+
+    def has_change_permission(self, request, obj=None):
+        # Nothing to edit by hand (the actions change the status), but the actions need the permission.
+        return obj is None and super().has_change_permission(request)
+
+    @admin.display(description="What they said")
+    def excerpt(self, response):
+        return text.description(response.content_html) or response.url
+
+    @admin.display(description="Post")
+    def post_link(self, response):
+        post = response.post()
+        return format_html('<a href="{}">{}</a>', post.get_absolute_url(), post) if post else "(deleted)"
+
+    def set_status(self, request, queryset, status):
+        count = queryset.update(status=status)
+        posts_changed.send(sender=queryset.model)  # bulk updates send no model signals: refresh cached pages
+        self.message_user(request, f"{count} {queryset.model._meta.verbose_name_plural} {status}.")
+
+    @admin.action(description="Approve: show under the post", permissions=["change"])
+    def approve(self, request, queryset):
+        self.set_status(request, queryset, self.model.APPROVED)
+
+    @admin.action(description="Reject: never show", permissions=["change"])
+    def reject(self, request, queryset):
+        self.set_status(request, queryset, self.model.REJECTED)
