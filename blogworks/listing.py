@@ -1,15 +1,26 @@
 """Listings: posts of several kinds as one newest-first list, paginated, loaded and counted.
 
-Each kind of post has its own table, so a list that mixes them is a UNION ALL of (kind, pk, created)
-rows, one SELECT per kind: the database sorts and slices it, and only the page's posts are loaded,
-one query per kind. Every function takes `{kind: queryset}`; none knows the models by name.
+Each kind of post has its own table. The listings readers page through (home, tag pages, feeds, the
+API) read a listing store instead, kept in step with every write by store_listing(): one row per post
+(`listed`: kind, post_id, created, is_draft) and one per (tag, post) (`listed_tag`, the same columns
+and the tag), each with an index in listing order, so that a page is an index range and costs the same
+at any size. A scheduled post is a row dated later: readers' filter (created <= now) lets it in at its
+moment without a write. Per-tag tallies (`tally`: a tag's non-draft rows and the newest one's date;
+tag NULL for every post) count without scanning: see tally_count().
+
+Other lists (archives, search, neighbours) mix kinds with a UNION ALL of (kind, pk, created) rows,
+one SELECT per kind (mixed_posts). Every function takes its models or `{kind: queryset}` as
+arguments; none knows the models by name.
 """
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from itertools import islice
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import models
-from django.db.models import Count, Value
+from django.db.models import Case, Count, Exists, F, Max, OuterRef, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.functional import cached_property
 
@@ -91,3 +102,124 @@ def requested_page(request, paginator):
         return paginator.page(request.GET.get("page", 1))
     except (PageNotAnInteger, EmptyPage):
         raise Http404("No such page")
+
+
+# --- The listing store -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListingStore:
+    """The models of a listing store: the posts' models by kind, and the three tables kept from them."""
+
+    models: dict
+    listed: type
+    listed_tag: type
+    tally: type
+
+
+LISTING_ORDER = ("-created", "-post_id", "-kind")  # all descending: one backward walk of the index
+STORE_BATCH = 500
+
+
+def batches(items, size=STORE_BATCH):
+    items = iter(items)
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def store_listing(store, ids_by_kind):
+    """Rewrite the listing rows of these posts ({kind: pks}) from the posts themselves (a deleted
+    post's rows just go), then recount the tallies of every tag they had or have now."""
+    touched = set()
+    for kind, ids in ids_by_kind.items():
+        for batch in batches(set(ids)):
+            touched |= rewrite_rows(store, kind, batch)
+    refresh_tallies(store, touched)
+
+
+def rewrite_rows(store, kind, ids):
+    """Replace the rows of one kind's posts `ids`; returns the ids of the tags they had or have."""
+    model, mine = store.models[kind], {"kind": kind, "post_id__in": ids}
+    old_tags = set(store.listed_tag.objects.filter(**mine).values_list("tag_id", flat=True))
+    store.listed.objects.filter(**mine).delete()
+    store.listed_tag.objects.filter(**mine).delete()
+    posts = {pk: (created, is_draft) for pk, created, is_draft in
+             model.objects.filter(pk__in=ids).values_list("pk", "created", "is_draft")}
+    links = model.tags.through.objects.filter(**{f"{kind}_id__in": list(posts)}).values_list(f"{kind}_id", "tag_id")
+    fields = lambda pk: {"kind": kind, "post_id": pk, "created": posts[pk][0], "is_draft": posts[pk][1]}
+    store.listed.objects.bulk_create([store.listed(**fields(pk)) for pk in posts])
+    tag_rows = [store.listed_tag(tag_id=tag_id, **fields(pk)) for pk, tag_id in links]
+    store.listed_tag.objects.bulk_create(tag_rows)
+    return old_tags | {row.tag_id for row in tag_rows}
+
+
+def refresh_tallies(store, tag_ids):
+    """Recount the tallies of these tags (those still existing) and of every post (tag NULL)."""
+    for batch in batches(tag_ids):
+        existing = store.listed_tag._meta.get_field("tag").related_model.objects.filter(pk__in=batch)
+        counted = {row["tag_id"]: row for row in store.listed_tag.objects.filter(tag_id__in=batch, is_draft=False)
+                   .values("tag_id").annotate(listed=Count("*"), newest=Max("created"))}
+        tallies = [store.tally(tag_id=pk, listed=counted.get(pk, {}).get("listed", 0), newest=counted.get(pk, {}).get("newest"))
+                   for pk in existing.values_list("pk", flat=True)]
+        store.tally.objects.bulk_create(tallies, update_conflicts=True, unique_fields=["tag"], update_fields=["listed", "newest"])
+    everything = store.listed.objects.filter(is_draft=False).aggregate(listed=Count("*"), newest=Max("created"))
+    if not store.tally.objects.filter(tag=None).update(**everything):
+        store.tally.objects.create(tag=None, **everything)
+
+
+def tally_count(listed_tag, now, prefix="tally__"):
+    """An expression: the published posts of the outer query's tag, from its tally. Only a tag whose
+    newest post is still scheduled subtracts its scheduled rows (an index range of future dates); once
+    that moment passes every non-draft row is published and the stored count is exact, with no write."""
+    scheduled = listed_tag.objects.filter(tag=OuterRef("pk"), is_draft=False, created__gt=now).order_by()
+    scheduled = Coalesce(models.Subquery(scheduled.values("tag").annotate(n=Count("*")).values("n")), 0)
+    return Case(When(**{f"{prefix}newest__gt": now}, then=F(f"{prefix}listed") - scheduled),
+                default=Coalesce(F(f"{prefix}listed"), 0))
+
+
+def count_everything(store, now):
+    """How many posts readers may see, from the tally of every post (and its scheduled rows, if any)."""
+    tally = store.tally.objects.filter(tag=None).first()
+    if tally is None:
+        return 0
+    if tally.newest is None or tally.newest <= now:
+        return tally.listed
+    return tally.listed - store.listed.objects.filter(is_draft=False, created__gt=now).count()
+
+
+def listing_rows(store, condition, tag_ids=()):
+    """Newest-first (kind, pk, created) rows of the listing matching `condition` (a Q over kind,
+    created and is_draft) and carrying every tag of `tag_ids`: the first tag's index range, each
+    other tag checked row by row (pass the smallest first)."""
+    first, *others = list(tag_ids) or [None]
+    rows = store.listed.objects.filter(condition) if first is None else store.listed_tag.objects.filter(condition, tag_id=first)
+    for tag_id in others:
+        rows = rows.filter(Exists(store.listed_tag.objects.filter(tag_id=tag_id, kind=OuterRef("kind"), post_id=OuterRef("post_id"))))
+    return rows.order_by(*LISTING_ORDER).values("kind", "created", pk=F("post_id"))
+
+
+def related_tag_counts(store, rows, exclude_ids, sample, limit):
+    """[(tag name, count)], most shared first, of the tags on the newest `sample` rows of a listing
+    besides `exclude_ids`: two queries whose cost is bounded by the sample, not by the listing."""
+    ids_by_kind = defaultdict(list)
+    for row in rows[:sample]:
+        ids_by_kind[row["kind"]].append(row["pk"])
+    if not ids_by_kind:
+        return []
+    among = Q()
+    for kind, ids in ids_by_kind.items():
+        among |= Q(kind=kind, post_id__in=ids)
+    counted = (store.listed_tag.objects.filter(among).exclude(tag_id__in=exclude_ids)
+               .values_list("tag__tag").annotate(count=Count("*")).order_by("-count", "tag__tag"))
+    return [(name, count) for name, count in counted[:limit]]
+
+
+class ListingPaginator(Paginator):
+    """Pages of listing_rows(), counted by `count()` (a tally, where there is one) instead of the rows."""
+
+    def __init__(self, rows, per_page, count=None):
+        super().__init__(rows, per_page)
+        self.count_rows = count or rows.count
+
+    @cached_property
+    def count(self):
+        return self.count_rows()
