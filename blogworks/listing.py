@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Case, Count, Exists, F, Max, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -128,12 +128,18 @@ def batches(items, size=STORE_BATCH):
 
 def store_listing(store, ids_by_kind):
     """Rewrite the listing rows of these posts ({kind: pks}) from the posts themselves (a deleted
-    post's rows just go), then recount the tallies of every tag they had or have now."""
-    touched = set()
-    for kind, ids in ids_by_kind.items():
-        for batch in batches(set(ids)):
-            touched |= rewrite_rows(store, kind, batch)
-    refresh_tallies(store, touched)
+    post's rows just go), then recount the tallies of every tag they had or have now.
+
+    Writers take turns on the tally of every post (a row lock; SQLite has one writer anyway): two
+    PostgreSQL transactions rewriting the same post would clash on its row, and each would recount a
+    tag without the other's uncommitted rows, one stale count overwriting the other."""
+    with transaction.atomic():
+        list(store.tally.objects.select_for_update().filter(tag=None))
+        touched = set()
+        for kind, ids in ids_by_kind.items():
+            for batch in batches(set(ids)):
+                touched |= rewrite_rows(store, kind, batch)
+        refresh_tallies(store, touched)
 
 
 def rewrite_rows(store, kind, ids):
