@@ -11,6 +11,8 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Settings        the environment decides everything a deployment changes
     Models          Tag, and Entry / Blogmark / Quotation on one abstract Post: each kind says
                     what it knows (fields, label, search fields, import keys, feed) once, here;
+                    the listing store listings read (Listed, ListedTag, Tally), kept in step by
+                    the signal handlers;
                     the fediverse's: the actor's key, followers, replies and mentions
     Admin           where the author writes
     Pages           home, the tag page (and combinations), permalinks, template filters
