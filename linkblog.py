@@ -2876,19 +2876,24 @@ def draft_and_date_filter(request, filters):
 
 
 def listed_items(request, kinds, filters):
-    """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered;
-    None when a tag named does not exist (nothing can match)."""
+    """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
+    and how to count them (a tally when nothing but one tag narrows what readers see); None when a
+    tag named does not exist (nothing can match)."""
     drafts_too = [kind for kind in kinds if may_see_drafts(request, POST_MODELS[kind])]
     published_only = [kind for kind in kinds if kind not in drafts_too]
     of_kinds = lambda some: Q() if set(some) == set(POST_MODELS) else Q(kind__in=some)  # all: no filter
     parts = [of_kinds(published_only) & PostQuerySet.published_filter()] if published_only else []
     parts += [of_kinds(drafts_too)] if drafts_too else []
     visible = parts[0] if len(parts) == 1 else parts[0] | parts[1]
+    narrowed = draft_and_date_filter(request, filters)
     tags = list(tags_with_counts().filter(tag__in=filters.tag)) if filters.tag else []
     if len(tags) < len(set(filters.tag)):
-        return None
+        return None, None
     smallest_first = sorted(tags, key=lambda tag: tag.post_count)
-    return listing_rows(LISTING, visible & draft_and_date_filter(request, filters), [tag.pk for tag in smallest_first])
+    rows = listing_rows(LISTING, visible & narrowed, [tag.pk for tag in smallest_first])
+    what_readers_see = len(published_only) == len(POST_MODELS) and not narrowed and len(tags) <= 1
+    tally = (lambda: tags[0].post_count) if tags else count_published_posts
+    return rows, tally if what_readers_see else None
 
 
 def page_of(queryset, page, load=list, count=None):
@@ -2907,8 +2912,8 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     if filters.q.strip():
         querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in kinds}
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
-    rows = listed_items(request, kinds, filters)
-    return {"count": 0, "items": []} if rows is None else page_of(rows, page, load_with_links)
+    rows, count = listed_items(request, kinds, filters)
+    return {"count": 0, "items": []} if rows is None else page_of(rows, page, load_with_links, count)
 
 
 def get_post(request, model, post_id):
