@@ -5,7 +5,7 @@ CPU time per request of the listing pages, in one process (Django's test client,
 
 The shared machine distorts wall-clock rates; CPU time in one process much less. Migrate the copy
 first (`nanodjango manage linkblog.py migrate` with DATABASE_URL set). Prints ms per request (median
-of --repeat warm requests) and the SQL queries of a warm request, per URL.
+of --repeat warm requests), and the SQL queries of a warm request with their summed time, per URL.
 """
 
 import argparse
@@ -48,7 +48,8 @@ def main(argv=None):
             times.append((time.process_time() - start) * 1000)
         with CaptureQueriesContext(connection) as captured:
             client.get(path)
-        print(f"{name:22} {statistics.median(times):7.2f} ms  {len(captured.captured_queries):3} queries  {path}")
+        sql_ms = sum(float(query["time"]) for query in captured.captured_queries) * 1000
+        print(f"{name:22} {statistics.median(times):7.2f} ms  {len(captured.captured_queries):3} queries {sql_ms:6.1f} ms  {path}")
 
 
 if __name__ == "__main__":

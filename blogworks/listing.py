@@ -19,7 +19,7 @@ from itertools import islice
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import connections, models, transaction
-from django.db.models import Case, Count, Exists, F, Max, OuterRef, Q, Value, When
+from django.db.models import Case, Count, Exists, F, Max, OuterRef, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.functional import cached_property
@@ -213,18 +213,21 @@ def listing_rows(store, condition, tag_ids=()):
 
 def related_tag_counts(store, rows, exclude_ids, sample, limit):
     """[(tag name, count)], most shared first, of the tags on the newest `sample` rows of a listing
-    besides `exclude_ids`: two queries whose cost is bounded by the sample, not by the listing."""
-    ids_by_kind = defaultdict(list)
-    for row in rows[:sample]:
-        ids_by_kind[row["kind"]].append(row["pk"])
-    if not ids_by_kind:
-        return []
-    among = Q()
-    for kind, ids in ids_by_kind.items():
-        among |= Q(kind=kind, post_id__in=ids)
-    counted = (store.listed_tag.objects.filter(among).exclude(tag_id__in=exclude_ids)
-               .values_list("tag__tag").annotate(count=Count("*")).order_by("-count", "tag__tag"))
-    return [(name, count) for name, count in counted[:limit]]
+    besides `exclude_ids`: one query, bounded by the sample, not by the listing. (SQL of our own: the
+    ORM cannot join a sliced subquery.)"""
+    sampled, params = rows[:sample].query.sql_with_params()
+    connection = connections[rows.db]
+    quote = connection.ops.quote_name
+    tag_table = quote(store.listed_tag._meta.get_field("tag").related_model._meta.db_table)
+    excluded = ", ".join(["%s"] * len(exclude_ids)) or "NULL"
+    sql = (f"SELECT tag.{quote('tag')}, COUNT(*) AS n FROM {quote(store.listed_tag._meta.db_table)} AS other"
+           f" JOIN ({sampled}) AS sampled ON other.{quote('kind')} = sampled.{quote('kind')} AND other.{quote('post_id')} = sampled.{quote('pk')}"
+           f" JOIN {tag_table} AS tag ON tag.{quote('id')} = other.{quote('tag_id')}"
+           f" WHERE other.{quote('tag_id')} NOT IN ({excluded})"
+           f" GROUP BY tag.{quote('tag')} ORDER BY n DESC, tag.{quote('tag')} LIMIT %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *exclude_ids, limit])
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 class ListingPaginator(Paginator):
