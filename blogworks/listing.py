@@ -134,20 +134,24 @@ def store_listing(store, ids_by_kind):
     PostgreSQL transactions rewriting the same post would clash on its row, and each would recount a
     tag without the other's uncommitted rows, one stale count overwriting the other."""
     with transaction.atomic():
-        list(store.tally.objects.select_for_update().filter(tag=None))
-        touched = set()
+        everything = store.tally.objects.select_for_update().filter(tag=None).first()
+        touched, change, newest = set(), 0, []
         for kind, ids in ids_by_kind.items():
             for batch in batches(set(ids)):
-                touched |= rewrite_rows(store, kind, batch)
+                tags, batch_change, batch_newest = rewrite_rows(store, kind, batch)
+                touched, change, newest = touched | tags, change + batch_change, newest + [batch_newest]
         refresh_tallies(store, touched)
+        move_everything(store, everything, change, newest)
 
 
 def rewrite_rows(store, kind, ids):
     """Replace the rows of one kind's posts `ids`, copied by the database (INSERT ... SELECT: no row
-    passes through Python); returns the ids of the tags they had or have."""
+    passes through Python); returns the ids of the tags they had or have, how many more non-draft
+    rows they have now, and the newest one's date."""
     model, mine = store.models[kind], {"kind": kind, "post_id__in": ids}
     tags_of_mine = lambda: set(store.listed_tag.objects.filter(**mine).values_list("tag_id", flat=True))
     old_tags = tags_of_mine()
+    listed_before = store.listed.objects.filter(**mine, is_draft=False).count()
     store.listed.objects.filter(**mine).delete()
     store.listed_tag.objects.filter(**mine).delete()
     posts = model.objects.filter(pk__in=ids).order_by().values("pk", "created", "is_draft", kind_=Value(kind))
@@ -155,7 +159,8 @@ def rewrite_rows(store, kind, ids):
     links = (model.tags.through.objects.filter(**{f"{kind}_id__in": ids}).order_by()
              .values("tag_id", f"{kind}__pk", f"{kind}__created", f"{kind}__is_draft", kind_=Value(kind)))
     insert_from(store.listed_tag, ["tag_id", "post_id", "created", "is_draft", "kind"], links)
-    return old_tags | tags_of_mine()
+    now_listed = store.listed.objects.filter(**mine, is_draft=False).aggregate(n=Count("*"), newest=Max("created"))
+    return old_tags | tags_of_mine(), now_listed["n"] - listed_before, now_listed["newest"]
 
 
 def insert_from(model, columns, rows):
@@ -167,7 +172,7 @@ def insert_from(model, columns, rows):
 
 
 def refresh_tallies(store, tag_ids):
-    """Recount the tallies of these tags (those still existing) and of every post (tag NULL)."""
+    """Recount the tallies of these tags (those still existing): a range of the (tag, created) index each."""
     for batch in batches(tag_ids):
         existing = store.listed_tag._meta.get_field("tag").related_model.objects.filter(pk__in=batch)
         counted = {row["tag_id"]: row for row in store.listed_tag.objects.filter(tag_id__in=batch, is_draft=False)
@@ -175,9 +180,19 @@ def refresh_tallies(store, tag_ids):
         tallies = [store.tally(tag_id=pk, listed=counted.get(pk, {}).get("listed", 0), newest=counted.get(pk, {}).get("newest"))
                    for pk in existing.values_list("pk", flat=True)]
         store.tally.objects.bulk_create(tallies, update_conflicts=True, unique_fields=["tag"], update_fields=["listed", "newest"])
-    everything = store.listed.objects.filter(is_draft=False).aggregate(listed=Count("*"), newest=Max("created"))
-    if not store.tally.objects.filter(tag=None).update(**everything):
-        store.tally.objects.create(tag=None, **everything)
+
+
+def move_everything(store, everything, change, newest):
+    """Move the tally of every post (tag NULL) by `change` rows, without recounting every post. Its
+    `newest` only ever moves later: one left in the future by a deleted or redated post costs a count
+    of the scheduled rows (count_everything), never a wrong count. Counted afresh when it is missing."""
+    if everything is None:
+        totals = store.listed.objects.filter(is_draft=False).aggregate(listed=Count("*"), newest=Max("created"))
+        store.tally.objects.create(tag=None, **totals)
+        return
+    everything.listed += change
+    everything.newest = max([moment for moment in [everything.newest, *newest] if moment is not None], default=None)
+    everything.save(update_fields=["listed", "newest"])
 
 
 def tally_count(listed_tag, now, prefix="tally__"):
