@@ -12,7 +12,9 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Models          Tag, and Entry / Blogmark / Quotation on one abstract Post: each kind says
                     what it knows (fields, label, search fields, import keys, feed) once, here;
                     what every post does comes from mixins (blogworks/permalinks.py, linkstore.py,
-                    syndication.py); the fediverse's: the actor's key, followers, replies, mentions
+                    syndication.py); the listing store listings read (Listed, ListedTag, Tally),
+                    kept in step by the signal handlers; the fediverse's: the actor's key,
+                    followers, replies, mentions
     Admin           where the author writes (its shared pieces: blogworks/writing.py, linkadmin.py,
                     moderation.py)
     Pages           home, the tag page (and combinations), permalinks, template filters
@@ -61,8 +63,8 @@ from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
 from django.db import DatabaseError, IntegrityError, OperationalError, models, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce, ExtractMonth, ExtractYear
+from django.db.models import Count, OuterRef, Q
+from django.db.models.functions import ExtractMonth, ExtractYear
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
 from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -88,8 +90,9 @@ from blogworks.jobs import enqueue_on_commit
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES, LinkChecker
 from blogworks.linkstore import LinkHolder
-from blogworks.listing import (MixedPostsPaginator, count_mixed_posts, load_posts, mixed_posts, requested_page,
-                               summed_counts, union_all, with_every_tag)
+from blogworks.listing import (ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
+                               listing_rows, load_posts, mixed_posts, related_tag_counts, requested_page,
+                               store_listing, summed_counts, tally_count, union_all, with_every_tag)
 from blogworks.moderation import ModerationAdmin
 from blogworks.permalinks import Permalinked
 from blogworks.permissions import missing_permissions, needs_permissions, permission_name
@@ -100,7 +103,7 @@ from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
 from blogworks.syndication import Syndicated
-from blogworks.tagging import TAG_INITIALS, cloud_size, tag_matches
+from blogworks.tagging import TAG_INITIALS, cloud_size, tags_matching
 from blogworks.writing import ranked_tags
 
 # These need settings, which `Django(...)` below configures; nanodjango's `defer` imports them then.
@@ -736,6 +739,47 @@ class LinkCheck(models.Model):
         indexes = [models.Index(fields=["link", "checked_at"]), models.Index(fields=["checked_at"])]
 
 
+class Listed(models.Model):
+    """One row per post of every kind, drafts and scheduled posts included, kept in step with the
+    posts by store_posts_listing(): home, feeds and the API page through its index (blogworks/listing.py)."""
+
+    kind = models.CharField(max_length=16)
+    post_id = models.BigIntegerField()
+    created = models.DateTimeField()
+    is_draft = models.BooleanField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "post_id"], name="linkblog_listed_one_per_post")]
+        indexes = [models.Index(fields=["created", "post_id", "kind", "is_draft"], name="linkblog_listed_order")]
+
+
+class ListedTag(models.Model):
+    """One row per tag of a post, with the post's date and draft flag copied: a tag page (and its
+    count) is one range of the (tag, created) index, which holds every column it reads. (is_draft
+    comes last: SQLite writes `NOT is_draft`, which no index can seek, so drafts are skipped in it.)"""
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16)
+    post_id = models.BigIntegerField()
+    created = models.DateTimeField()
+    is_draft = models.BooleanField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tag", "created", "post_id", "kind", "is_draft"], name="linkblog_listedtag_order"),
+            models.Index(fields=["kind", "post_id", "tag"], name="linkblog_listedtag_post"),
+        ]
+
+
+class Tally(models.Model):
+    """A tag's non-draft posts (scheduled ones included) and the newest one's date; `tag` NULL: every
+    post. Published counts come from it (blogworks/listing.py tally_count) without counting rows."""
+
+    tag = models.OneToOneField(Tag, on_delete=models.CASCADE, null=True, related_name="tally")
+    listed = models.IntegerField(default=0)
+    newest = models.DateTimeField(null=True)
+
+
 def with_links(posts):
     """`posts` (a list), each given its Links' stored states: one query for them all."""
     return linkstore.attach_links(posts, PostLink)
@@ -747,6 +791,7 @@ def load_with_links(rows):
 
 
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
+LISTING = ListingStore(POST_MODELS, Listed, ListedTag, Tally)
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
 
 
@@ -791,14 +836,40 @@ def post_deleted(sender, instance, **kwargs):
     Mention.of_post(instance).delete()
 
 
+def store_posts_listing(ids_by_kind):
+    """Bring the listing store in step with these posts ({kind: pks}): the one way every write path
+    (a save or delete, tags changed either way, loaddata, import, tag merge) keeps it right."""
+    store_listing(LISTING, ids_by_kind)
+
+
+def post_listed(sender, instance, **kwargs):
+    """After a post's save (loaddata's raw ones too) or delete: its listing rows follow."""
+    store_posts_listing({instance.kind: [instance.pk]})
+
+
+def post_tags_listed(sender, instance, action, reverse, model, pk_set, **kwargs):
+    """After a post's tags change, from the post (post.tags.add) or from the tag (tag.entry_set.add)."""
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if not reverse:
+        store_posts_listing({instance.kind: [instance.pk]})
+    elif pk_set is not None:
+        store_posts_listing({model.kind: pk_set})
+    else:  # the tag cleared from every post of a kind: its listing rows still name them
+        store_posts_listing({model.kind: ListedTag.objects.filter(tag=instance, kind=model.kind).values_list("post_id", flat=True)})
+
+
 def connect_signals():
     """Every visible write announces itself (the page cache listens); a post's save or delete keeps
-    its link rows in step and tells the fediverse in the background; migrations pause the search
-    index on SQLite (blogworks/search_index.py says why)."""
+    its listing and link rows in step and tells the fediverse in the background; migrations pause
+    the search index on SQLite (blogworks/search_index.py says why)."""
     for model in [Tag, *POST_MODELS.values(), Reply, Mention]:
         post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
         post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
     for model in POST_MODELS.values():
+        post_save.connect(post_listed, sender=model, dispatch_uid=f"listing-save-{model.__name__}")
+        post_delete.connect(post_listed, sender=model, dispatch_uid=f"listing-delete-{model.__name__}")
+        m2m_changed.connect(post_tags_listed, sender=model.tags.through, dispatch_uid=f"listing-tags-{model.__name__}")
         m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
         post_save.connect(post_saved, sender=model, dispatch_uid=f"links-save-{model.__name__}")
         post_delete.connect(post_deleted, sender=model, dispatch_uid=f"links-delete-{model.__name__}")
@@ -814,10 +885,12 @@ def published_posts(**filters):
     return {kind: model.objects.published().filter(**filters) for kind, model in POST_MODELS.items()}
 
 
-def count_published(model):
-    """A subquery: how many published posts of `model` carry the outer query's tag."""
-    through = model.tags.through.objects.filter(PostQuerySet.published_filter(f"{model.kind}__"), tag=OuterRef("pk"))
-    return Coalesce(Subquery(through.values("tag").annotate(n=Count("*")).values("n")), 0)
+def published_listing(kinds=None, tags=()):
+    """Newest-first (kind, pk, created) rows of the published posts (of `kinds`, all by default)
+    carrying every one of `tags` (Tag objects with `post_count`, as readable_tags() gives them)."""
+    condition = PostQuerySet.published_filter() & (Q(kind__in=kinds) if kinds is not None else Q())
+    smallest_first = sorted(tags, key=lambda tag: tag.post_count)
+    return listing_rows(LISTING, condition, [tag.pk for tag in smallest_first])
 
 
 def next_scheduled_moment():
@@ -831,8 +904,8 @@ watch_schedule(next_scheduled_moment)  # the page cache starts afresh at that mo
 
 
 def tags_with_counts():
-    """Every tag, annotated with `post_count`: its published posts of every kind."""
-    return Tag.objects.annotate(post_count=sum(count_published(model) for model in POST_MODELS.values()))
+    """Every tag, annotated with `post_count`: its published posts of every kind (from its tally)."""
+    return Tag.objects.annotate(post_count=tally_count(ListedTag, timezone.now()))
 
 
 def readable_tags():
@@ -973,15 +1046,29 @@ class LinkAdmin(linkadmin.LinkAdmin):
 
 
 def posts_page(request, querysets):
-    """The requested page of mixed posts (`?page=`; 404 past the end), the posts loaded in order."""
-    page = requested_page(request, MixedPostsPaginator(querysets, settings.LINKBLOG_PAGE_SIZE))
+    """The requested page of mixed posts (querysets by kind), for lists the listing store does not keep."""
+    return loaded_page(request, MixedPostsPaginator(querysets, settings.LINKBLOG_PAGE_SIZE))
+
+
+def listing_page(request, rows, count=None):
+    """The requested page of published_listing() rows, counted by `count()` when it is cheaper."""
+    return loaded_page(request, ListingPaginator(rows, settings.LINKBLOG_PAGE_SIZE, count))
+
+
+def loaded_page(request, paginator):
+    """The page `?page=` asks for (404 past the end), its posts loaded in order."""
+    page = requested_page(request, paginator)
     page.object_list = load_with_links(page.object_list)
     return page
 
 
+def count_published_posts():
+    return count_everything(LISTING, timezone.now())
+
+
 @app.route("/", name="home")
 def home(request):
-    return render(request, "home.html", {"page": posts_page(request, published_posts())})
+    return render(request, "home.html", {"page": listing_page(request, published_listing(), count_published_posts)})
 
 
 # The tag page, top to bottom: its URL (one tag, or up to three joined with +), the tags it names
@@ -989,6 +1076,7 @@ def home(request):
 
 MAX_COMBINED_TAGS = 3
 RELATED_TAGS = 10
+RELATED_SAMPLE = 500  # related tags are counted on a tag page's newest posts: the cost stays bounded
 
 
 class TagsConverter:
@@ -1051,14 +1139,14 @@ def tag_page(request, names):
     except Http404:
         return redirect_renamed_tags(request, names)
     names = [tag.tag for tag in tags]
-    posts = tagged_posts(names)
-    page = posts_page(request, posts)
+    rows = published_listing(tags=tags)
+    page = listing_page(request, rows, count_tagged(tags))
     context = {
         "tags": tags,
         "names": names,
         "page": page,
         "canonical": canonical_tag_page(names, page),
-        "related": related_tags(names, posts),
+        "related": related_tags(tags, rows),
     }
     return render(request, "tag.html", context)
 
@@ -1085,9 +1173,9 @@ def redirect_renamed_tags(request, names):
     return permanent_redirect(request, "tag_page", names=current)
 
 
-def tagged_posts(names):
-    """Published posts of every kind that carry all of the tags named, as querysets by kind."""
-    return {kind: with_every_tag(posts, names) for kind, posts in published_posts().items()}
+def count_tagged(tags):
+    """How to count a tag page's posts: one tag's tally (readable_tags() read it), else None (the rows)."""
+    return (lambda: tags[0].post_count) if len(tags) == 1 else None
 
 
 def canonical_tag_page(names, page):
@@ -1096,23 +1184,14 @@ def canonical_tag_page(names, page):
     return f"{url}?page={page.number}" if page.number > 1 else url
 
 
-def related_tags(names, posts):
-    """The tags most often found on `posts` (querysets by kind) besides the tags named, most shared
-    first, as [{"tag", "count", "combined"}] where `combined` names the tag page that adds this tag
-    (None past MAX_COMBINED_TAGS). One query however many posts there are."""
-    per_kind = [
-        queryset.model.tags.through.objects.filter(**{f"{kind}__in": queryset.values("pk")})
-        .exclude(tag__tag__in=names)
-        .values_list("tag__tag")
-        .annotate(count=Count("*"))
-        for kind, queryset in posts.items()
-    ]
-    ranked = sorted(summed_counts(per_kind).items(), key=lambda item: (-item[1], item[0]))[:RELATED_TAGS]
+def related_tags(tags, rows):
+    """The tags most often found on the newest RELATED_SAMPLE of a tag page's `rows` besides its own
+    `tags`, most shared first, as [{"tag", "count", "combined"}] where `combined` names the tag page
+    that adds this tag (None past MAX_COMBINED_TAGS). Two queries, bounded by the sample."""
+    names = [tag.tag for tag in tags]
+    ranked = related_tag_counts(LISTING, rows, [tag.pk for tag in tags], RELATED_SAMPLE, RELATED_TAGS)
     can_combine = len(names) < MAX_COMBINED_TAGS
-    return [
-        {"tag": name, "count": count, "combined": names + [name] if can_combine else None}
-        for (name,), count in ranked
-    ]
+    return [{"tag": name, "count": count, "combined": names + [name] if can_combine else None} for name, count in ranked]
 
 
 # Permalinks: /2024/Sep/25/slug/ (dates in URLs: blogworks/dates.py)
@@ -1291,6 +1370,10 @@ class PostsFeed(Feed):
     def querysets(self, obj):
         raise NotImplementedError
 
+    def rows(self, obj):
+        """Newest-first (kind, pk) rows of the feed's posts: the listing store's where it keeps them."""
+        return mixed_posts(self.querysets(obj))
+
     def __call__(self, request, *args, **kwargs):
         self.links = {}
         response = super().__call__(request, *args, **kwargs)
@@ -1301,7 +1384,7 @@ class PostsFeed(Feed):
     def get_feed(self, obj, request):
         number = feed_page_number(request)
         offset = (number - 1) * FEED_LENGTH
-        rows = list(mixed_posts(self.querysets(obj))[offset : offset + FEED_LENGTH + 1])
+        rows = list(self.rows(obj)[offset : offset + FEED_LENGTH + 1])
         if number > 1 and not rows:
             raise Http404("No such page")
         self.posts = load_with_links(rows[:FEED_LENGTH])
@@ -1379,9 +1462,8 @@ class KindFeed(PostsFeed):
             raise Http404("No such feed")
         return name
 
-    def querysets(self, name):
-        posts = published_posts()
-        return {kind: queryset for kind, queryset in posts.items() if name in ("everything", POST_MODELS[kind].feed_name)}
+    def rows(self, name):
+        return published_listing(kinds=None if name == "everything" else [kind for kind, model in POST_MODELS.items() if model.feed_name == name])
 
     def title(self, name):
         return settings.LINKBLOG_TITLE if name == "everything" else f"{settings.LINKBLOG_TITLE}: {name}"
@@ -1399,8 +1481,8 @@ class TagFeed(PostsFeed):
     def get_object(self, request, names):
         return tags_named(names)
 
-    def querysets(self, tags):
-        return tagged_posts([tag.tag for tag in tags])
+    def rows(self, tags):
+        return published_listing(tags=tags)
 
     def title(self, tags):
         names = " + ".join(tag.tag for tag in tags)
@@ -1507,16 +1589,16 @@ TAG_LIST_PAGE_SIZE = 200
 @app.route("/tags/", name="tag_list")
 def tag_list(request):
     """The most used tags as a cloud, an A–Z index and a filter box; with `?letter=`, `?q=` or
-    `?all=1` the matching tags (or all of them) by name, 200 a page. Thousands of tags stay usable.
-    Counting every tag's posts is the page's cost, so it is done once and the rest in Python."""
+    `?all=1` the matching tags (or all of them) by name, 200 a page. Thousands of tags stay usable:
+    the counts come from the tallies, and the database picks and pages the tags shown."""
     letter, q = request.GET.get("letter", "").lower(), request.GET.get("q", "").strip().lower()[:64]
-    in_use = list(readable_tags().order_by("tag"))
-    context = {"letter": letter, "q": q, "initials": TAG_INITIALS, "tag_count": len(in_use)}
+    in_use = readable_tags()
+    context = {"letter": letter, "q": q, "initials": TAG_INITIALS, "tag_count": in_use.count()}
     if letter in TAG_INITIALS or q or request.GET.get("all"):
-        listed = [tag for tag in in_use if tag_matches(tag.tag, letter, q)]
+        listed = in_use.filter(tags_matching(letter, q)).order_by("tag")
         context["page"] = requested_page(request, Paginator(listed, TAG_LIST_PAGE_SIZE))
     else:
-        top = sorted(sorted(in_use, key=lambda tag: -tag.post_count)[:TOP_TAGS], key=lambda tag: tag.tag)
+        top = sorted(in_use.order_by("-post_count", "tag")[:TOP_TAGS], key=lambda tag: tag.tag)
         counts = [tag.post_count for tag in top] or [0]
         for tag in top:
             tag.size = cloud_size(tag.post_count, min(counts), max(counts))
@@ -1529,7 +1611,7 @@ def tag_list(request):
 @too_many_tags_is_400
 def random_post(request, names):
     """A 302 to a random published post with this tag (or all of these tags)."""
-    rows = mixed_posts(tagged_posts([tag.tag for tag in tags_named(names)]))
+    rows = published_listing(tags=tags_named(names))
     count = rows.count()
     if not count:
         raise Http404("No published post has this tag")
@@ -1985,22 +2067,49 @@ def visible_posts(request, model):
 
 
 def filter_posts(request, model, filters):
-    posts = visible_posts(request, model)
+    posts = visible_posts(request, model).filter(draft_and_date_filter(request, filters))
+    if filters.tag:
+        posts = with_every_tag(posts, filters.tag)
+    return filters.narrow(posts)
+
+
+def draft_and_date_filter(request, filters):
+    """The Q of the filters on draft status and dates: the posts and the listing store share them."""
+    condition = Q()
     if filters.is_draft is not None:
         if caller(request) is None:
             raise ApiProblem(401, "Only authenticated callers can filter by draft status.")
-        posts = posts.filter(is_draft=filters.is_draft)
-    if filters.tag:
-        posts = with_every_tag(posts, filters.tag)
+        condition &= Q(is_draft=filters.is_draft)
     if filters.year is not None:
-        posts = posts.filter(created__year=filters.year)
+        condition &= Q(created__year=filters.year)
     if filters.month is not None:
-        posts = posts.filter(created__month=filters.month)
+        condition &= Q(created__month=filters.month)
     if filters.since is not None:
-        posts = posts.filter(created__gte=filters.since)
+        condition &= Q(created__gte=filters.since)
     if filters.before is not None:
-        posts = posts.filter(created__lt=filters.before)
-    return filters.narrow(posts)
+        condition &= Q(created__lt=filters.before)
+    return condition
+
+
+def listed_items(request, kinds, filters):
+    """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
+    and how to count them (a tally when nothing but one tag narrows what readers see); None when a
+    tag named does not exist (nothing can match)."""
+    drafts_too = [kind for kind in kinds if may_see_drafts(request, POST_MODELS[kind])]
+    published_only = [kind for kind in kinds if kind not in drafts_too]
+    of_kinds = lambda some: Q() if set(some) == set(POST_MODELS) else Q(kind__in=some)  # all: no filter
+    parts = [of_kinds(published_only) & PostQuerySet.published_filter()] if published_only else []
+    parts += [of_kinds(drafts_too)] if drafts_too else []
+    visible = parts[0] if len(parts) == 1 else parts[0] | parts[1]
+    narrowed = draft_and_date_filter(request, filters)
+    tags = list(tags_with_counts().filter(tag__in=filters.tag)) if filters.tag else []
+    if len(tags) < len(set(filters.tag)):
+        return None, None
+    smallest_first = sorted(tags, key=lambda tag: tag.post_count)
+    rows = listing_rows(LISTING, visible & narrowed, [tag.pk for tag in smallest_first])
+    what_readers_see = len(published_only) == len(POST_MODELS) and not narrowed and len(tags) <= 1
+    tally = (lambda: tags[0].post_count) if tags else count_published_posts
+    return rows, tally if what_readers_see else None
 
 
 @api.get("/items", auth=READERS, response=responses(200, ItemsPage, *READ_ERRORS), tags=["Posts of every kind"],
@@ -2008,11 +2117,12 @@ def filter_posts(request, model, filters):
 def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     """Posts of every kind, newest first (best match first with `q`), each with its `type`. Drafts only
     for authenticated callers."""
-    kinds = filters.type or list(POST_MODELS)
-    querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in dict.fromkeys(kinds)}
+    kinds = list(dict.fromkeys(filters.type or POST_MODELS))
     if filters.q.strip():
+        querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in kinds}
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
-    return page_of(mixed_posts(querysets), page, load_with_links, count=lambda: count_mixed_posts(querysets))
+    rows, count = listed_items(request, kinds, filters)
+    return {"count": 0, "items": []} if rows is None else page_of(rows, page, load_with_links, count)
 
 
 def get_post(request, model, post_id):
@@ -2173,7 +2283,7 @@ def merge_tag(request, tag: TagInPath, payload: TagMerge):
     source, target = get_tag(tag), get_tag(payload.into)
     if source.pk == target.pk:
         raise ApiProblem(422, "A tag cannot be merged into itself.", [{"field": "into", "message": "Same tag."}])
-    tagging.merge(source, target, TagRedirect, POST_MODELS)
+    tagging.merge(source, target, TagRedirect, POST_MODELS, store_posts_listing)
     posts_changed.send(sender=Tag)
     return with_count(target)
 
@@ -2208,7 +2318,7 @@ def wsgi_application():
 def import_posts(stream, format=None, **options):
     """Import a file (binary; NDJSON is read line by line) into the blog: an ImportReport (blogworks.importer).
     Bulk writes send no signals, so the posts' link rows are brought in step after it, in one pass."""
-    report = import_file(stream, POST_MODELS, Tag, format, **options)
+    report = import_file(stream, POST_MODELS, Tag, format, store_listing=store_posts_listing, **options)
     if report.changed and not report.failed and not report.dry_run:
         refresh_post_links()
     return report

@@ -281,6 +281,8 @@ def write(records, batch=BATCH):
         with transaction.atomic():
             insert_chunk(chunk, tag_ids, next_ids)
         written += len(chunk)
+    # Bulk writes send no signals: bring the listing store in step once, as the import does.
+    linkblog.store_posts_listing({kind: model.objects.values_list("pk", flat=True) for kind, model in linkblog.POST_MODELS.items()})
     linkblog.posts_changed.send(sender=write)
     return written
 

@@ -272,8 +272,11 @@ class Importer:
     """Reads records, validates them, and writes them in bulk inside ONE transaction."""
 
     def __init__(self, models, tag_model, skip_bad=False, dry_run=False, foreign_tags=False, render_map=map,
-                 authorize=None):
+                 authorize=None, store_listing=None):
         self.models, self.tag_model = models, tag_model
+        # Called once with {kind: pks} of every post written (bulk writes send no signals).
+        self.store_listing = store_listing
+        self.written = defaultdict(set)
         self.authorize = authorize  # called with the report before committing: raising rolls it all back
         self.skip_bad, self.foreign_tags = skip_bad, foreign_tags
         self.report = ImportReport(dry_run=dry_run, kinds=("tag", *models))
@@ -299,6 +302,8 @@ class Importer:
                 transaction.set_rollback(True)  # which also puts the search index triggers back
             else:
                 self.search_index.finish()
+                if self.store_listing and self.written:
+                    self.store_listing(self.written)
                 if self.report.changed:
                     transaction.on_commit(lambda: posts_changed.send(sender=Importer))
         return self.report
@@ -412,6 +417,7 @@ class Importer:
         model.objects.bulk_create([model_post for model_post, _ in pairs])
         self.link_tags(model, [(model_post.pk, post.tags or []) for model_post, post in pairs])
         self.search_index.wrote(model.kind, [model_post.pk for model_post, _ in pairs])
+        self.written[model.kind].update(model_post.pk for model_post, _ in pairs)
         self.report.counts[model.kind, "created"] += len(pairs)
 
     def link_tags(self, model, tags_by_post):
@@ -444,6 +450,7 @@ class Importer:
         model.tags.through.objects.filter(**{f"{column}__in": [pk for pk, _ in retagged]}).delete()
         self.link_tags(model, retagged)
         self.search_index.wrote(model.kind, [post.pk for post in changed] + [pk for pk, _ in retagged])
+        self.written[model.kind].update([post.pk for post in changed] + [pk for pk, _ in retagged])
 
     @staticmethod
     def rendered_fields(model):
@@ -565,7 +572,7 @@ class Progress:
 
 
 def import_file(stream, models, tag_model, format=None, skip_bad=False, dry_run=False, folders_as_tags=False,
-                progress=None, render_map=map, authorize=None):
+                progress=None, render_map=map, authorize=None, store_listing=None):
     """Import a binary file object (NDJSON is read line by line); returns an ImportReport.
 
     `authorize(report)`, when given, sees what the import would do before it is committed; whatever it
@@ -580,7 +587,7 @@ def import_file(stream, models, tag_model, format=None, skip_bad=False, dry_run=
     }
     try:
         importer = Importer(models, tag_model, skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson",
-                            render_map=render_map, authorize=authorize)
+                            render_map=render_map, authorize=authorize, store_listing=store_listing)
         return importer.run(readers[format]())
     finally:
         progress.finish()

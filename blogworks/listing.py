@@ -1,15 +1,26 @@
 """Listings: posts of several kinds as one newest-first list, paginated, loaded and counted.
 
-Each kind of post has its own table, so a list that mixes them is a UNION ALL of (kind, pk, created)
-rows, one SELECT per kind: the database sorts and slices it, and only the page's posts are loaded,
-one query per kind. Every function takes `{kind: queryset}`; none knows the models by name.
+Each kind of post has its own table. The listings readers page through (home, tag pages, feeds, the
+API) read a listing store instead, kept in step with every write by store_listing(): one row per post
+(`listed`: kind, post_id, created, is_draft) and one per (tag, post) (`listed_tag`, the same columns
+and the tag), each with an index in listing order, so that a page is an index range and costs the same
+at any size. A scheduled post is a row dated later: readers' filter (created <= now) lets it in at its
+moment without a write. Per-tag tallies (`tally`: a tag's non-draft rows and the newest one's date;
+tag NULL for every post) count without scanning: see tally_count().
+
+Other lists (archives, search, neighbours) mix kinds with a UNION ALL of (kind, pk, created) rows,
+one SELECT per kind (mixed_posts). Every function takes its models or `{kind: queryset}` as
+arguments; none knows the models by name.
 """
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from itertools import islice
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.db import models
-from django.db.models import Count, Value
+from django.db import connections, models, transaction
+from django.db.models import Case, Count, Exists, F, Max, OuterRef, Value, When
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.functional import cached_property
 
@@ -91,3 +102,156 @@ def requested_page(request, paginator):
         return paginator.page(request.GET.get("page", 1))
     except (PageNotAnInteger, EmptyPage):
         raise Http404("No such page")
+
+
+# --- The listing store -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListingStore:
+    """The models of a listing store: the posts' models by kind, and the three tables kept from them."""
+
+    models: dict
+    listed: type
+    listed_tag: type
+    tally: type
+
+
+LISTING_ORDER = ("-created", "-post_id", "-kind")  # all descending: one backward walk of the index
+STORE_BATCH = 2000  # posts a query names at once
+
+
+def batches(items, size=STORE_BATCH):
+    items = iter(items)
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def store_listing(store, ids_by_kind):
+    """Rewrite the listing rows of these posts ({kind: pks}) from the posts themselves (a deleted
+    post's rows just go), then recount the tallies of every tag they had or have now.
+
+    Writers take turns on the tally of every post (a row lock; SQLite has one writer anyway): two
+    PostgreSQL transactions rewriting the same post would clash on its row, and each would recount a
+    tag without the other's uncommitted rows, one stale count overwriting the other."""
+    with transaction.atomic():
+        everything = store.tally.objects.select_for_update().filter(tag=None).first()
+        touched, change, newest = set(), 0, []
+        for kind, ids in ids_by_kind.items():
+            for batch in batches(set(ids)):
+                tags, batch_change, batch_newest = rewrite_rows(store, kind, batch)
+                touched, change, newest = touched | tags, change + batch_change, newest + [batch_newest]
+        refresh_tallies(store, touched)
+        move_everything(store, everything, change, newest)
+
+
+def rewrite_rows(store, kind, ids):
+    """Replace the rows of one kind's posts `ids`, copied by the database (INSERT ... SELECT: no row
+    passes through Python); returns the ids of the tags they had or have, how many more non-draft
+    rows they have now, and the newest one's date."""
+    model, mine = store.models[kind], {"kind": kind, "post_id__in": ids}
+    tags_of_mine = lambda: set(store.listed_tag.objects.filter(**mine).values_list("tag_id", flat=True))
+    old_tags = tags_of_mine()
+    listed_before = store.listed.objects.filter(**mine, is_draft=False).count()
+    store.listed.objects.filter(**mine).delete()
+    store.listed_tag.objects.filter(**mine).delete()
+    posts = model.objects.filter(pk__in=ids).order_by().values("pk", "created", "is_draft", kind_=Value(kind))
+    insert_from(store.listed, ["post_id", "created", "is_draft", "kind"], posts)
+    links = (model.tags.through.objects.filter(**{f"{kind}_id__in": ids}).order_by()
+             .values("tag_id", f"{kind}__pk", f"{kind}__created", f"{kind}__is_draft", kind_=Value(kind)))
+    insert_from(store.listed_tag, ["tag_id", "post_id", "created", "is_draft", "kind"], links)
+    now_listed = store.listed.objects.filter(**mine, is_draft=False).aggregate(n=Count("*"), newest=Max("created"))
+    return old_tags | tags_of_mine(), now_listed["n"] - listed_before, now_listed["newest"]
+
+
+def insert_from(model, columns, rows):
+    """INSERT INTO model's table (columns) the rows of a values() queryset, in its column order."""
+    sql, params = rows.query.sql_with_params()
+    quote = connections[rows.db].ops.quote_name
+    with connections[rows.db].cursor() as cursor:
+        cursor.execute(f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) {sql}", params)
+
+
+def refresh_tallies(store, tag_ids):
+    """Recount the tallies of these tags (those still existing): a range of the (tag, created) index each."""
+    for batch in batches(tag_ids):
+        existing = store.listed_tag._meta.get_field("tag").related_model.objects.filter(pk__in=batch)
+        counted = {row["tag_id"]: row for row in store.listed_tag.objects.filter(tag_id__in=batch, is_draft=False)
+                   .values("tag_id").annotate(listed=Count("*"), newest=Max("created"))}
+        tallies = [store.tally(tag_id=pk, listed=counted.get(pk, {}).get("listed", 0), newest=counted.get(pk, {}).get("newest"))
+                   for pk in existing.values_list("pk", flat=True)]
+        store.tally.objects.bulk_create(tallies, update_conflicts=True, unique_fields=["tag"], update_fields=["listed", "newest"])
+
+
+def move_everything(store, everything, change, newest):
+    """Move the tally of every post (tag NULL) by `change` rows, without recounting every post. Its
+    `newest` only ever moves later: one left in the future by a deleted or redated post costs a count
+    of the scheduled rows (count_everything), never a wrong count. Counted afresh when it is missing."""
+    if everything is None:
+        totals = store.listed.objects.filter(is_draft=False).aggregate(listed=Count("*"), newest=Max("created"))
+        store.tally.objects.create(tag=None, **totals)
+        return
+    everything.listed += change
+    everything.newest = max([moment for moment in [everything.newest, *newest] if moment is not None], default=None)
+    everything.save(update_fields=["listed", "newest"])
+
+
+def tally_count(listed_tag, now, prefix="tally__"):
+    """An expression: the published posts of the outer query's tag, from its tally. Only a tag whose
+    newest post is still scheduled subtracts its scheduled rows (an index range of future dates); once
+    that moment passes every non-draft row is published and the stored count is exact, with no write."""
+    scheduled = listed_tag.objects.filter(tag=OuterRef("pk"), is_draft=False, created__gt=now).order_by()
+    scheduled = Coalesce(models.Subquery(scheduled.values("tag").annotate(n=Count("*")).values("n")), 0)
+    return Case(When(**{f"{prefix}newest__gt": now}, then=F(f"{prefix}listed") - scheduled),
+                default=Coalesce(F(f"{prefix}listed"), 0))
+
+
+def count_everything(store, now):
+    """How many posts readers may see, from the tally of every post (and its scheduled rows, if any)."""
+    tally = store.tally.objects.filter(tag=None).first()
+    if tally is None:
+        return 0
+    if tally.newest is None or tally.newest <= now:
+        return tally.listed
+    return tally.listed - store.listed.objects.filter(is_draft=False, created__gt=now).count()
+
+
+def listing_rows(store, condition, tag_ids=()):
+    """Newest-first (kind, pk, created) rows of the listing matching `condition` (a Q over kind,
+    created and is_draft) and carrying every tag of `tag_ids`: the first tag's index range, each
+    other tag checked row by row (pass the smallest first)."""
+    first, *others = list(tag_ids) or [None]
+    rows = store.listed.objects.filter(condition) if first is None else store.listed_tag.objects.filter(condition, tag_id=first)
+    for tag_id in others:
+        rows = rows.filter(Exists(store.listed_tag.objects.filter(tag_id=tag_id, kind=OuterRef("kind"), post_id=OuterRef("post_id"))))
+    return rows.order_by(*LISTING_ORDER).values("kind", "created", pk=F("post_id"))
+
+
+def related_tag_counts(store, rows, exclude_ids, sample, limit):
+    """[(tag name, count)], most shared first, of the tags on the newest `sample` rows of a listing
+    besides `exclude_ids`: one query, bounded by the sample, not by the listing. (SQL of our own: the
+    ORM cannot join a sliced subquery.)"""
+    sampled, params = rows[:sample].query.sql_with_params()
+    connection = connections[rows.db]
+    quote = connection.ops.quote_name
+    tag_table = quote(store.listed_tag._meta.get_field("tag").related_model._meta.db_table)
+    excluded = ", ".join(["%s"] * len(exclude_ids)) or "NULL"
+    sql = (f"SELECT tag.{quote('tag')}, COUNT(*) AS n FROM {quote(store.listed_tag._meta.db_table)} AS other"
+           f" JOIN ({sampled}) AS sampled ON other.{quote('kind')} = sampled.{quote('kind')} AND other.{quote('post_id')} = sampled.{quote('pk')}"
+           f" JOIN {tag_table} AS tag ON tag.{quote('id')} = other.{quote('tag_id')}"
+           f" WHERE other.{quote('tag_id')} NOT IN ({excluded})"
+           f" GROUP BY tag.{quote('tag')} ORDER BY n DESC, tag.{quote('tag')} LIMIT %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *exclude_ids, limit])
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+class ListingPaginator(Paginator):
+    """Pages of listing_rows(), counted by `count()` (a tally, where there is one) instead of the rows."""
+
+    def __init__(self, rows, per_page, count=None):
+        super().__init__(rows, per_page)
+        self.count_rows = count or rows.count
+
+    @cached_property
+    def count(self):
+        return self.count_rows()

@@ -1,0 +1,177 @@
+"""The listing store (blogworks/listing.py) stays right after every way of writing a post or a tag.
+
+Home, tag pages, feeds and /api/items read the store, not the posts: after each write below, its rows
+and tallies must be exactly what the posts say (compared with a recount from the posts themselves),
+and readers must see the change. Run on SQLite and, with --postgres, on PostgreSQL.
+"""
+
+import importlib
+import io
+import json
+from collections import Counter
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.utils import timezone
+
+from blogworks.listing import count_everything
+from factories import at
+from linkblog import (LISTING, POST_MODELS, ApiToken, Entry, Listed, ListedTag, Tag, Tally, export, import_posts,
+                      readable_tags)
+
+pytestmark = pytest.mark.django_db
+
+
+def truth():
+    """What the store should hold, recounted from the posts: rows, tag rows, published counts."""
+    rows, tag_rows = set(), set()
+    for kind, model in POST_MODELS.items():
+        for post in model.objects.prefetch_related("tags"):
+            rows.add((kind, post.pk, post.created, post.is_draft))
+            tag_rows |= {(tag.pk, kind, post.pk, post.created, post.is_draft) for tag in post.tags.all()}
+    now = timezone.now()
+    counts = Counter(tag_id for tag_id, _, _, created, is_draft in tag_rows if not is_draft and created <= now)
+    return rows, tag_rows, counts
+
+
+def stored():
+    rows = set(Listed.objects.values_list("kind", "post_id", "created", "is_draft"))
+    tag_rows = set(ListedTag.objects.values_list("tag_id", "kind", "post_id", "created", "is_draft"))
+    return rows, tag_rows
+
+
+def assert_store_right():
+    rows, tag_rows, counts = truth()
+    assert stored() == (rows, tag_rows)
+    assert {tag.pk: tag.post_count for tag in readable_tags()} == +counts
+    published = sum(1 for _, _, created, is_draft in rows if not is_draft and created <= timezone.now())
+    assert count_everything(LISTING, timezone.now()) == published
+
+
+@pytest.fixture
+def blog(make):
+    make.entry("Published entry", tags=["python", "django"], created=at(2024, 1, 1))
+    make.blogmark("Published link", tags=["python"], created=at(2024, 2, 1))
+    make.quotation("Quoted words", tags=["django"], created=at(2024, 3, 1))
+    make.entry("A draft", tags=["python", "secret"], is_draft=True, created=at(2024, 4, 1))
+    assert_store_right()
+
+
+def test_saving_editing_and_deleting_posts(make, blog, client):
+    post = make.blogmark("Brand new", tags=["python", "new"])
+    assert_store_right()
+    assert "Brand new" in client.get("/tags/new/").content.decode()
+    post.created = at(2020, 5, 5)
+    post.save()
+    assert_store_right()
+    draft = Entry.objects.get(title="A draft")
+    draft.is_draft = False  # a draft published
+    draft.save()
+    assert_store_right()
+    assert "A draft" in client.get("/tags/secret/").content.decode()
+    post.delete()
+    assert_store_right()
+    assert client.get("/tags/new/").status_code == 404
+    Entry.objects.filter(title="Published entry").delete()  # a queryset delete (the admin's action)
+    assert_store_right()
+
+
+def test_tags_added_and_removed_from_either_side(make, blog):
+    entry = Entry.objects.get(title="Published entry")
+    entry.tags.add(make.tag("orm"))
+    assert_store_right()
+    entry.tags.remove(Tag.objects.get(tag="python"))
+    assert_store_right()
+    entry.tags.clear()
+    assert_store_right()
+    orm = Tag.objects.get(tag="orm")
+    orm.entry_set.add(entry)
+    assert_store_right()
+    orm.entry_set.remove(entry)
+    assert_store_right()
+    Tag.objects.get(tag="django").quotation_set.clear()
+    assert_store_right()
+    Tag.objects.get(tag="python").delete()
+    assert_store_right()
+
+
+def test_a_scheduled_post_counts_at_its_moment_without_a_write(make, blog, client):
+    moment = timezone.now() + timedelta(days=1)
+    make.entry("Coming soon", tags=["python", "later"], created=moment)
+    assert_store_right()
+    assert client.get("/tags/later/").status_code == 404
+    python_before = readable_tags().get(tag="python").post_count
+    with mock.patch("django.utils.timezone.now", return_value=moment + timedelta(seconds=1)):
+        assert_store_right()
+        assert readable_tags().get(tag="python").post_count == python_before + 1
+        assert "Coming soon" in client.get("/tags/later/").content.decode()
+        assert "Coming soon" in client.get("/").content.decode()
+
+
+def test_the_api_writes_renames_and_merges(make, blog, client, django_user_model):
+    user = django_user_model.objects.create_superuser("admin", "admin@example.com", "secret-pw")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.issue(user, 'tests')}"}
+    send = lambda method, url, payload=None: getattr(client, method)(
+        url, json.dumps(payload or {}), content_type="application/json", **headers)
+    created = send("post", "/api/entries", {"title": "From the API", "body": "Text", "tags": ["api", "python"]})
+    assert created.status_code == 201, created.content
+    assert_store_right()
+    pk = created.json()["id"]
+    assert send("patch", f"/api/entries/{pk}", {"tags": ["django"], "is_draft": True}).status_code == 200
+    assert_store_right()
+    assert send("post", "/api/tags/django/rename", {"to": "web"}).status_code == 200
+    assert_store_right()
+    assert send("post", "/api/tags/web/merge", {"into": "python"}).status_code == 200
+    assert_store_right()
+    assert "Quoted words" in client.get("/tags/python/").content.decode()
+    assert send("delete", f"/api/entries/{pk}").status_code == 204
+    assert_store_right()
+
+
+def test_the_admin_saves_a_post_and_its_tags(admin_client, make, blog):
+    python = Tag.objects.get(tag="python")
+    response = admin_client.post("/admin/linkblog/blogmark/add/", {
+        "link_url": "https://example.com/a", "link_title": "Through the admin", "slug": "", "commentary": "",
+        "via_url": "", "via_title": "", "tags": [python.pk], "created_0": "2024-09-25", "created_1": "10:00:00",
+    })
+    assert response.status_code == 302
+    assert_store_right()
+
+
+def test_an_import_creates_and_updates_posts_in_bulk(make, blog):
+    exported = "".join(chunk.decode() if isinstance(chunk, bytes) else chunk for chunk in export())
+    lines = [json.loads(line) for line in exported.splitlines()]
+    for record in lines:
+        if record.get("type") == "entry" and record.get("title") == "A draft":
+            record["is_draft"] = False
+            record["tags"] = ["imported"]
+    lines.append({"type": "blogmark", "link_url": "https://example.com/new", "link_title": "Imported link",
+                  "tags": ["imported", "python"], "created": "2023-06-01T10:00:00Z"})
+    data = "".join(json.dumps(record) + "\n" for record in lines).encode()
+    report = import_posts(io.BytesIO(data))
+    assert not report.failed, report.problems
+    assert_store_right()
+    assert readable_tags().get(tag="imported").post_count == 2
+
+
+def test_loaddata_restores_the_store(make, blog, tmp_path):
+    dump = tmp_path / "posts.json"
+    call_command("dumpdata", "linkblog.tag", "linkblog.entry", "linkblog.blogmark", "linkblog.quotation",
+                 output=str(dump))
+    for model in POST_MODELS.values():
+        model.objects.all().delete()
+    Tag.objects.all().delete()
+    assert stored() == (set(), set())
+    call_command("loaddata", str(dump), verbosity=0)
+    assert_store_right()
+
+
+def test_the_migration_fills_the_store_of_an_existing_blog(make, blog):
+    for model in (Listed, ListedTag, Tally):
+        model.objects.all().delete()
+    migration = importlib.import_module("migrations.0011_listing_store")
+    migration.fill_listing(apps, None)
+    assert_store_right()
