@@ -81,7 +81,7 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, create_model, model_validator
 
-from blogworks import activitypub, cli, config, database, formats, linkstore, rules, text, webmention
+from blogworks import activitypub, cards, cli, config, database, formats, linkstore, rules, text, webmention
 from blogworks.convert import ConvertPlugin
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
@@ -93,7 +93,7 @@ from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
-from blogworks.signals import posts_changed
+from blogworks.signals import links_changed, posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
 from blogworks.writing import PostForm, StatusFilter, TagSearchFilter, TagsAutocomplete, TagsField, YearFilter, ranked_tags
 
@@ -840,6 +840,20 @@ class PostLink(models.Model):
         constraints = [models.UniqueConstraint(fields=["kind", "post_id", "link"], name="linkblog_postlink_unique")]
 
 
+class PostCard(models.Model):
+    """A post's card as listings show it, stored when first listed after a change and read by
+    every listing page (blogworks/cards.py: what forgets it; `digest`: the templates and settings
+    it was rendered with). Its Edit link is a slot the page fills per user."""
+
+    kind = models.CharField(max_length=16)
+    post_id = models.PositiveBigIntegerField()
+    html = models.TextField()
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "post_id"], name="linkblog_postcard_unique")]
+
+
 class LinkCheckRun(models.Model):
     """One run of check-links: an interrupted run is resumed, skipping what it already checked."""
 
@@ -888,6 +902,11 @@ def missing_permissions(user, wanted):
     """The names of the (action, model) permissions in `wanted` that `user` lacks."""
     names = [permission_name(action, model) for action, model in wanted]
     return [name for name in names if not user.has_perm(name)]
+
+
+def may_change(user, model):
+    """Whether `user` (perhaps anonymous) may change posts or tags of `model`."""
+    return getattr(user, "is_authenticated", False) and user.has_perm(permission_name("change", model))
 
 
 VIEW_EVERYTHING = [("view", model) for model in (Tag, *POST_MODELS.values())]  # every tag and every draft
@@ -942,6 +961,7 @@ def connect_signals():
         m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
         post_save.connect(post_saved, sender=model, dispatch_uid=f"links-save-{model.__name__}")
         post_delete.connect(post_deleted, sender=model, dispatch_uid=f"links-delete-{model.__name__}")
+    cards.connect_upkeep(PostCard, POST_MODELS, Tag, PostLink, covered=[Tag, Link, Reply, Mention, *POST_MODELS.values()])
     pre_migrate.connect(partial(pause_search_index, SEARCH_INDEX), dispatch_uid="pause-search-index", weak=False)
     post_migrate.connect(partial(resume_search_index, SEARCH_INDEX), dispatch_uid="resume-search-index", weak=False)
 
@@ -1386,7 +1406,9 @@ class LinkAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark fine: forget their failures so far", permissions=["change"])
     def mark_fine(self, request, queryset):
-        count = queryset.update(state="alive", final_url="", fine_since=timezone.now())
+        ids = list(queryset.values_list("pk", flat=True))
+        count = Link.objects.filter(pk__in=ids).update(state="alive", final_url="", fine_since=timezone.now())
+        links_changed.send(sender=Link, link_ids=ids)
         posts_changed.send(sender=Link)
         self.message_user(request, f"Marked {count} link(s) fine: only failures from now on count.")
 
@@ -1404,10 +1426,32 @@ class LinkAdmin(admin.ModelAdmin):
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
 
 
+# A listing shows each post as its stored card (blogworks/cards.py), rendered by its kind's partial.
+CARD_TEMPLATES = [model().partial_template for model in POST_MODELS.values()]
+
+
+def rendered_cards(rows):
+    """{(kind, pk): listing card HTML, its Edit link left as a slot} of the posts behind `rows`."""
+    return {(post.kind, post.pk): render_to_string(post.partial_template, {"post": post, "edit_slot": cards.EDIT_SLOT})
+            for post in load_with_links(rows)}
+
+
+def listing_cards(rows, user):
+    """The stored cards of a page of (kind, pk, created) rows, with Edit links for `user` only."""
+    editable = {kind for kind, model in POST_MODELS.items() if may_change(user, model)}
+
+    def edit_link(card):
+        if card.kind not in editable:
+            return ""
+        return render_to_string("_edit_link.html", {"post": POST_MODELS[card.kind](pk=card.pk), "user": user})
+
+    return cards.fill_edit_slots(cards.listing_cards(rows, PostCard, rendered_cards, CARD_TEMPLATES), edit_link)
+
+
 def posts_page(request, querysets):
-    """The requested page of mixed posts (`?page=`; 404 past the end), the posts loaded in order."""
+    """The requested page of mixed posts (`?page=`; 404 past the end), as their stored cards in order."""
     page = requested_page(request, MixedPostsPaginator(querysets, settings.LINKBLOG_PAGE_SIZE))
-    page.object_list = load_with_links(page.object_list)
+    page.object_list = listing_cards(page.object_list, request.user)
     return page
 
 
@@ -1677,7 +1721,7 @@ def site_setting(name):
 @app.templatetag.filter(name="edit_url")
 def edit_url(post, user):
     """{{ post|edit_url:user }}: the admin page that edits `post`, if `user` may change it; else ""."""
-    if not (getattr(user, "is_authenticated", False) and user.has_perm(permission_name("change", type(post)))):
+    if not may_change(user, type(post)):
         return ""
     return reverse(f"admin:{post._meta.app_label}_{post._meta.model_name}_change", args=[post.pk])
 

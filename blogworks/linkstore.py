@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from .linkcheck import Hop, LinkResult, classify_history
+from .signals import links_changed
 
 CHUNK = 1000  # ids per IN (...) query: SQLite (32766 parameters since 3.32) and PostgreSQL take it comfortably
 RESUME_WITHIN = timedelta(days=1)  # an interrupted run older than this is left, and a new one starts
@@ -168,6 +169,8 @@ def classify_links(link_model, check_model, now, **rules):
             link.state, link.final_url = state, final_url
             changed.append(link)
     link_model.objects.bulk_update(changed, ["state", "final_url"], batch_size=CHUNK)
+    if changed:
+        links_changed.send(sender=link_model, link_ids=[link.pk for link in changed])
     return states
 
 
