@@ -961,7 +961,8 @@ def connect_signals():
         m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
         post_save.connect(post_saved, sender=model, dispatch_uid=f"links-save-{model.__name__}")
         post_delete.connect(post_deleted, sender=model, dispatch_uid=f"links-delete-{model.__name__}")
-    cards.connect_upkeep(PostCard, POST_MODELS, Tag, PostLink, covered=[Tag, Link, Reply, Mention, *POST_MODELS.values()])
+    covered = [Tag, Link, Reply, Mention, *POST_MODELS.values(), *(model.tags.through for model in POST_MODELS.values())]
+    cards.connect_upkeep(PostCard, POST_MODELS, Tag, PostLink, covered=covered)
     pre_migrate.connect(partial(pause_search_index, SEARCH_INDEX), dispatch_uid="pause-search-index", weak=False)
     post_migrate.connect(partial(resume_search_index, SEARCH_INDEX), dispatch_uid="resume-search-index", weak=False)
 

@@ -80,6 +80,7 @@ def test_a_new_title_is_on_every_listing_at_once(client, post):
     urls = visit(client, post)
     post.title = "A better title"
     post.save()
+    assert list(PostCard.objects.values_list("post_id", flat=True)) == [Entry.objects.get(title="An older neighbour").pk]
     everywhere(client, urls, present=["A better title"], absent=["The first title"])
 
 
@@ -276,3 +277,20 @@ def test_text_in_a_post_cannot_take_the_place_of_the_edit_link(client, make):
     home = pages(staff, ["/"])["/"]
     assert home.count('class="edit"') == 1
     assert home.index('class="edit"') > home.index(post.get_absolute_url() + '"><time')
+
+
+def test_the_first_view_after_writes_renders_new_cards_in_as_many_queries_for_3_posts_as_for_30(client, make):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from reader_helpers import add_posts
+
+    def first_view_queries():
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/").status_code == 200
+        return len(captured)
+
+    add_posts(make, 3)
+    few = first_view_queries()
+    add_posts(make, 30, offset=3)
+    assert first_view_queries() == few
+    assert PostCard.objects.count() == 33
