@@ -72,6 +72,7 @@ from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.feedgenerator import Atom1Feed
+from django.utils.xmlutils import SimplerXMLGenerator
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.text import slugify
 from django.utils.timesince import timesince
@@ -331,6 +332,10 @@ class Post(models.Model):
     def partial_template(self):
         return f"_{self.kind}.html"
 
+    @property
+    def feed_template(self):
+        return f"feeds/_{self.kind}.html"
+
     def feed_title(self):
         return str(self)
 
@@ -344,7 +349,7 @@ class Post(models.Model):
         return self._meta.verbose_name.capitalize()
     def syndicated_html(self):
         """The whole post as HTML for other sites: feed readers and followers on the fediverse."""
-        return render_to_string(f"feeds/_{self.kind}.html", {"post": self})
+        return render_to_string(self.feed_template, {"post": self})
 
     def activitypub_object(self):
         """The post as followers' servers see it (the dict blogworks.activitypub.post_object reads)."""
@@ -841,13 +846,15 @@ class PostLink(models.Model):
 
 
 class PostCard(models.Model):
-    """A post's card as listings show it, stored when first listed after a change and read by
-    every listing page (blogworks/cards.py: what forgets it; `digest`: the templates and settings
-    it was rendered with). Its Edit link is a slot the page fills per user."""
+    """A post as listings and feeds show it, stored when first listed after a change and read by
+    every listing page and feed (blogworks/cards.py: what forgets it; `digest`: the templates and
+    settings it was rendered with). Its Edit link is a slot the page fills per user."""
 
     kind = models.CharField(max_length=16)
     post_id = models.PositiveBigIntegerField()
     html = models.TextField()
+    feed_entry = models.TextField()
+    last_modified = models.DateTimeField()
     digest = models.CharField(max_length=64)
 
     class Meta:
@@ -1427,13 +1434,16 @@ class LinkAdmin(admin.ModelAdmin):
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
 
 
-# A listing shows each post as its stored card (blogworks/cards.py), rendered by its kind's partial.
-CARD_TEMPLATES = [model().partial_template for model in POST_MODELS.values()]
+# Listings and feeds show each post as its stored card (blogworks/cards.py), rendered by its kind's
+# partial and its feed template.
+CARD_TEMPLATES = [name for model in POST_MODELS.values() for name in (model().partial_template, model().feed_template)]
 
 
 def rendered_cards(rows):
-    """{(kind, pk): listing card HTML, its Edit link left as a slot} of the posts behind `rows`."""
-    return {(post.kind, post.pk): render_to_string(post.partial_template, {"post": post, "edit_slot": cards.EDIT_SLOT})
+    """{(kind, pk): {field: value}} of the cards of the posts behind `rows`: the listing's HTML (its
+    Edit link left as a slot), the Atom <entry> and when the post last changed."""
+    return {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": cards.EDIT_SLOT}),
+                                   "feed_entry": PostsFeed().stored_entry(post), "last_modified": post.last_modified}
             for post in load_with_links(rows)}
 
 
@@ -1794,6 +1804,24 @@ class AtomWithContent(Atom1Feed):
         super().add_item_elements(handler, item)
         handler.addQuickElement("content", item["content"], {"type": "html"})
 
+    def entry_xml(self, item):
+        """One item's <entry> element, as write_items() would have written it."""
+        out = io.StringIO()
+        handler = SimplerXMLGenerator(out, "utf-8", short_empty_elements=True)
+        handler.startElement("entry", self.item_attributes(item))
+        self.add_item_elements(handler, item)
+        handler.endElement("entry")
+        return out.getvalue()
+
+    def add_stored_entry(self, entry, published, updated):
+        """An <entry> written before (stored with its post's card), with its dates: the feed's
+        <updated> and Last-Modified are its newest entry's."""
+        self.items.append({"entry": entry, "pubdate": published, "updateddate": updated})
+
+    def write_items(self, handler):
+        for item in self.items:
+            handler.ignorableWhitespace(item["entry"])  # written as it is: it is XML already
+
 
 class PostsFeed(Feed):
     """The 30 newest published posts of a feed's querysets, or with `?page=N` the 30 before those
@@ -1818,18 +1846,29 @@ class PostsFeed(Feed):
         rows = list(mixed_posts(self.querysets(obj))[offset : offset + FEED_LENGTH + 1])
         if number > 1 and not rows:
             raise Http404("No such page")
-        self.posts = load_with_links(rows[:FEED_LENGTH])
         if number > 1:
             self.links["previous"] = feed_page_url(request, number - 1)
         if len(rows) > FEED_LENGTH:
             self.links["next"] = feed_page_url(request, number + 1)
-        return super().get_feed(obj, request)
+        feed = super().get_feed(obj, request)
+        for card in cards.listing_cards(rows[:FEED_LENGTH], PostCard, rendered_cards, CARD_TEMPLATES):
+            feed.add_stored_entry(card.feed_entry, card.created, card.last_modified)
+        return feed
+
+    def stored_entry(self, post):
+        """The post's <entry>, from the item_* methods below, as stored with its card."""
+        feed = self.feed_type(title="", link="", description="")
+        feed.add_item(title=self.item_title(post), link=self.item_link(post), description=self.item_description(post),
+                      unique_id=self.item_guid(post), unique_id_is_permalink=self.item_guid_is_permalink,
+                      pubdate=self.item_pubdate(post), updateddate=self.item_updateddate(post),
+                      categories=self.item_categories(post), **self.item_extra_kwargs(post))
+        return feed.entry_xml(feed.items[0])
 
     def feed_extra_kwargs(self, obj):
         return self.links
 
     def items(self, obj):
-        return self.posts
+        return []  # each post's <entry> is stored with its card: get_feed adds them
 
     def feed_guid(self, obj):
         return self.feed_url(obj)

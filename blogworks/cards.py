@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+import django
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import OperationalError, transaction
@@ -50,14 +51,21 @@ EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never sho
 CARD_SETTINGS = ("LINKBLOG_BASE_URL", "LINKBLOG_TITLE", "TIME_ZONE", "LANGUAGE_CODE", "USE_THOUSAND_SEPARATOR")
 
 
+# What a card row stores besides its key and digest: the listing's HTML, the post's <entry> in Atom
+# feeds, and when the post last changed (the feed's <updated> is its newest entry's).
+STORED = ("html", "feed_entry", "last_modified")
+
+
 @dataclass
 class Card:
-    """One post in a listing: enough for the page's headings (`created`) and its stored HTML."""
+    """One post in a listing or feed: enough for a page's headings (`created`) and what is stored."""
 
     kind: str
     pk: int
     created: datetime
     html: str
+    feed_entry: str
+    last_modified: datetime
 
 
 # --- The digest of what cards are rendered with -------------------------------------------------
@@ -96,6 +104,7 @@ def current_digest(template_names):
         return _digests[key]
     parts = sorted(template_sources(template_names).items())
     parts += [(name, repr(getattr(settings, name, None))) for name in CARD_SETTINGS]
+    parts.append(("django", django.get_version()))  # its filters and feed writer shape cards too
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()
     _digests[key] = digest
     return digest
@@ -112,26 +121,26 @@ setting_changed.connect(forget_digests, dispatch_uid="cards-forget-digests")
 
 
 def stored_cards(card_model, rows):
-    """{(kind, post_id): (html, digest)} of the stored cards of `rows`: one query for every kind."""
+    """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows`: one query for every kind."""
     ids_by_kind = {}
     for row in rows:
         ids_by_kind.setdefault(row["kind"], []).append(row["pk"])
     wanted = Q()
     for kind, ids in ids_by_kind.items():
         wanted |= Q(kind=kind, post_id__in=ids)
-    found = card_model.objects.filter(wanted).values_list("kind", "post_id", "html", "digest")
-    return {(kind, post_id): (html, digest) for kind, post_id, html, digest in found}
+    found = card_model.objects.filter(wanted).values_list("kind", "post_id", "digest", *STORED)
+    return {(kind, post_id): (digest, dict(zip(STORED, values))) for kind, post_id, digest, *values in found}
 
 
-def store_cards(card_model, html_by_post, digest):
+def store_cards(card_model, fields_by_post, digest):
     """Store freshly rendered cards. A bookkeeping write on a reader's request: when another writer
     holds the database it gives up at once (the next reader renders them again)."""
-    cards = [card_model(kind=kind, post_id=post_id, html=html, digest=digest)
-             for (kind, post_id), html in sorted(html_by_post.items())]  # one order: no deadlock between readers
+    cards = [card_model(kind=kind, post_id=post_id, digest=digest, **fields)
+             for (kind, post_id), fields in sorted(fields_by_post.items())]  # one order: no deadlock between readers
     try:
         with without_waiting():
             card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
-                                           update_fields=["html", "digest"])
+                                           update_fields=["digest", *STORED])
     except OperationalError as error:
         if not is_busy(error):
             raise
@@ -139,15 +148,16 @@ def store_cards(card_model, html_by_post, digest):
 
 def listing_cards(rows, card_model, render, template_names):
     """The cards of a page of (kind, pk, created) rows, in order. Those missing or rendered with other
-    templates or settings are rendered now (`render(rows)` -> {(kind, pk): html}) and stored."""
+    templates or settings are rendered now (`render(rows)` -> {(kind, pk): {field: value}}, the
+    fields in STORED) and stored."""
     digest = current_digest(template_names)
     stored = stored_cards(card_model, rows)
-    stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", ""))[1] != digest]
+    stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
         fresh = render(stale)
         store_cards(card_model, fresh, digest)
-        stored.update({key: (html, digest) for key, html in fresh.items()})
-    return [Card(row["kind"], row["pk"], row["created"], stored[row["kind"], row["pk"]][0]) for row in rows]
+        stored.update({key: (digest, fields) for key, fields in fresh.items()})
+    return [Card(row["kind"], row["pk"], row["created"], **stored[row["kind"], row["pk"]][1]) for row in rows]
 
 
 def fill_edit_slots(cards, edit_link):

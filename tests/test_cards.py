@@ -37,11 +37,22 @@ ARCHIVED = "https://archive.test/web/2024/https://gone.example/page"
 
 
 def listings(post):
-    """Every listing page that shows `post`: home, each of its tags' pages, its month and its day."""
+    """Every page and feed listing `post`: home, each of its tags' pages, its month and its day; the
+    feeds of everything, of its kind and of each of its tags."""
     day = post.created
     month = linkblog.MONTHS[day.month - 1]
-    tags = [f"/tags/{tag.tag}/" for tag in post.tags.all()]
-    return ["/", *tags, f"/{day.year}/{month}/", f"/{day.year}/{month}/{day.day}/"]
+    tags = [tag.tag for tag in post.tags.all()]
+    return ["/", *[f"/tags/{name}/" for name in tags], f"/{day.year}/{month}/", f"/{day.year}/{month}/{day.day}/",
+            "/atom/everything/", f"/atom/{post.feed_name}/", *[f"/tags/{name}.atom" for name in tags]]
+
+
+def is_feed(url):
+    return "atom" in url
+
+
+def shown_tag(name):
+    """How a listing page and a feed show that a post carries the tag `name`."""
+    return {False: f'rel="tag">{name}</a>', True: f'<category term="{name}"/>'}
 
 
 def pages(client, urls):
@@ -63,11 +74,20 @@ def visit(client, post):
 
 
 def everywhere(client, urls, present=(), absent=()):
+    """Each text in `present` is on every page of `urls`, none in `absent`. A text may be a dict
+    {is a feed: text} when pages and feeds show it differently."""
     for url, page in pages(client, urls).items():
         for text in present:
+            text = text[is_feed(url)] if isinstance(text, dict) else text
             assert text in page, f"{text!r} missing on {url}"
         for text in absent:
+            text = text[is_feed(url)] if isinstance(text, dict) else text
             assert text not in page, f"{text!r} still on {url}"
+
+
+def without(urls, *names):
+    """`urls` less the tag pages and feeds of the tags named (gone, or renamed)."""
+    return [url for url in urls if not any(url in (f"/tags/{name}/", f"/tags/{name}.atom") for name in names)]
 
 
 @pytest.fixture
@@ -87,14 +107,14 @@ def test_a_new_title_is_on_every_listing_at_once(client, post):
 def test_tags_added_or_removed_from_either_side_are_on_every_listing_at_once(client, post, make):
     urls = visit(client, post)
     post.tags.add(make.tag("django"))
-    everywhere(client, urls, present=['rel="tag">django</a>'])
+    everywhere(client, urls, present=[shown_tag("django")])
     post.tags.remove(Tag.objects.get(tag="python"))
-    urls.remove("/tags/python/")  # no published post carries it now: 404
-    everywhere(client, urls, absent=['rel="tag">python</a>'])
+    urls = without(urls, "python")  # no published post carries it now: 404
+    everywhere(client, urls, absent=[shown_tag("python")])
     make.tag("rust").entry_set.add(post)  # from the tag's side
-    everywhere(client, urls, present=['rel="tag">rust</a>'])
+    everywhere(client, urls, present=[shown_tag("rust")])
     Tag.objects.get(tag="rust").entry_set.clear()
-    everywhere(client, urls, absent=['rel="tag">rust</a>'])
+    everywhere(client, urls, absent=[shown_tag("rust")])
 
 
 def test_a_renamed_tag_is_on_every_listing_at_once(client, post):
@@ -102,26 +122,25 @@ def test_a_renamed_tag_is_on_every_listing_at_once(client, post):
     tag = Tag.objects.get(tag="python")
     tag.tag = "python3"
     tag.save()
-    everywhere(client, [url for url in urls if "/tags/python/" not in url],
-               present=['href="/tags/python3/"'], absent=['href="/tags/python/"'])
+    everywhere(client, without(urls, "python"), present=[shown_tag("python3")], absent=[shown_tag("python")])
 
 
 def test_a_tag_renamed_merged_or_deleted_through_the_api_is_on_every_listing_at_once(client, post, make):
     staff = User.objects.create_superuser("author", "author@example.com", "pw")
     bearer = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.issue(staff, 'tests')}"}
-    urls = [url for url in visit(client, post) if "/tags/" not in url]
+    urls = without(visit(client, post), "python")
 
     def api(url, payload):
         response = client.post(url, json.dumps(payload), content_type="application/json", **bearer)
         assert response.status_code == 200, response.content
 
     api("/api/tags/python/rename", {"to": "py"})
-    everywhere(client, urls, present=['href="/tags/py/"'], absent=['href="/tags/python/"'])
+    everywhere(client, urls, present=[shown_tag("py")], absent=[shown_tag("python")])
     make.tag("programming")
     api("/api/tags/py/merge", {"into": "programming"})
-    everywhere(client, urls, present=['href="/tags/programming/"'], absent=['href="/tags/py/"'])
+    everywhere(client, urls, present=[shown_tag("programming")], absent=[shown_tag("py")])
     Tag.objects.get(tag="programming").delete()
-    everywhere(client, urls, absent=['href="/tags/programming/"'])
+    everywhere(client, urls, absent=[shown_tag("programming")])
 
 
 @contextmanager
@@ -142,11 +161,13 @@ def test_an_edited_template_is_on_every_listing_at_once(client, post, tmp_path):
     shutil.copytree(Path(linkblog.__file__).parent / "templates", templates)
     meta = templates / "_post_meta.html"  # included by every kind's card
     meta.write_text(meta.read_text().replace('<p class="meta">', '<p class="meta">Filed under'))
+    dead_links = templates / "_dead_links.html"  # included by every kind's feed entry
+    dead_links.write_text("Fed by hand" + dead_links.read_text())
     with deployed(templates):
-        everywhere(client, urls, present=["Filed under"])
+        everywhere(client, urls, present=[{False: "Filed under", True: "Fed by hand"}])
         digest = linkblog.cards.current_digest(linkblog.CARD_TEMPLATES)
         assert set(PostCard.objects.values_list("digest", flat=True)) == {digest}
-    everywhere(client, urls, absent=["Filed under"])  # and back
+    everywhere(client, urls, absent=["Filed under", "Fed by hand"])  # and back
 
 
 def test_a_new_base_url_setting_renders_cards_again(client, post):
@@ -213,7 +234,7 @@ def test_a_post_made_a_draft_leaves_every_listing_and_comes_back_when_published(
     urls = visit(client, post)
     post.is_draft = True
     post.save()
-    everywhere(client, urls[:1] + urls[3:], absent=["The first title"])
+    everywhere(client, without(urls, "python"), absent=["The first title"])
     assert client.get("/tags/python/").status_code == 404  # only a draft carries it now
     post.is_draft = False
     post.title = "Published again"
@@ -226,8 +247,8 @@ def test_a_scheduled_post_appears_on_every_listing_at_its_moment_without_a_label
     make.entry("Already out", tags=["web"], created=WHEN - timedelta(hours=1))
     later = make.entry("Out at ten", tags=["web"], created=WHEN + timedelta(hours=1))
     urls = listings(later)
-    pages(client, urls[:2])  # its month and day pages have nothing to show yet: 404
-    everywhere(client, urls[:2], absent=["Out at ten"])
+    shown_now = [url for url in urls if url in ("/", "/tags/web/", "/atom/everything/", "/tags/web.atom")]
+    everywhere(client, shown_now, absent=["Out at ten"])  # the others are 404s until then
     time_machine.move_to(WHEN + timedelta(hours=1, minutes=1), tick=False)
     everywhere(client, urls, present=["Out at ten"], absent=["Scheduled"])
 
