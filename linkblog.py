@@ -73,6 +73,7 @@ from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import escape
+from django.utils.xmlutils import SimplerXMLGenerator
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -80,7 +81,7 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
-from blogworks import activitypub, cli, config, database, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
+from blogworks import activitypub, cards, cli, config, database, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
 from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
 from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
@@ -95,7 +96,7 @@ from blogworks.listing import (ListingPaginator, ListingStore, MixedPostsPaginat
                                store_listing, summed_counts, tally_count, union_all, with_every_tag)
 from blogworks.moderation import ModerationAdmin
 from blogworks.permalinks import Permalinked
-from blogworks.permissions import missing_permissions, needs_permissions, permission_name
+from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
@@ -714,6 +715,22 @@ class PostLink(models.Model):
         constraints = [models.UniqueConstraint(fields=["kind", "post_id", "link"], name="linkblog_postlink_unique")]
 
 
+class PostCard(models.Model):
+    """A post as listings and feeds show it, stored when first listed after a change and read by
+    every listing page and feed (blogworks/cards.py: what forgets it; `digest`: the templates and
+    settings it was rendered with). Its Edit link is a slot the page fills per user."""
+
+    kind = models.CharField(max_length=16)
+    post_id = models.PositiveBigIntegerField()
+    html = models.TextField()
+    feed_entry = models.TextField()
+    last_modified = models.DateTimeField()
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "post_id"], name="linkblog_postcard_unique")]
+
+
 class LinkCheckRun(models.Model):
     """One run of check-links: an interrupted run is resumed, skipping what it already checked."""
 
@@ -873,6 +890,8 @@ def connect_signals():
         m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
         post_save.connect(post_saved, sender=model, dispatch_uid=f"links-save-{model.__name__}")
         post_delete.connect(post_deleted, sender=model, dispatch_uid=f"links-delete-{model.__name__}")
+    covered = [Tag, Link, Reply, Mention, *POST_MODELS.values(), *(model.tags.through for model in POST_MODELS.values())]
+    cards.connect_upkeep(PostCard, POST_MODELS, Tag, PostLink, covered=covered)
     pre_migrate.connect(partial(pause_search_index, SEARCH_INDEX), dispatch_uid="pause-search-index", weak=False)
     post_migrate.connect(partial(resume_search_index, SEARCH_INDEX), dispatch_uid="resume-search-index", weak=False)
 
@@ -1045,6 +1064,31 @@ class LinkAdmin(linkadmin.LinkAdmin):
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
 
 
+# Listings and feeds show each post as its stored card (blogworks/cards.py), rendered by its kind's
+# partial and its feed template.
+CARD_TEMPLATES = [name for model in POST_MODELS.values() for name in (model().partial_template, model().feed_template)]
+
+
+def rendered_cards(rows):
+    """{(kind, pk): {field: value}} of the cards of the posts behind `rows`: the listing's HTML (its
+    Edit link left as a slot), the Atom <entry> and when the post last changed."""
+    return {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": cards.EDIT_SLOT}),
+                                   "feed_entry": PostsFeed().stored_entry(post), "last_modified": post.last_modified}
+            for post in load_with_links(rows)}
+
+
+def listing_cards(rows, user):
+    """The stored cards of a page of (kind, pk, created) rows, with Edit links for `user` only."""
+    editable = {kind for kind, model in POST_MODELS.items() if may_change(user, model)}
+
+    def edit_link(card):
+        if card.kind not in editable:
+            return ""
+        return render_to_string("_edit_link.html", {"post": POST_MODELS[card.kind](pk=card.pk), "user": user})
+
+    return cards.fill_edit_slots(cards.listing_cards(rows, PostCard, rendered_cards, CARD_TEMPLATES), edit_link)
+
+
 def posts_page(request, querysets):
     """The requested page of mixed posts (querysets by kind), for lists the listing store does not keep."""
     return loaded_page(request, MixedPostsPaginator(querysets, settings.LINKBLOG_PAGE_SIZE))
@@ -1056,9 +1100,9 @@ def listing_page(request, rows, count=None):
 
 
 def loaded_page(request, paginator):
-    """The page `?page=` asks for (404 past the end), its posts loaded in order."""
+    """The page `?page=` asks for (404 past the end), as its posts' stored cards in order."""
     page = requested_page(request, paginator)
-    page.object_list = load_with_links(page.object_list)
+    page.object_list = listing_cards(page.object_list, request.user)
     return page
 
 
@@ -1287,7 +1331,7 @@ def site_setting(name):
 @app.templatetag.filter(name="edit_url")
 def edit_url(post, user):
     """{{ post|edit_url:user }}: the admin page that edits `post`, if `user` may change it; else ""."""
-    if not (getattr(user, "is_authenticated", False) and user.has_perm(permission_name("change", type(post)))):
+    if not may_change(user, type(post)):
         return ""
     return reverse(f"admin:{post._meta.app_label}_{post._meta.model_name}_change", args=[post.pk])
 
@@ -1359,6 +1403,24 @@ class AtomWithContent(Atom1Feed):
         super().add_item_elements(handler, item)
         handler.addQuickElement("content", item["content"], {"type": "html"})
 
+    def entry_xml(self, item):
+        """One item's <entry> element, as write_items() would have written it."""
+        out = io.StringIO()
+        handler = SimplerXMLGenerator(out, "utf-8", short_empty_elements=True)
+        handler.startElement("entry", self.item_attributes(item))
+        self.add_item_elements(handler, item)
+        handler.endElement("entry")
+        return out.getvalue()
+
+    def add_stored_entry(self, entry, published, updated):
+        """An <entry> written before (stored with its post's card), with its dates: the feed's
+        <updated> and Last-Modified are its newest entry's."""
+        self.items.append({"entry": entry, "pubdate": published, "updateddate": updated})
+
+    def write_items(self, handler):
+        for item in self.items:
+            handler.ignorableWhitespace(item["entry"])  # written as it is: it is XML already
+
 
 class PostsFeed(Feed):
     """The 30 newest published posts of a feed's querysets, or with `?page=N` the 30 before those
@@ -1387,18 +1449,29 @@ class PostsFeed(Feed):
         rows = list(self.rows(obj)[offset : offset + FEED_LENGTH + 1])
         if number > 1 and not rows:
             raise Http404("No such page")
-        self.posts = load_with_links(rows[:FEED_LENGTH])
         if number > 1:
             self.links["previous"] = feed_page_url(request, number - 1)
         if len(rows) > FEED_LENGTH:
             self.links["next"] = feed_page_url(request, number + 1)
-        return super().get_feed(obj, request)
+        feed = super().get_feed(obj, request)
+        for card in cards.listing_cards(rows[:FEED_LENGTH], PostCard, rendered_cards, CARD_TEMPLATES):
+            feed.add_stored_entry(card.feed_entry, card.created, card.last_modified)
+        return feed
+
+    def stored_entry(self, post):
+        """The post's <entry>, from the item_* methods below, as stored with its card."""
+        feed = self.feed_type(title="", link="", description="")
+        feed.add_item(title=self.item_title(post), link=self.item_link(post), description=self.item_description(post),
+                      unique_id=self.item_guid(post), unique_id_is_permalink=self.item_guid_is_permalink,
+                      pubdate=self.item_pubdate(post), updateddate=self.item_updateddate(post),
+                      categories=self.item_categories(post), **self.item_extra_kwargs(post))
+        return feed.entry_xml(feed.items[0])
 
     def feed_extra_kwargs(self, obj):
         return self.links
 
     def items(self, obj):
-        return self.posts
+        return []  # each post's <entry> is stored with its card: get_feed adds them
 
     def feed_guid(self, obj):
         return self.feed_url(obj)

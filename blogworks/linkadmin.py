@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import text
 from .permissions import missing_permissions, permission_name
-from .signals import posts_changed
+from .signals import links_changed, posts_changed
 
 
 class LinkStateFilter(admin.SimpleListFilter):
@@ -186,7 +186,9 @@ class LinkAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark fine: forget their failures so far", permissions=["change"])
     def mark_fine(self, request, queryset):
-        count = queryset.update(state="alive", final_url="", fine_since=timezone.now())
+        ids = list(queryset.values_list("pk", flat=True))
+        count = self.model.objects.filter(pk__in=ids).update(state="alive", final_url="", fine_since=timezone.now())
+        links_changed.send(sender=self.model, link_ids=ids)  # the cards of posts holding them change
         posts_changed.send(sender=self.model)
         self.message_user(request, f"Marked {count} link(s) fine: only failures from now on count.")
 

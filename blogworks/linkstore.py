@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from .linkcheck import Hop, LinkResult, classify_history, extract_links
+from .signals import links_changed
 
 WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # the links worth checking and archiving
 
@@ -208,6 +209,8 @@ def classify_links(link_model, check_model, now, **rules):
             link.state, link.final_url = state, final_url
             changed.append(link)
     link_model.objects.bulk_update(changed, ["state", "final_url"], batch_size=CHUNK)
+    if changed:
+        links_changed.send(sender=link_model, link_ids=[link.pk for link in changed])
     return states
 
 

@@ -14,7 +14,7 @@ from django_tasks import task
 from . import archive
 from .jobs import retry_later
 from .linkcheck import quote_url
-from .signals import posts_changed
+from .signals import links_changed, posts_changed
 
 APP = "linkblog"
 
@@ -55,15 +55,16 @@ def archive_post_links(kind, post_id, attempt=0):
         return  # deleted, made a draft or dated later since it was enqueued
     link_model = apps.get_model(APP, "Link")
     links = link_model.objects.filter(posts__kind=kind, posts__post_id=post_id, archived_url="").distinct()
-    saved = missing = 0
+    saved, missing = [], 0
     for link in links:
         snapshot = snapshot_of(link.url) if can_be_archived(link.url) else ""
         if snapshot:
             link_model.objects.filter(pk=link.pk).update(archived_url=snapshot)
-            saved += 1
+            saved.append(link.pk)
         elif snapshot is None:
             missing += 1
     if saved:
+        links_changed.send(sender=link_model, link_ids=saved)  # cards showing an archived copy change
         posts_changed.send(sender=link_model)  # pages showing an archived copy change
     if missing:
         retry_later(archive_post_links, attempt, kind, post_id)

@@ -18,9 +18,13 @@ def absolute(route_name, *args):
 class Syndicated:
     """What a post shows other sites: feed readers, followers on the fediverse, the pages it links."""
 
+    @property
+    def feed_template(self):
+        return f"feeds/_{self.kind}.html"
+
     def syndicated_html(self):
         """The whole post as HTML for other sites: feed readers and followers on the fediverse."""
-        return render_to_string(f"feeds/_{self.kind}.html", {"post": self})
+        return render_to_string(self.feed_template, {"post": self})
 
     def activitypub_object(self):
         """The post as followers' servers see it (the dict blogworks.activitypub.post_object reads)."""

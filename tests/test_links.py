@@ -238,6 +238,7 @@ def test_link_states_cost_one_query_per_page_however_many_posts_and_links(blog, 
     with_archived_copies(urls)
 
     def queries():
+        client.get("/")  # the first view after a write renders and stores the new posts' cards
         with CaptureQueriesContext(connection) as captured:
             assert client.get("/").status_code == 200
         return len(captured)

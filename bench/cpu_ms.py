@@ -1,0 +1,56 @@
+"""
+CPU milliseconds per request of the pages bench/run.py loads (plus an archive month), in one process.
+
+    python bench/cpu_ms.py --database sqlite:////path/posts.sqlite3 [--repeat 30]
+
+Django's test client, page cache off, DEBUG off, the database migrated first (in place, as
+bench/run.py does). CPU time (time.process_time) is what a shared machine distorts least: it counts
+this process's work, not the time other processes took the cores.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def cpu_ms(client, path, repeat):
+    for _ in range(3):  # warm: caches, stored fragments, connections
+        assert client.get(path).status_code == 200, path
+    start = time.process_time()
+    for _ in range(repeat):
+        client.get(path)
+    return round((time.process_time() - start) * 1000 / repeat, 2)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args(argv)
+    os.environ.update(DATABASE_URL=args.database, DJANGO_DEBUG="false", LINKBLOG_PAGE_CACHE="false",
+                      LINKBLOG_BENCH="1", DJANGO_SECRET_KEY="cpu-ms")
+    sys.path.insert(0, str(ROOT))
+    import linkblog
+    from django.core.management import call_command
+    from django.test import Client
+    from probe import choose_urls
+
+    linkblog.app._prepare()
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG off reads the manifest
+    urls, _ = choose_urls()
+    urls.pop("ceiling (hello world)")
+    newest = linkblog.Entry.objects.published().order_by("-created").first().created
+    urls["archive month"] = f"/{newest.year}/{linkblog.MONTHS[newest.month - 1]}/"
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+    print(json.dumps({name: cpu_ms(client, path, args.repeat) for name, path in urls.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

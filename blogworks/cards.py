@@ -1,0 +1,255 @@
+"""Listing cards: each post as listings show it (home, tag pages, archives), rendered once after it
+changes and stored, so that a listing page joins thirty stored fragments instead of loading thirty
+posts with their tags and links and running their templates (issue 15).
+
+What a card shows, and what therefore forgets it (the next page that lists the post renders it
+again and stores it):
+- the post's own fields: its save or delete (model signals, `loaddata`'s raw saves included);
+- its tags: tags added, removed or cleared on either side (m2m_changed), a tag renamed (pre_save),
+  deleted or merged into another (pre_delete: a merge deletes the old tag);
+- its links' states, which give dead links their archived copies: `links_changed`, sent by whatever
+  changes a Link's state or copy (the link checker, the archive job, the admin's "mark fine");
+- writes in bulk that send no model signals (an import): `posts_changed` from any sender the site
+  does not name as covered forgets every card: correct by default for a new kind of bulk write;
+- the templates and settings it was rendered with: each card stores their digest, and a card whose
+  digest is not the current one is rendered again when read and stored back. On read, not at
+  startup or migrate: rendering 100,000 cards takes about a minute, which would hold up every
+  deploy, while on read a page pays for at most its own thirty cards, once.
+
+Forgetting deletes rows now and again after commit: a reader that rendered a card from the rows
+before the commit must not leave it behind. Which posts a page lists is always the listing query's
+business (drafts and scheduled posts never reach it); a card is only ever read for the posts it names.
+
+Per-user parts stay out of the stored HTML: the card keeps a slot (EDIT_SLOT) where the Edit link
+goes, filled for a user who may change the post and emptied for everyone else.
+
+Models come in as arguments (this package never imports linkblog): `card_model` has `kind`,
+`post_id`, `html` and `digest`; posts are `{kind: model}`, each with a `tags` many-to-many.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+import django
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import OperationalError, transaction
+from django.db.models import Q
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
+from django.template.loader import get_template
+from django.template.loader_tags import IncludeNode
+from django.utils.safestring import SafeString, mark_safe
+
+from .database import is_busy, without_waiting
+from .signals import links_changed, posts_changed
+
+EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never shown as it is
+
+# Settings a card's rendering reads (absolute URLs, dates, numbers): changing one renders cards again.
+CARD_SETTINGS = ("LINKBLOG_BASE_URL", "LINKBLOG_TITLE", "TIME_ZONE", "LANGUAGE_CODE", "USE_THOUSAND_SEPARATOR")
+
+
+# What a card row stores besides its key and digest: the listing's HTML, the post's <entry> in Atom
+# feeds, and when the post last changed (the feed's <updated> is its newest entry's).
+STORED = ("html", "feed_entry", "last_modified")
+
+
+@dataclass
+class Card:
+    """One post in a listing or feed: enough for a page's headings (`created`) and what is stored."""
+
+    kind: str
+    pk: int
+    created: datetime
+    html: str
+    feed_entry: str
+    last_modified: datetime
+
+
+# --- The digest of what cards are rendered with -------------------------------------------------
+
+_digests = {}
+
+
+def included_templates(template):
+    """The templates `template` includes by a constant name ({% include "_x.html" %}), recursively."""
+    names = []
+    for node in template.template.nodelist.get_nodes_by_type(IncludeNode):
+        name = node.template.var
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return names
+
+
+def template_sources(names):
+    """{name: source} of the templates named and everything they include, as the loaders find them now."""
+    sources, waiting = {}, list(names)
+    while waiting:
+        name = waiting.pop()
+        if name not in sources:
+            template = get_template(name)
+            sources[name] = template.template.source
+            waiting += included_templates(template)
+    return sources
+
+
+def current_digest(template_names):
+    """The digest of the card templates (and what they include) and of CARD_SETTINGS. Kept per
+    process (templates change with a deploy); recomputed on every call with DEBUG on, where the
+    development server picks up edited templates, and after any setting changes (tests)."""
+    key = tuple(template_names)
+    if key in _digests and not settings.DEBUG:
+        return _digests[key]
+    parts = sorted(template_sources(template_names).items())
+    parts += [(name, repr(getattr(settings, name, None))) for name in CARD_SETTINGS]
+    parts.append(("django", django.get_version()))  # its filters and feed writer shape cards too
+    digest = hashlib.sha256(repr(parts).encode()).hexdigest()
+    _digests[key] = digest
+    return digest
+
+
+def forget_digests(**kwargs):
+    _digests.clear()
+
+
+setting_changed.connect(forget_digests, dispatch_uid="cards-forget-digests")
+
+
+# --- Reading cards --------------------------------------------------------------------------------
+
+
+def stored_cards(card_model, rows):
+    """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows`: one query for every kind."""
+    ids_by_kind = {}
+    for row in rows:
+        ids_by_kind.setdefault(row["kind"], []).append(row["pk"])
+    wanted = Q()
+    for kind, ids in ids_by_kind.items():
+        wanted |= Q(kind=kind, post_id__in=ids)
+    found = card_model.objects.filter(wanted).values_list("kind", "post_id", "digest", *STORED)
+    return {(kind, post_id): (digest, dict(zip(STORED, values))) for kind, post_id, digest, *values in found}
+
+
+def store_cards(card_model, fields_by_post, digest):
+    """Store freshly rendered cards. A bookkeeping write on a reader's request: when another writer
+    holds the database it gives up at once (the next reader renders them again)."""
+    cards = [card_model(kind=kind, post_id=post_id, digest=digest, **fields)
+             for (kind, post_id), fields in sorted(fields_by_post.items())]  # one order: no deadlock between readers
+    try:
+        with without_waiting():
+            card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
+                                           update_fields=["digest", *STORED])
+    except OperationalError as error:
+        if not is_busy(error):
+            raise
+
+
+def listing_cards(rows, card_model, render, template_names):
+    """The cards of a page of (kind, pk, created) rows, in order. Those missing or rendered with other
+    templates or settings are rendered now (`render(rows)` -> {(kind, pk): {field: value}}, the
+    fields in STORED) and stored."""
+    digest = current_digest(template_names)
+    stored = stored_cards(card_model, rows)
+    stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
+    if stale:
+        fresh = render(stale)
+        store_cards(card_model, fresh, digest)
+        stored.update({key: (digest, fields) for key, fields in fresh.items()})
+    return [Card(row["kind"], row["pk"], row["created"], **stored[row["kind"], row["pk"]][1]) for row in rows]
+
+
+def fill_edit_slots(cards, edit_link):
+    """Put each card's Edit link (`edit_link(card)`: HTML, or "" for a user who may not change it) in
+    its slot. The slot is the card's last one: text before it (the post's) cannot forge it."""
+    for card in cards:
+        before, slot, after = card.html.rpartition(EDIT_SLOT)
+        card.html = SafeString(before + edit_link(card) + after) if slot else SafeString(card.html)
+    return cards
+
+
+# --- Forgetting cards when what they show changes -------------------------------------------------
+
+
+def forget(card_model, ids_by_kind):
+    """Delete the cards of {kind: [post id, ...]}, now and again after commit."""
+    ids_by_kind = {kind: list(ids) for kind, ids in ids_by_kind.items() if ids}
+    if not ids_by_kind:
+        return
+
+    def delete():
+        wanted = Q()
+        for kind, ids in ids_by_kind.items():
+            wanted |= Q(kind=kind, post_id__in=ids)
+        card_model.objects.filter(wanted).delete()
+
+    delete()
+    transaction.on_commit(delete)
+
+
+def forget_all(card_model, **kwargs):
+    card_model.objects.all().delete()
+    transaction.on_commit(card_model.objects.all().delete)
+
+
+def tagged_ids(post_models, tag):
+    """{kind: [id, ...]} of the posts carrying `tag`."""
+    return {kind: list(model.tags.through.objects.filter(tag=tag).values_list(f"{kind}_id", flat=True))
+            for kind, model in post_models.items()}
+
+
+def post_written(card_model, sender, instance, **kwargs):
+    forget(card_model, {instance.kind: [instance.pk]})
+
+
+def tags_changed(card_model, post_models, kind, instance, action, reverse, pk_set, **kwargs):
+    """A post's tags changed (from the post's side), or a tag's posts (from the tag's side)."""
+    if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    if not reverse:
+        forget(card_model, {kind: [instance.pk]})
+    elif pk_set is not None:
+        forget(card_model, {kind: pk_set})
+    else:  # the tag's posts of this kind are about to be cleared
+        forget(card_model, {kind: tagged_ids({kind: post_models[kind]}, instance)[kind]})
+
+
+def tag_renaming(card_model, post_models, sender, instance, raw=False, **kwargs):
+    if instance.pk and sender.objects.filter(pk=instance.pk).exclude(tag=instance.tag).exists():
+        forget(card_model, tagged_ids(post_models, instance))
+
+
+def tag_deleting(card_model, post_models, sender, instance, **kwargs):
+    forget(card_model, tagged_ids(post_models, instance))
+
+
+def links_of_posts_changed(card_model, post_link_model, link_ids, **kwargs):
+    ids_by_kind = {}
+    for kind, post_id in post_link_model.objects.filter(link_id__in=list(link_ids)).values_list("kind", "post_id"):
+        ids_by_kind.setdefault(kind, set()).add(post_id)
+    forget(card_model, ids_by_kind)
+
+
+def bulk_write(card_model, covered, sender, **kwargs):
+    """posts_changed from a sender whose writes the model signals above do not cover: forget them all."""
+    if sender not in covered:
+        forget_all(card_model)
+
+
+def connect_upkeep(card_model, post_models, tag_model, post_link_model, covered):
+    """Keep stored cards in step with every write. `covered`: the senders of posts_changed whose
+    writes the model signals (or links_changed) already announce card by card."""
+    for kind, model in post_models.items():
+        written = partial(post_written, card_model)
+        post_save.connect(written, sender=model, weak=False, dispatch_uid=f"cards-save-{kind}")
+        post_delete.connect(written, sender=model, weak=False, dispatch_uid=f"cards-delete-{kind}")
+        m2m_changed.connect(partial(tags_changed, card_model, post_models, kind), sender=model.tags.through,
+                            weak=False, dispatch_uid=f"cards-tags-{kind}")
+    pre_save.connect(partial(tag_renaming, card_model, post_models), sender=tag_model, weak=False,
+                     dispatch_uid="cards-tag-rename")
+    pre_delete.connect(partial(tag_deleting, card_model, post_models), sender=tag_model, weak=False,
+                       dispatch_uid="cards-tag-delete")
+    links_changed.connect(partial(links_of_posts_changed, card_model, post_link_model), weak=False,
+                          dispatch_uid="cards-links")
+    posts_changed.connect(partial(bulk_write, card_model, frozenset(covered)), weak=False, dispatch_uid="cards-bulk")
