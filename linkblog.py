@@ -1268,9 +1268,9 @@ def find_post(start, end, slug, user=None):
 
 def adjacent_posts(post):
     """The published posts just before and just after `post` in the listings' order (newest first;
-    posts of one moment by pk, then kind), of any kind (None at either end)."""
+    posts of one moment by pk, then kind, both descending), of any kind (None at either end)."""
     earlier = mixed_posts(beside(post, older=True)).first()
-    later = mixed_posts(beside(post, older=False)).order_by("created", "pk", "-kind").first()
+    later = mixed_posts(beside(post, older=False)).order_by("created", "pk", "kind").first()
     return [load_posts([row], POST_MODELS)[0] if row else None for row in (earlier, later)]
 
 
@@ -1281,8 +1281,8 @@ def beside(post, older):
     side = "lt" if older else "gt"
     querysets = {}
     for kind, posts in published_posts(**{f"created__{side}e": post.created}).items():
-        # Posts of the same moment: by pk, then by kind (listing order is -created, -pk, kind).
-        kind_is_past = kind > post.kind if older else kind < post.kind
+        # Posts of the same moment: by pk, then by kind (listing order is -created, -pk, -kind).
+        kind_is_past = kind < post.kind if older else kind > post.kind
         wrong_side = {f"pk__{'gt' if older else 'lt'}{'' if kind_is_past else 'e'}": post.pk}
         querysets[kind] = posts.exclude(created=post.created, **wrong_side)
     return querysets

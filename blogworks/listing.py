@@ -39,8 +39,8 @@ def mixed_posts(querysets):
     """One newest-first query over several kinds: rows of (kind, pk, created), ready to paginate."""
     rows = union_all([with_kind(queryset, kind).values("kind", "pk", "created") for kind, queryset in querysets.items()])
     # kind last: the same pk at the same moment in two kinds must still have one fixed order, or
-    # LIMIT/OFFSET pages could repeat one post and skip another.
-    return rows.order_by("-created", "-pk", "kind")
+    # LIMIT/OFFSET pages could repeat one post and skip another. The listing store's order (below).
+    return rows.order_by("-created", "-pk", "-kind")
 
 
 def count_mixed_posts(querysets):
