@@ -6,6 +6,7 @@ Test setup: the real app, a real SQLite file, and with --postgres a real Postgre
 """
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -85,6 +86,15 @@ def redis():
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory):
+    """A migrated SQLite file, made once a module, for commands run in another process (copy it per test)."""
+    database = tmp_path_factory.mktemp("template") / "blog.sqlite3"
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    subprocess.run(["nanodjango", "manage", "linkblog.py", "migrate", "-v0"], cwd=ROOT, env=environment, check=True, timeout=120)
+    return database
 
 
 @pytest.fixture(autouse=True)

@@ -21,15 +21,6 @@ def run(database, *args, stdin=None):
                           capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory):
-    """A migrated SQLite file, made once and copied for each test."""
-    database = tmp_path_factory.mktemp("template") / "blog.sqlite3"
-    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
-    subprocess.run(["nanodjango", "manage", "linkblog.py", "migrate", "-v0"], cwd=ROOT, env=environment, check=True, timeout=120)
-    return database
-
-
 @pytest.fixture
 def database(migrated, tmp_path):
     copy = tmp_path / "blog.sqlite3"

@@ -55,14 +55,6 @@ HOSTILE_FILES = [
 IDS = [name for name, *_ in HOSTILE_FILES]
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory):
-    database = tmp_path_factory.mktemp("template") / "blog.sqlite3"
-    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
-    subprocess.run(["nanodjango", "manage", "linkblog.py", "migrate", "-v0"], cwd=ROOT, env=environment, check=True, timeout=120)
-    return database
-
-
 def run_import(database, path, *options):
     environment = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PYTHONIOENCODING": "utf-8"}
     # The time limit only stops a hang from stalling the suite: an import of two records takes a second.
