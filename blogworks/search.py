@@ -5,6 +5,7 @@ type:blogmark year:2024 from:2023-01-01 to:2023-12-31`); it never fails, what ma
 a note. A `Search` runs one query over `{kind: queryset}`: FTS5 (ranked by bm25) on SQLite,
 tsvector (SearchRank) on PostgreSQL, both reading the index tables of `search_index`. Each kind's
 model says the names its type: filter accepts (`search_names`) and its label (`verbose_name_plural`).
+The search page reads a bounded number of matches whatever the blog's size (`Search.page_rows`).
 """
 
 import difflib
