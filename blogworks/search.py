@@ -218,17 +218,20 @@ def fts5_query(terms, operator):
     return f" {operator} ".join(fts5_phrase(term) for term in terms)
 
 
-def sqlite_match(kind, queryset, parsed):
+def sqlite_match(kind, queryset, parsed, by_date=True):
     """Posts whose index row has every word and no excluded word: a subquery, fit for any query.
 
-    The unary + keeps SQLite from looking up every match by id and sorting them all (a common word:
-    tens of thousands): it walks the posts newest first by the `created` index, checks each against
-    the matches, and stops once a page (or the sample) is full."""
+    `by_date`: a unary + keeps SQLite from looking up every match by id and sorting them all (a common
+    word: tens of thousands); it walks the posts newest first by the `created` index, checks each
+    against the matches, and stops once a page (or the sample) is full. Without it, SQLite starts
+    from the matches: quicker when they are few, as the walk would pass many posts to find each."""
     index = index_table(queryset.model)
     matches = f"SELECT rowid FROM {index} WHERE {index} MATCH %s"
-    if parsed.words:
+    if parsed.words and by_date:
         queryset = queryset.extra(where=[f"+{queryset.model._meta.db_table}.id IN ({matches})"],
                                   params=[fts5_query(parsed.words, "AND")])
+    elif parsed.words:
+        queryset = queryset.filter(pk__in=RawSQL(matches, [fts5_query(parsed.words, "AND")]))
     if parsed.excluded_words:
         queryset = queryset.exclude(pk__in=RawSQL(matches, [fts5_query(parsed.excluded_words, "OR")]))
     return queryset
@@ -277,7 +280,7 @@ def as_sql(expression, queryset):
     return expression.resolve_expression(queryset.query).as_sql(compiler, compiler.connection)
 
 
-def postgres_match(kind, queryset, parsed):
+def postgres_match(kind, queryset, parsed, by_date=True):
     """Posts whose search document matches: a GIN index scan of the kind's search table."""
     if not (parsed.words or parsed.excluded_words):
         return queryset
@@ -320,10 +323,11 @@ def index_match_count(filtered, parsed, limit):
         return cursor.fetchone()[0]
 
 
-def matching_posts(filtered, parsed):
-    """Each kind's posts (already filtered) that match the text: {kind: queryset}."""
+def matching_posts(filtered, parsed, by_date=True):
+    """Each kind's posts (already filtered) that match the text: {kind: queryset}. `by_date`: read
+    newest first through the date index (SQLite; see sqlite_match)."""
     match = sqlite_match if connection.vendor == "sqlite" else postgres_match
-    return {kind: match(kind, queryset, parsed) for kind, queryset in filtered.items()}
+    return {kind: match(kind, queryset, parsed, by_date) for kind, queryset in filtered.items()}
 
 
 def ranked_rows(filtered, parsed):
@@ -341,10 +345,12 @@ def ranked_rows(filtered, parsed):
 
 
 # A search page reads a bounded number of matches whatever the blog's size: every match, ranked, when
-# the index holds few (a rare word: bm25 for each is cheap), else the newest SAMPLE_SIZE by the
-# (is_draft, created) index, which stops once it has them (a word in half the posts).
+# the index holds few (a rare word: bm25 for each is cheap), else the newest SAMPLE_SIZE, found from
+# the matches while they number up to DATE_WALK_FROM, and past that by walking the posts newest first
+# (a word in half the posts: a walk stops soon; one in 3% would pass 30 posts for each match).
 SAMPLE_SIZE = 1000
 RANKED_LIMIT = 2000
+DATE_WALK_FROM = 10000
 
 
 @dataclass
@@ -509,9 +515,11 @@ class Search:
         """The search page's PageRows: a bounded read (see SAMPLE_SIZE), one or two queries."""
         if not self.matching:
             return PageRows([], complete=True, ranked=False)
-        if self.parsed.words and index_match_count(self.filtered, self.parsed, RANKED_LIMIT) <= RANKED_LIMIT:
+        found = index_match_count(self.filtered, self.parsed, DATE_WALK_FROM) if self.parsed.words else None
+        if found is not None and found <= RANKED_LIMIT:
             return PageRows(list(ranked_rows(self.filtered, self.parsed)), complete=True, ranked=True)
-        newest = list(mixed_posts(self.matching)[: SAMPLE_SIZE + 1])
+        by_date = found is None or found > DATE_WALK_FROM
+        newest = list(mixed_posts(matching_posts(self.filtered, self.parsed, by_date))[: SAMPLE_SIZE + 1])
         return PageRows(newest[:SAMPLE_SIZE], complete=len(newest) <= SAMPLE_SIZE, ranked=False)
 
     def facets(self):

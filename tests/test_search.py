@@ -305,11 +305,13 @@ def test_results_paginate_in_a_fixed_number_of_queries(client, make, django_asse
     assert len(set(seen)) == 70
 
 
-def test_a_word_in_very_many_posts_lists_the_newest_and_says_how_far_it_counted(client, make, monkeypatch):
+@pytest.mark.parametrize("date_walk_from", [46, 10000], ids=["walking-the-dates", "from-the-matches"])
+def test_a_word_in_very_many_posts_lists_the_newest_and_says_how_far_it_counted(client, make, monkeypatch, date_walk_from):
     """A search reads a bounded number of matches (small limits here, 1,000 and 2,000 in the site):
     past them it lists the newest, newest first, and counts and facets those; drafts never count."""
     from blogworks import search
 
+    monkeypatch.setattr(search, "DATE_WALK_FROM", date_walk_from, raising=False)
     monkeypatch.setattr(search, "SAMPLE_SIZE", 40, raising=False)  # raising: the test must fail (not error) before them
     monkeypatch.setattr(search, "RANKED_LIMIT", 45, raising=False)
     for number in range(50):
