@@ -504,7 +504,18 @@ class Search:
         type_names = {name: kind for kind, model in models.items() for name in model.search_names}
         self.parsed = parse_query(q, type_names)
         self.filtered = apply_search_filters(querysets, self.parsed)
-        self.matching = matching_posts(self.filtered, self.parsed)
+
+    @cached_property
+    def index_matches(self):
+        """How many index rows have the words (drafts and filters not applied), counted up to
+        DATE_WALK_FROM + 1; None without words."""
+        return index_match_count(self.filtered, self.parsed, DATE_WALK_FROM) if self.parsed.words else None
+
+    @cached_property
+    def matching(self):
+        """{kind: queryset} of the matching posts, read newest first by date when the matches are many."""
+        by_date = self.index_matches is None or self.index_matches > DATE_WALK_FROM
+        return matching_posts(self.filtered, self.parsed, by_date)
 
     def results(self, count=None):
         """Every match, ranked (newest first without words), counted exactly: for the API."""
@@ -515,11 +526,9 @@ class Search:
         """The search page's PageRows: a bounded read (see SAMPLE_SIZE), one or two queries."""
         if not self.matching:
             return PageRows([], complete=True, ranked=False)
-        found = index_match_count(self.filtered, self.parsed, DATE_WALK_FROM) if self.parsed.words else None
-        if found is not None and found <= RANKED_LIMIT:
+        if self.index_matches is not None and self.index_matches <= RANKED_LIMIT:
             return PageRows(list(ranked_rows(self.filtered, self.parsed)), complete=True, ranked=True)
-        by_date = found is None or found > DATE_WALK_FROM
-        newest = list(mixed_posts(matching_posts(self.filtered, self.parsed, by_date))[: SAMPLE_SIZE + 1])
+        newest = list(mixed_posts(self.matching)[: SAMPLE_SIZE + 1])
         return PageRows(newest[:SAMPLE_SIZE], complete=len(newest) <= SAMPLE_SIZE, ranked=False)
 
     def facets(self):
