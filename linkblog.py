@@ -1758,10 +1758,10 @@ def search(request):
     found = search_posts(q)
     context = {"q": q, "query": found.parsed, "page": None}
     if not found.parsed.is_empty:
-        paginator = Paginator(found.results(count=sum(found.counts.values())), settings.LINKBLOG_PAGE_SIZE)
-        page = requested_page(request, paginator)
+        matches = found.page_rows
+        page = requested_page(request, Paginator(matches.rows, settings.LINKBLOG_PAGE_SIZE))
         page.object_list = load_with_links(page.object_list)
-        context.update(page=page, facets=found.facets(), words=found.parsed.highlight_words)
+        context.update(page=page, matches=matches, facets=found.facets(), words=found.parsed.highlight_words)
         if not page.paginator.count:
             context["did_you_mean"] = found.did_you_mean()
     return render(request, "search.html", context)

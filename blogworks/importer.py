@@ -268,6 +268,16 @@ class PostIndex:
         self.by_natural_key.setdefault(self.natural_key(post), pending)
 
 
+@dataclass
+class PreparedPosts:
+    """One chunk's posts, sorted and being rendered: what Importer.write_posts() writes."""
+
+    new: dict  # kind -> [(model object, Incoming)]
+    changes: dict  # kind -> ([changed model object], [(pk, tags)])
+    to_render: list  # the model objects whose Markdown is being rendered, in order
+    rendered: object  # an iterator of their rendered fields
+
+
 class Importer:
     """Reads records, validates them, and writes them in bulk inside ONE transaction."""
 
@@ -293,8 +303,13 @@ class Importer:
             self.tag_descriptions = dict(self.tag_model.objects.values_list("tag", "description"))
             self.index = PostIndex(self.models)
             self.search_index = SearchIndexBatch(connection, [IndexedKind.of(model) for model in self.models.values()])
+            # One chunk's Markdown renders (in the rendering processes) while the one before it is written.
+            rendering = None
             while chunk := list(islice(records, IMPORT_BATCH)):
-                self.import_chunk(chunk)
+                prepared = self.import_chunk(chunk)
+                self.write_posts(rendering)
+                rendering = prepared
+            self.write_posts(rendering)
             self.report.failed = bool(self.report.problems) and not self.skip_bad
             if self.authorize and not self.report.failed:
                 self.authorize(self.report)  # only now is it known which kinds the file creates and updates
@@ -324,9 +339,9 @@ class Importer:
             else:
                 tags.append((where, *cleaned))
         if self.report.problems and not self.skip_bad:
-            return  # the import will be rolled back: only keep finding problems
+            return None  # the import will be rolled back: only keep finding problems
         self.write_tags(tags, posts)
-        self.write_posts(posts)
+        return self.prepare_posts(posts)
 
     def clean(self, record):
         if isinstance(record, BadRecord):
@@ -381,7 +396,9 @@ class Importer:
 
     # Posts
 
-    def write_posts(self, posts):
+    def prepare_posts(self, posts):
+        """Sort the chunk's posts into new ones, changes and duplicates, and start rendering the
+        Markdown of the new and changed ones: write_posts() writes them once it is rendered."""
         matches = {kind: {} for kind in self.models}  # kind -> {pk: Incoming}
         new = {kind: [] for kind in self.models}  # kind -> [(model object, Incoming)]
         for post in posts:
@@ -401,17 +418,26 @@ class Importer:
             else:
                 self.seen_existing[post.kind, found] = post.where
                 matches[post.kind][found] = post
-        self.render([model_post for kind in self.models for model_post, _ in new[kind]])
-        for kind, model in self.models.items():
-            self.create_posts(model, new[kind])
-            self.update_posts(model, matches[kind])
+        changes = {kind: self.changes(model, matches[kind]) for kind, model in self.models.items()}
+        to_render = [model_post for kind in self.models for model_post, _ in new[kind]]
+        to_render += [model_post for changed, _ in changes.values() for model_post in changed]
+        return PreparedPosts(new, changes, to_render, self.render(to_render))
 
     def render(self, model_posts):
-        """Render the posts' Markdown, all at once, so that a pool of processes can share the work."""
-        texts = [(post.kind, getattr(post, post.markdown_field)) for post in model_posts]
-        for model_post, fields in zip(model_posts, self.render_map(render_for_import, texts)):
+        """The rendered fields of the posts' Markdown, in order: an iterator that a pool of processes
+        fills meanwhile (`map` renders as it is read)."""
+        return self.render_map(render_for_import, [(post.kind, getattr(post, post.markdown_field)) for post in model_posts])
+
+    def write_posts(self, prepared):
+        """Write what prepare_posts() found, once its Markdown is rendered."""
+        if prepared is None:
+            return
+        for model_post, fields in zip(prepared.to_render, prepared.rendered):
             for name, value in fields.items():
                 setattr(model_post, name, value)
+        for kind, model in self.models.items():
+            self.create_posts(model, prepared.new[kind])
+            self.write_changes(model, *prepared.changes[kind])
 
     def create_posts(self, model, pairs):
         model.objects.bulk_create([model_post for model_post, _ in pairs])
@@ -425,10 +451,11 @@ class Importer:
         links = [through(**{column: pk, "tag_id": self.tags[name]}) for pk, names in tags_by_post for name in names]
         through.objects.bulk_create(links)
 
-    def update_posts(self, model, posts_by_pk):
-        """Apply what changed to existing posts; a post whose record matches it stays untouched."""
+    def changes(self, model, posts_by_pk):
+        """([changed post], [(pk, tags)]): the records' changes applied to their existing posts (not
+        yet saved); a post whose record matches it stays untouched."""
         if not posts_by_pk:
-            return
+            return [], []
         existing = model.objects.in_bulk(posts_by_pk)
         current_tags = defaultdict(set)
         column = f"{model.kind}_id"
@@ -445,7 +472,12 @@ class Importer:
                 retagged.append((pk, post.tags))
             outcome = "updated" if fields_changed or tags_changed else "unchanged"
             self.report.counts[model.kind, outcome] += 1
-        self.render(changed)
+        return changed, retagged
+
+    def write_changes(self, model, changed, retagged):
+        if not (changed or retagged):
+            return
+        column = f"{model.kind}_id"
         model.objects.bulk_update(changed, [*model.export_fields, "created", "is_draft", *self.rendered_fields(model)])
         model.tags.through.objects.filter(**{f"{column}__in": [pk for pk, _ in retagged]}).delete()
         self.link_tags(model, retagged)

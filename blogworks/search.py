@@ -5,6 +5,7 @@ type:blogmark year:2024 from:2023-01-01 to:2023-12-31`); it never fails, what ma
 a note. A `Search` runs one query over `{kind: queryset}`: FTS5 (ranked by bm25) on SQLite,
 tsvector (SearchRank) on PostgreSQL, both reading the index tables of `search_index`. Each kind's
 model says the names its type: filter accepts (`search_names`) and its label (`verbose_name_plural`).
+The search page reads a bounded number of matches whatever the blog's size (`Search.page_rows`).
 """
 
 import difflib
@@ -15,12 +16,11 @@ from datetime import date, datetime, timedelta, timezone as dt_timezone
 from functools import partial
 
 from django.db import connection, models
-from django.db.models import Count, Q, Value
+from django.db.models import Q, Value
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast, ExtractYear, Substr
 from django.utils.functional import cached_property
 
-from .listing import count_mixed_posts, union_all, with_every_tag, with_kind
+from .listing import count_mixed_posts, mixed_posts, union_all, with_every_tag, with_kind
 from .search_index import SEARCH_WEIGHTS, POSTGRES_SEARCH_CONFIG, index_table
 
 MAX_QUERY_LENGTH = 500  # longer queries are cut here: nobody types more, and it bounds the SQL
@@ -218,11 +218,19 @@ def fts5_query(terms, operator):
     return f" {operator} ".join(fts5_phrase(term) for term in terms)
 
 
-def sqlite_match(kind, queryset, parsed):
-    """Posts whose index row has every word and no excluded word: a subquery, fit for any query."""
+def sqlite_match(kind, queryset, parsed, by_date=True):
+    """Posts whose index row has every word and no excluded word: a subquery, fit for any query.
+
+    `by_date`: a unary + keeps SQLite from looking up every match by id and sorting them all (a common
+    word: tens of thousands); it walks the posts newest first by the `created` index, checks each
+    against the matches, and stops once a page (or the sample) is full. Without it, SQLite starts
+    from the matches: quicker when they are few, as the walk would pass many posts to find each."""
     index = index_table(queryset.model)
     matches = f"SELECT rowid FROM {index} WHERE {index} MATCH %s"
-    if parsed.words:
+    if parsed.words and by_date:
+        queryset = queryset.extra(where=[f"+{queryset.model._meta.db_table}.id IN ({matches})"],
+                                  params=[fts5_query(parsed.words, "AND")])
+    elif parsed.words:
         queryset = queryset.filter(pk__in=RawSQL(matches, [fts5_query(parsed.words, "AND")]))
     if parsed.excluded_words:
         queryset = queryset.exclude(pk__in=RawSQL(matches, [fts5_query(parsed.excluded_words, "OR")]))
@@ -237,16 +245,21 @@ def sqlite_ranked(kind, queryset, parsed):
     per post, which grows with the blog: it must run the MATCH once and look the posts up by id.
     """
     index = index_table(queryset.model)
-    match = fts5_query(parsed.words, "AND")
-    if parsed.excluded_words:
-        match = f"({match}) NOT ({fts5_query(parsed.excluded_words, 'OR')})"
     weights = ", ".join(str(weight) for weight in SEARCH_WEIGHTS)
     return queryset.extra(
         select={"rank": f"-bm25({index}, {weights})"},
         tables=[index],
         where=[f"{queryset.model._meta.db_table}.id = +{index}.rowid", f"{index} MATCH %s"],
-        params=[match],
+        params=[fts5_match(parsed)],
     )
+
+
+def fts5_match(parsed):
+    """The FTS5 query of every word and none of the excluded ones."""
+    match = fts5_query(parsed.words, "AND")
+    if parsed.excluded_words:
+        match = f"({match}) NOT ({fts5_query(parsed.excluded_words, 'OR')})"
+    return match
 
 
 def postgres_query(parsed):
@@ -267,7 +280,7 @@ def as_sql(expression, queryset):
     return expression.resolve_expression(queryset.query).as_sql(compiler, compiler.connection)
 
 
-def postgres_match(kind, queryset, parsed):
+def postgres_match(kind, queryset, parsed, by_date=True):
     """Posts whose search document matches: a GIN index scan of the kind's search table."""
     if not (parsed.words or parsed.excluded_words):
         return queryset
@@ -288,10 +301,33 @@ def postgres_ranked(kind, queryset, parsed):
     return postgres_match(kind, queryset, parsed).annotate(rank=SearchRank(document, postgres_query(parsed)))
 
 
-def matching_posts(filtered, parsed):
-    """Each kind's posts (already filtered) that match the text: {kind: queryset}."""
+def index_matches_sql(queryset, parsed):
+    """(sql, params): the ids of the posts of the queryset's kind whose index row has the words, read
+    from the index alone (drafts and filters not applied)."""
+    index = index_table(queryset.model)
+    if connection.vendor == "sqlite":
+        return f"SELECT rowid FROM {index} WHERE {index} MATCH %s", [fts5_match(parsed)]
+    query, params = as_sql(postgres_query(parsed), queryset)
+    return f"SELECT post_id FROM {index} WHERE document @@ {query}", params
+
+
+def index_match_count(filtered, parsed, limit):
+    """How many index rows of the kinds searched have the words, counted up to `limit` + 1 and no
+    further: the index alone, so it costs little for any word at any size."""
+    parts = [index_matches_sql(queryset, parsed) for queryset in filtered.values()]
+    if not parts:
+        return 0
+    sql = " UNION ALL ".join(part for part, _ in parts)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM ({sql} LIMIT %s) AS found", [*(p for _, ps in parts for p in ps), limit + 1])
+        return cursor.fetchone()[0]
+
+
+def matching_posts(filtered, parsed, by_date=True):
+    """Each kind's posts (already filtered) that match the text: {kind: queryset}. `by_date`: read
+    newest first through the date index (SQLite; see sqlite_match)."""
     match = sqlite_match if connection.vendor == "sqlite" else postgres_match
-    return {kind: match(kind, queryset, parsed) for kind, queryset in filtered.items()}
+    return {kind: match(kind, queryset, parsed, by_date) for kind, queryset in filtered.items()}
 
 
 def ranked_rows(filtered, parsed):
@@ -306,6 +342,38 @@ def ranked_rows(filtered, parsed):
             queryset = postgres_ranked(kind, queryset, parsed)
         rows.append(with_kind(queryset, kind).values("kind", "pk", "created", "rank"))
     return union_all(rows).order_by("-rank", "-created", "-pk") if rows else None
+
+
+# A search page reads a bounded number of matches whatever the blog's size: every match, ranked, when
+# the index holds few (a rare word: bm25 for each is cheap), else the newest SAMPLE_SIZE, found from
+# the matches while they number up to DATE_WALK_FROM, and past that by walking the posts newest first
+# (a word in half the posts: a walk stops soon; one in 3% would pass 30 posts for each match).
+SAMPLE_SIZE = 1000
+RANKED_LIMIT = 2000
+DATE_WALK_FROM = 10000
+
+
+def fetch_rows(rows):
+    """A query's (kind, pk, created, ...) rows as dicts, read past the ORM's converters: parsing a
+    thousand dates (SQLite keeps text) cost more than the query. `created` stays as the database gives it."""
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [{"kind": kind, "pk": pk, "created": created} for kind, pk, created, *_ in cursor.fetchall()]
+
+
+def utc_year(created):
+    """The UTC year of `created` as fetch_rows() gives it: SQLite's UTC text, or PostgreSQL's datetime."""
+    return int(created[:4]) if isinstance(created, str) else created.astimezone(dt_timezone.utc).year
+
+
+@dataclass
+class PageRows:
+    """What a search page lists, counts and facets: (kind, pk, created) rows."""
+
+    rows: list
+    complete: bool  # every match is here; else the newest SAMPLE_SIZE of them
+    ranked: bool  # best match first; else newest first
 
 
 class SearchResults:
@@ -348,58 +416,43 @@ def facet(parsed, key, value, label, count):
     return Facet(label, count, parsed.without(term) if active else parsed.with_filter(key, value), active)
 
 
-def year_created():
-    """The UTC year a post was created. SQLite stores UTC text, whose first four characters are the year:
-    reading them spares the Python function Django's ExtractYear calls there for every row."""
-    if connection.vendor == "sqlite":
-        return Cast(Substr(Cast("created", models.CharField()), 1, 4), models.IntegerField())
-    return ExtractYear("created")
+def top_tags(ids_by_kind, models):
+    """[(tag, count)] of the tags the posts `ids_by_kind` ({kind: [pk]}) use most, at most FACET_TAGS, in one query.
 
-
-def kind_and_year_counts(matching):
-    """{(kind, year): count} of the matching posts, in one query."""
-    rows = union_all([
-        with_kind(queryset, kind).annotate(year=year_created()).values("kind", "year").annotate(n=Count("pk"))
-        for kind, queryset in matching.items()
-    ])
-    return {(row["kind"], row["year"]): row["n"] for row in rows or ()}
-
-
-def top_tags(matching):
-    """[(tag, count)] of the tags the matching posts use most, at most FACET_TAGS, in one query.
-
-    Each kind's tag links come from the ORM; adding them up across kinds needs a GROUP BY over their
-    UNION ALL, which the ORM cannot write, so that outer query is SQL around the ORM's own."""
-    links = union_all([
-        queryset.model.tags.through.objects.filter(**{f"{kind}_id__in": queryset.order_by().values("pk")}).values("tag_id")
-        for kind, queryset in matching.items()
-    ])
-    if links is None:
+    Adding the kinds' tag links up needs a GROUP BY over their UNION ALL, which the ORM cannot write."""
+    # Written as SQL: the ORM spent ~30 microseconds on each of a thousand ids (integers from the database).
+    links = " UNION ALL ".join(
+        f"SELECT tag_id FROM {models[kind].tags.through._meta.db_table}"
+        f" WHERE {kind}_id IN ({', '.join(str(int(pk)) for pk in ids)})"
+        for kind, ids in ids_by_kind.items() if ids
+    )
+    if not links:
         return []
-    tag_table = links.model._meta.get_field("tag").related_model._meta.db_table
-    sql, params = links.query.sql_with_params()
+    tag_table = next(iter(models.values())).tags.field.related_model._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT tag.tag, top.n FROM (SELECT tag_id, COUNT(*) AS n FROM ({sql}) AS link GROUP BY tag_id"
+            f"SELECT tag.tag, top.n FROM (SELECT tag_id, COUNT(*) AS n FROM ({links}) AS link GROUP BY tag_id"
             f" ORDER BY n DESC, tag_id LIMIT %s) AS top JOIN {tag_table} AS tag ON tag.id = top.tag_id"
             " ORDER BY top.n DESC, tag.tag",
-            [*params, FACET_TAGS],
+            [FACET_TAGS],
         )
         return cursor.fetchall()
 
 
-def search_facets(matching, parsed, counts, labels):
-    """Facets for the page: {"type": [...], "year": [...], "tag": [...]}, each a list of Facets.
-    `counts` is kind_and_year_counts(matching); `labels` names each kind: {"entry": "Entries", ...}."""
-    by_kind, by_year = defaultdict(int), defaultdict(int)
-    for (kind, year), count in counts.items():
-        by_kind[kind] += count
-        by_year[year] += count
+def search_facets(rows, parsed, labels, models):
+    """Facets for the page: {"type": [...], "year": [...], "tag": [...]}, each a list of Facets, counted
+    over `rows` ((kind, pk, created) of the matches, or of the newest SAMPLE_SIZE of them).
+    `labels` names each kind: {"entry": "Entries", ...}."""
+    by_kind, by_year, ids_by_kind = defaultdict(int), defaultdict(int), defaultdict(list)
+    for row in rows:
+        by_kind[row["kind"]] += 1
+        by_year[utc_year(row["created"])] += 1  # UTC, as year: filters
+        ids_by_kind[row["kind"]].append(row["pk"])
     return {
         "type": [facet(parsed, "type", kind, label, by_kind[kind]) for kind, label in labels.items() if by_kind[kind]],
         # year:0001, as the search box wants a year (four digits), for the posts of year 1
         "year": [facet(parsed, "year", f"{year:04d}", str(year), count) for year, count in sorted(by_year.items(), reverse=True)],
-        "tag": [facet(parsed, "tag", tag, tag, count) for tag, count in top_tags(matching)],
+        "tag": [facet(parsed, "tag", tag, tag, count) for tag, count in top_tags(ids_by_kind, models)],
     }
 
 
@@ -465,19 +518,37 @@ class Search:
         type_names = {name: kind for kind, model in models.items() for name in model.search_names}
         self.parsed = parse_query(q, type_names)
         self.filtered = apply_search_filters(querysets, self.parsed)
-        self.matching = matching_posts(self.filtered, self.parsed)
 
     @cached_property
-    def counts(self):
-        """{(kind, year): how many posts match}."""
-        return kind_and_year_counts(self.matching)
+    def index_matches(self):
+        """How many index rows have the words (drafts and filters not applied), counted up to
+        DATE_WALK_FROM + 1; None without words."""
+        return index_match_count(self.filtered, self.parsed, DATE_WALK_FROM) if self.parsed.words else None
+
+    @cached_property
+    def matching(self):
+        """{kind: queryset} of the matching posts, read newest first by date when the matches are many."""
+        by_date = self.index_matches is None or self.index_matches > DATE_WALK_FROM
+        return matching_posts(self.filtered, self.parsed, by_date)
 
     def results(self, count=None):
+        """Every match, ranked (newest first without words), counted exactly: for the API."""
         return SearchResults(ranked_rows(self.filtered, self.parsed), self.matching, count)
 
+    @cached_property
+    def page_rows(self):
+        """The search page's PageRows: a bounded read (see SAMPLE_SIZE), one or two queries."""
+        if not self.matching:
+            return PageRows([], complete=True, ranked=False)
+        if self.index_matches is not None and self.index_matches <= RANKED_LIMIT:
+            return PageRows(fetch_rows(ranked_rows(self.filtered, self.parsed)), complete=True, ranked=True)
+        newest = fetch_rows(mixed_posts(self.matching)[: SAMPLE_SIZE + 1])
+        return PageRows(newest[:SAMPLE_SIZE], complete=len(newest) <= SAMPLE_SIZE, ranked=False)
+
     def facets(self):
+        """Type, year and tag facets of the page's rows (of the newest SAMPLE_SIZE when there are more)."""
         labels = {kind: str(model._meta.verbose_name_plural).capitalize() for kind, model in self.models.items()}
-        return search_facets(self.matching, self.parsed, self.counts, labels)
+        return search_facets(self.page_rows.rows, self.parsed, labels, self.models)
 
     def did_you_mean(self):
         """A query like this one with misspelt words or tags replaced by ones the blog uses, or None.

@@ -447,6 +447,50 @@ def test_posts_rendered_by_worker_processes_store_what_a_save_would():
     assert Entry.objects.get(slug="djp").word_count == 5
 
 
+def chunked_file():
+    """Entries across several chunks: new, changed (a record for an earlier import's post) and repeated."""
+    entries = [{"type": "entry", "slug": f"note-{n}", "title": f"Note {n}", "body": f"Note *{n}*.",
+                "created": f"2024-01-{n + 1:02}T10:00:00Z", "tags": [f"t{n % 3}"]} for n in range(7)]
+    return entries, [{**entries[0], "body": "Changed **again**."}, {**entries[1], "tags": ["retagged"]}, entries[2],
+                     *entries[3:], entries[5]]
+
+
+def test_the_next_chunk_renders_while_one_is_written(monkeypatch):
+    """An import asks for a chunk's Markdown before it writes the chunk before it: the rendering
+    processes work while the database is written."""
+    from blogworks import importer
+
+    monkeypatch.setattr(importer, "IMPORT_BATCH", 2)
+    posts_written_when_asked = []
+
+    def render_map(function, texts):
+        posts_written_when_asked.append(Entry.objects.count())
+        return map(function, texts)
+
+    import_bytes(ndjson(*chunked_file()[0][:6]), render_map=render_map)
+    assert posts_written_when_asked == [0, 0, 2]
+
+
+def test_a_file_of_many_chunks_imports_the_same_rendered_in_processes_or_not(monkeypatch):
+    from blogworks import importer
+
+    monkeypatch.setattr(importer, "IMPORT_BATCH", 2)
+    first, second = chunked_file()
+    import_bytes(ndjson(*first[:3]))
+    report = import_bytes(ndjson(*second))
+    assert counts(report)["entry"] == (4, 2, 1, 1)
+    assert Entry.objects.get(slug="note-0").html == "<p>Changed <strong>again</strong>.</p>"
+    assert list(Entry.objects.get(slug="note-1").tags.values_list("tag", flat=True)) == ["retagged"]
+    in_this_process = everything()
+    Entry.objects.all().delete()
+    Tag.objects.all().delete()
+    with rendering_processes(2, POST_MODELS) as render_map:
+        import_bytes(ndjson(*first[:3]), render_map=render_map)
+        assert counts(import_bytes(ndjson(*second), render_map=render_map)) == counts(report)
+    strip_ids = lambda state: ([post[:1] + post[2:] for post in state[0]], [tag[1:] for tag in state[1]])  # noqa: E731
+    assert strip_ids(everything()) == strip_ids(in_this_process)
+
+
 # --- Search ----------------------------------------------------------------------------------------
 
 

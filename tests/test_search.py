@@ -305,6 +305,38 @@ def test_results_paginate_in_a_fixed_number_of_queries(client, make, django_asse
     assert len(set(seen)) == 70
 
 
+@pytest.mark.parametrize("date_walk_from", [46, 10000], ids=["walking-the-dates", "from-the-matches"])
+def test_a_word_in_very_many_posts_lists_the_newest_and_says_how_far_it_counted(client, make, monkeypatch, date_walk_from):
+    """A search reads a bounded number of matches (small limits here, 1,000 and 2,000 in the site):
+    past them it lists the newest, newest first, and counts and facets those; drafts never count."""
+    from blogworks import search
+
+    monkeypatch.setattr(search, "DATE_WALK_FROM", date_walk_from, raising=False)
+    monkeypatch.setattr(search, "SAMPLE_SIZE", 40, raising=False)  # raising: the test must fail (not error) before them
+    monkeypatch.setattr(search, "RANKED_LIMIT", 45, raising=False)
+    for number in range(50):
+        make.entry(f"Walrus {number:02}", tags=["old" if number < 10 else "new"], created=at(2010 + number // 5, 1, 1, minute=number))
+    make.entry("Walrus secret", tags=["secret"], is_draft=True, created=at(2030, 1, 1))
+    make.blogmark("Walrus scheduled", tags=["secret"], created=at(2099, 1, 1))
+    first = client.get("/search/", {"q": "walrus"})
+    html = text(first)
+    assert "More than 40 results" in html and "newest first" in html and "best match first" not in html
+    assert "Counted in the newest 40 results" in html
+    assert result_titles(first) == [f"Walrus {number:02}" for number in range(49, 19, -1)]
+    assert result_titles(client.get("/search/", {"q": "walrus", "page": "2"})) == [f"Walrus {number:02}" for number in range(19, 9, -1)]
+    assert client.get("/search/", {"q": "walrus", "page": "3"}).status_code == 404
+    assert "secret" not in html.lower() and "scheduled" not in html.lower() and "2030" not in html
+    assert re.search(r'>new</a> <span class="count">40</span>', html) and ">old<" not in html
+    assert re.search(r'>2019</a> <span class="count">5</span>', html) and ">2011<" not in html
+    # Narrowed by a filter: all of them, still newest first (the index counts the word, not the filter).
+    assert "5 results, newest first" in text(client.get("/search/", {"q": "walrus year:2012"}))
+    # Few matches in the index: every one, ranked, counted exactly.
+    make.entry("Walrus narwhal narwhal", created=at(2001, 1, 1))
+    make.entry("Narwhal", created=at(2000, 1, 1))
+    ranked = client.get("/search/", {"q": "narwhal"})
+    assert "2 results, best match first" in text(ranked) and sorted(result_titles(ranked)) == ["Narwhal", "Walrus narwhal narwhal"]
+
+
 def test_tag_pages_and_every_page_have_a_search_box(client, make):
     make.entry("Tagged", tags=["django", "orm"])
     tag_html = text(client.get("/tags/django/"))
