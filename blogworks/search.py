@@ -364,7 +364,11 @@ def fetch_rows(rows):
 
 def utc_year(created):
     """The UTC year of `created` as fetch_rows() gives it: SQLite's UTC text, or PostgreSQL's datetime."""
-    return int(created[:4]) if isinstance(created, str) else created.astimezone(dt_timezone.utc).year
+    if isinstance(created, str):
+        return int(created[:4])
+    if created.tzinfo is None:  # sqlite3's own timestamp converter: UTC, naive (astimezone would read it as local)
+        return created.year
+    return created.astimezone(dt_timezone.utc).year
 
 
 @dataclass
