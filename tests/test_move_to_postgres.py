@@ -44,6 +44,9 @@ for kind, model in linkblog.POST_MODELS.items():
         key=lambda row: int(row["id"]),
     )
 snapshot["tags"] = sorted([tag.tag, tag.description_html] for tag in linkblog.Tag.objects.all())
+# What readers see comes from the listing store, rebuilt by the load: every listing and count.
+snapshot["listed"] = [[row["kind"], row["pk"]] for row in linkblog.published_listing()]
+snapshot["tag counts"] = sorted([tag.tag, tag.post_count] for tag in linkblog.readable_tags())
 snapshot["author can log in"] = authenticate(username="author", password="moving-day-1") is not None
 print("SNAPSHOT" + json.dumps(snapshot))
 """
@@ -103,5 +106,8 @@ def test_moving_from_sqlite_to_postgresql_keeps_every_post(postgres):
 DUMP_OPTIONS = [
     "--natural-foreign", "--natural-primary",
     "--exclude", "contenttypes", "--exclude", "auth.permission", "--exclude", "sessions",
+    # Derived from the posts, and rebuilt as they load (README says why).
+    "--exclude", "linkblog.listed", "--exclude", "linkblog.listedtag", "--exclude", "linkblog.tally",
+    "--exclude", "linkblog.postcard",
     "--indent", "1",
 ]
