@@ -91,7 +91,7 @@ from blogworks.jobs import enqueue_on_commit
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES, LinkChecker
 from blogworks.linkstore import LinkHolder
-from blogworks.listing import (ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
+from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
                                listing_rows, load_posts, mixed_posts, related_tag_counts, requested_page,
                                store_listing, summed_counts, tally_count, union_all, with_every_tag)
 from blogworks.moderation import ModerationAdmin
@@ -1268,24 +1268,16 @@ def find_post(start, end, slug, user=None):
 
 def adjacent_posts(post):
     """The published posts just before and just after `post` in the listings' order (newest first;
-    posts of one moment by pk, then kind, both descending), of any kind (None at either end)."""
-    earlier = mixed_posts(beside(post, older=True)).first()
-    later = mixed_posts(beside(post, older=False)).order_by("created", "pk", "kind").first()
-    return [load_posts([row], POST_MODELS)[0] if row else None for row in (earlier, later)]
-
-
-def beside(post, older):
-    """Published posts after `post` in the listings' order (older=True) or before it, by kind. Written
-    as a range on `created` minus the posts of its moment on the wrong side, so that the date index
-    finds the neighbour at once."""
-    side = "lt" if older else "gt"
-    querysets = {}
-    for kind, posts in published_posts(**{f"created__{side}e": post.created}).items():
-        # Posts of the same moment: by pk, then by kind (listing order is -created, -pk, -kind).
-        kind_is_past = kind < post.kind if older else kind > post.kind
-        wrong_side = {f"pk__{'gt' if older else 'lt'}{'' if kind_is_past else 'e'}": post.pk}
-        querysets[kind] = posts.exclude(created=post.created, **wrong_side)
-    return querysets
+    posts of one moment by pk, then kind, both descending), of any kind (None at either end): one
+    step each way along the listing store's index, then those two posts."""
+    here = Q(created=post.created, post_id=post.pk)
+    published = Listed.objects.filter(PostQuerySet.published_filter())
+    older = published.filter(created__lte=post.created).exclude(
+        (here & Q(kind__gte=post.kind)) | Q(created=post.created, post_id__gt=post.pk))
+    newer = published.filter(created__gte=post.created).exclude(
+        (here & Q(kind__lte=post.kind)) | Q(created=post.created, post_id__lt=post.pk))
+    rows = [older.order_by(*LISTING_ORDER).first(), newer.order_by("created", "post_id", "kind").first()]
+    return [row and POST_MODELS[row.kind].objects.get(pk=row.post_id) for row in rows]
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from dataset import SEARCH_WORDS  # noqa: E402  (two words a few percent of posts use)
 
+COMMON_WORD = "python"  # in about half of the posts (bench/dataset.py's first topic)
+
 
 def choose_urls():
     """Name -> path of every URL the benchmark loads, taken from the data."""
@@ -41,6 +43,7 @@ def choose_urls():
         "permalink": post.get_absolute_url(),
         "feed": "/atom/everything/",
         "search": "/search/?q=" + "+".join(SEARCH_WORDS),
+        "search, common word": f"/search/?q={COMMON_WORD}",
         "api items": f"/api/items?tag={big.tag}",
     }, {"big_tag": big.tag, "big_tag_posts": big.post_count, "big_tag_pages": last_page}
 
