@@ -1272,7 +1272,8 @@ def adjacent_posts(post):
     step each way along the listing store's index, then those two posts."""
     here = Q(created=post.created, post_id=post.pk)
     published = Listed.objects.filter(PostQuerySet.published_filter())
-    older = published.filter(created__lte=post.created).exclude(
+    # One upper bound on `created`, not two: given both, SQLite walked back from now to the post.
+    older = Listed.objects.filter(is_draft=False, created__lte=min(post.created, timezone.now())).exclude(
         (here & Q(kind__gte=post.kind)) | Q(created=post.created, post_id__gt=post.pk))
     newer = published.filter(created__gte=post.created).exclude(
         (here & Q(kind__lte=post.kind)) | Q(created=post.created, post_id__lt=post.pk))
