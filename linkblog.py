@@ -57,7 +57,6 @@ from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
-from django.contrib.syndication.views import Feed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
@@ -71,9 +70,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
-from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import escape
-from django.utils.xmlutils import SimplerXMLGenerator
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -81,7 +78,7 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
-from blogworks import activitypub, cards, cli, config, database, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
+from blogworks import activitypub, cards, cli, config, database, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
 from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
 from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
@@ -1376,58 +1373,9 @@ def search_excerpt(html, words):
 # --- Feeds: Atom for everything, for each kind and for each tag or combination of tags --------
 
 
-FEED_LENGTH = 30
-
-
-class AtomWithContent(Atom1Feed):
-    """Atom whose entries carry the whole post as <content> (Django's Atom1Feed writes only a
-    <summary>), with xml:base so that relative links inside posts resolve on the site, links to the
-    previous and next pages of an archived feed (RFC 5005: `?page=2` holds older posts), and the
-    WebSub hub when there is one."""
-
-    def root_attributes(self):
-        return {**super().root_attributes(), "xml:base": absolute_url("/")}
-
-    def add_root_elements(self, handler):
-        super().add_root_elements(handler)
-        for rel in ("previous", "next"):
-            if self.feed.get(rel):
-                handler.addQuickElement("link", "", {"rel": rel, "href": self.feed[rel]})
-        if settings.LINKBLOG_WEBSUB_HUB:  # WebSub: subscribers hear of new posts from the hub we ping
-            handler.addQuickElement("link", "", {"rel": "hub", "href": settings.LINKBLOG_WEBSUB_HUB})
-
-    def add_item(self, **fields):
-        super().add_item(**{name: text.xml_text(value) for name, value in fields.items()})
-
-    def add_item_elements(self, handler, item):
-        super().add_item_elements(handler, item)
-        handler.addQuickElement("content", item["content"], {"type": "html"})
-
-    def entry_xml(self, item):
-        """One item's <entry> element, as write_items() would have written it."""
-        out = io.StringIO()
-        handler = SimplerXMLGenerator(out, "utf-8", short_empty_elements=True)
-        handler.startElement("entry", self.item_attributes(item))
-        self.add_item_elements(handler, item)
-        handler.endElement("entry")
-        return out.getvalue()
-
-    def add_stored_entry(self, entry, published, updated):
-        """An <entry> written before (stored with its post's card), with its dates: the feed's
-        <updated> and Last-Modified are its newest entry's."""
-        self.items.append({"entry": entry, "pubdate": published, "updateddate": updated})
-
-    def write_items(self, handler):
-        for item in self.items:
-            handler.ignorableWhitespace(item["entry"])  # written as it is: it is XML already
-
-
-class PostsFeed(Feed):
-    """The 30 newest published posts of a feed's querysets, or with `?page=N` the 30 before those
-    (404 past the end); subclasses say which posts. Each page links the next with `Link: rel=next`
-    and an Atom <link rel="next">, so that a feed reader can page back through the whole blog."""
-
-    feed_type = AtomWithContent
+class PostsFeed(feeds.PagedFeed):
+    """Our published posts, newest first, as Atom entries stored with their cards (paging and the
+    generator: blogworks/feeds.py); subclasses say which posts and the feed's titles and links."""
 
     def querysets(self, obj):
         raise NotImplementedError
@@ -1436,45 +1384,8 @@ class PostsFeed(Feed):
         """Newest-first (kind, pk) rows of the feed's posts: the listing store's where it keeps them."""
         return mixed_posts(self.querysets(obj))
 
-    def __call__(self, request, *args, **kwargs):
-        self.links = {}
-        response = super().__call__(request, *args, **kwargs)
-        if self.links:
-            response["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in self.links.items())
-        return response
-
-    def get_feed(self, obj, request):
-        number = feed_page_number(request)
-        offset = (number - 1) * FEED_LENGTH
-        rows = list(self.rows(obj)[offset : offset + FEED_LENGTH + 1])
-        if number > 1 and not rows:
-            raise Http404("No such page")
-        if number > 1:
-            self.links["previous"] = feed_page_url(request, number - 1)
-        if len(rows) > FEED_LENGTH:
-            self.links["next"] = feed_page_url(request, number + 1)
-        feed = super().get_feed(obj, request)
-        for card in cards.listing_cards(rows[:FEED_LENGTH], PostCard, rendered_cards, CARD_TEMPLATES):
-            feed.add_stored_entry(card.feed_entry, card.created, card.last_modified)
-        return feed
-
-    def stored_entry(self, post):
-        """The post's <entry>, from the item_* methods below, as stored with its card."""
-        feed = self.feed_type(title="", link="", description="")
-        feed.add_item(title=self.item_title(post), link=self.item_link(post), description=self.item_description(post),
-                      unique_id=self.item_guid(post), unique_id_is_permalink=self.item_guid_is_permalink,
-                      pubdate=self.item_pubdate(post), updateddate=self.item_updateddate(post),
-                      categories=self.item_categories(post), **self.item_extra_kwargs(post))
-        return feed.entry_xml(feed.items[0])
-
-    def feed_extra_kwargs(self, obj):
-        return self.links
-
-    def items(self, obj):
-        return []  # each post's <entry> is stored with its card: get_feed adds them
-
-    def feed_guid(self, obj):
-        return self.feed_url(obj)
+    def stored_cards(self, rows):
+        return cards.listing_cards(rows, PostCard, rendered_cards, CARD_TEMPLATES)
 
     def author_name(self):
         return settings.LINKBLOG_AUTHOR
@@ -1508,23 +1419,6 @@ class PostsFeed(Feed):
 
     def item_extra_kwargs(self, post):
         return {"content": post.syndicated_html()}
-
-
-def feed_page_number(request):
-    """The feed page `?page=` asks for: 1 when absent, 404 when it is not a positive number."""
-    page = request.GET.get("page", "1")
-    if not (page.isascii() and page.isdigit() and 0 < int(page) < 10**6):
-        raise Http404("No such page")
-    return int(page)
-
-
-def feed_page_url(request, number):
-    """The absolute URL of this feed's page `number` (page 1 is the feed's own URL, without ?page=)."""
-    query = request.GET.copy()
-    query.pop("page", None)
-    if number > 1:
-        query["page"] = number
-    return absolute_url(request.path) + (f"?{query.urlencode()}" if query else "")
 
 
 class KindFeed(PostsFeed):
