@@ -42,7 +42,6 @@ import json
 import os
 import random
 import re
-import secrets
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -61,7 +60,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
-from django.db import DatabaseError, IntegrityError, OperationalError, models, transaction
+from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import Count, OuterRef, Q
 from django.db.models.functions import ExtractMonth, ExtractYear
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
@@ -78,7 +77,7 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
-from blogworks import activitypub, cards, cli, config, database, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
+from blogworks import activitypub, cards, cli, config, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
 from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
 from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
@@ -101,6 +100,8 @@ from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import SignatureError, generate_key_pair
 from blogworks.syndication import Syndicated
+from blogworks.postcontent import StoredContent
+from blogworks.tokens import IssuedToken
 from blogworks.tagging import TAG_INITIALS, cloud_size, tags_matching
 from blogworks.writing import ranked_tags
 
@@ -117,7 +118,7 @@ with defer:
     from blogworks.api import TAG_PATTERN, InputSchema, TagName, When
     from blogworks.api import caller, page_of, patch_schema, text_field
     from blogworks.api import LinkblogAPI, BearerToken, StaffSession, Anonymous
-    from blogworks.api import drop_default, validate_with_model_rules
+    from blogworks.api import drop_default, draft_and_date_filter, save_post, validate_with_model_rules
     from ninja.responses import Status
     from ninja.schema import Schema
 
@@ -285,7 +286,7 @@ class PostQuerySet(models.QuerySet):
         return self.filter(is_draft=False, created__gt=timezone.now())
 
 
-class Post(Permalinked, LinkHolder, Syndicated, models.Model):
+class Post(Permalinked, StoredContent, LinkHolder, Syndicated, models.Model):
     """What every kind of post shares: date, slug, tags, draft flag and its rendered HTML.
 
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
@@ -333,10 +334,6 @@ class Post(Permalinked, LinkHolder, Syndicated, models.Model):
     def __str__(self):
         return getattr(self, self.slug_source_field) or self.slug
 
-    @property
-    def partial_template(self):
-        return f"_{self.kind}.html"
-
     def feed_title(self):
         return str(self)
 
@@ -344,24 +341,9 @@ class Post(Permalinked, LinkHolder, Syndicated, models.Model):
         """The permalink's <title>: what tells this post apart in a tab or a search engine's results."""
         return self.feed_title()
 
-    @property
-    def kind_label(self):
-        """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
-        return self._meta.verbose_name.capitalize()
-
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
         return cached_reverse("permalink", created.year, MONTHS[created.month - 1], created.day, self.slug)
-
-    def render(self):
-        """Store everything pages show, so that a page view never runs Markdown."""
-        for name, value in self.rendered(getattr(self, self.markdown_field)).items():
-            setattr(self, name, value)
-
-    @classmethod
-    def rendered(cls, markdown_text):
-        """{field: value} of what a post of this kind stores from its Markdown."""
-        return {"html": text.render_markdown(markdown_text)}
 
     @staticmethod
     def kinds():
@@ -374,23 +356,6 @@ class Post(Permalinked, LinkHolder, Syndicated, models.Model):
             raise ValidationError({"created": "A post's day must end before the year 10000."})
         self.refuse_a_taken_permalink()
         self.fill_in_defaults()
-
-    def note_edit(self):
-        """Set `updated` when a stored post's content (its exported fields) differs from the database's."""
-        if self.pk is None:
-            return
-        stored = type(self).objects.filter(pk=self.pk).values_list(*self.export_fields).first()
-        if stored is not None and tuple(stored) != tuple(getattr(self, name) for name in self.export_fields):
-            self.updated = timezone.now()
-
-    @property
-    def last_modified(self):
-        """When readers last saw it change: its edit, or its (possibly scheduled) publication."""
-        return max(self.created, self.updated) if self.updated else self.created
-
-    @property
-    def is_scheduled(self):
-        return not self.is_draft and self.created > timezone.now()
 
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
@@ -477,7 +442,7 @@ class Quotation(Post):
         return f"{self.feed_title()}: “{words}”" if words else self.feed_title()
 
 
-class ApiToken(models.Model):
+class ApiToken(IssuedToken, models.Model):
     """A named API token of a user. Only its SHA-256 hash is stored: the token is shown once."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
@@ -492,32 +457,6 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.name or 'token'} of {self.user}"
-
-    @staticmethod
-    def hash(raw_token):
-        return hashlib.sha256(raw_token.encode("utf-8", "replace")).hexdigest()
-
-    @classmethod
-    def issue(cls, user, name=""):
-        """Create a token for `user` and return its raw value: the only time it is ever known."""
-        raw_token = "lb_" + secrets.token_urlsafe(32)
-        cls.objects.create(user=user, name=name, token_hash=cls.hash(raw_token))
-        return raw_token
-
-    def mark_used(self):
-        """Record use, writing at most once a minute per token. Bookkeeping: when another writer holds
-        the database it gives up at once (the next use records it), so a read never fails for it."""
-        now = timezone.now()
-        if self.last_used_at is not None and now - self.last_used_at <= timedelta(minutes=1):
-            return
-        try:
-            with database.without_waiting():
-                ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
-        except OperationalError as error:
-            if not database.is_busy(error):
-                raise
-            return
-        self.last_used_at = now
 
 
 # The fediverse and the IndieWeb: the blog's key, who follows it, what they were told, and what
@@ -2040,24 +1979,6 @@ def filter_posts(request, model, filters):
     return filters.narrow(posts)
 
 
-def draft_and_date_filter(request, filters):
-    """The Q of the filters on draft status and dates: the posts and the listing store share them."""
-    condition = Q()
-    if filters.is_draft is not None:
-        if caller(request) is None:
-            raise ApiProblem(401, "Only authenticated callers can filter by draft status.")
-        condition &= Q(is_draft=filters.is_draft)
-    if filters.year is not None:
-        condition &= Q(created__year=filters.year)
-    if filters.month is not None:
-        condition &= Q(created__month=filters.month)
-    if filters.since is not None:
-        condition &= Q(created__gte=filters.since)
-    if filters.before is not None:
-        condition &= Q(created__lt=filters.before)
-    return condition
-
-
 def listed_items(request, kinds, filters):
     """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
     and how to count them (a tally when nothing but one tag narrows what readers see); None when a
@@ -2099,39 +2020,6 @@ def get_post(request, model, post_id):
     return post
 
 
-# Writing: validate with the model's own rules, then save post and tags in one transaction.
-
-
-def get_or_create_tags(request, names):
-    """The tags with these names, created when new: 403 naming them if the caller lacks `add_tag`."""
-    names = list(dict.fromkeys(names))
-    existing = {tag.tag: tag for tag in Tag.objects.filter(tag__in=names)}
-    new_names = [name for name in names if name not in existing]
-    permission = permission_name("add", Tag)
-    if new_names and not caller(request).has_perm(permission):
-        listed = ", ".join(new_names)
-        raise ApiProblem(403, f"Your account lacks the “{permission}” permission, needed to create the tags: {listed}.",
-                         [{"field": "tags", "message": f"New tags need “{permission}”: {listed}"}])
-    return [existing.get(name) or Tag.objects.get_or_create(tag=name)[0] for name in names]
-
-
-def save_post(request, post, fields):
-    """Apply `fields` (tags included) to `post` and store it, all or nothing."""
-    tags = fields.pop("tags", None)
-    if not fields.get("created"):
-        fields.pop("created", None)  # keep the post's date (a new post's defaults to now)
-    if not fields.get("slug"):
-        fields.pop("slug", None)  # keep the post's slug (a new post gets one from its title)
-    for name, value in fields.items():
-        setattr(post, name, value)
-    with transaction.atomic():
-        validate_with_model_rules(post)
-        post.save()
-        if tags is not None:
-            post.tags.set(get_or_create_tags(request, tags))
-    return type(post).objects.prefetch_related("tags").get(pk=post.pk)
-
-
 def register_kind(model, schema_in, schema_out, path, filters_schema=PostFilters):
     """List, create, read, replace, update and delete endpoints for one kind of post."""
     kind = model.kind
@@ -2146,18 +2034,18 @@ def register_kind(model, schema_in, schema_out, path, filters_schema=PostFilters
 
     def create_post(request, payload: schema_in):
         require_permission(request, "add", model)
-        return Status(201, save_post(request, model(), payload.dict()))
+        return Status(201, save_post(request, model(), payload.dict(), Tag))
 
     def read_post(request, post_id: PostId):
         return get_post(request, model, post_id)
 
     def replace_post(request, post_id: PostId, payload: schema_in):
         require_permission(request, "change", model)
-        return save_post(request, get_post(request, model, post_id), payload.dict())
+        return save_post(request, get_post(request, model, post_id), payload.dict(), Tag)
 
     def update_post(request, post_id: PostId, payload: schema_patch):
         require_permission(request, "change", model)
-        return save_post(request, get_post(request, model, post_id), payload.dict(exclude_unset=True))
+        return save_post(request, get_post(request, model, post_id), payload.dict(exclude_unset=True), Tag)
 
     def delete_post(request, post_id: PostId):
         require_permission(request, "delete", model)
