@@ -45,7 +45,7 @@ import re
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta, timezone as dt_timezone
-from functools import lru_cache, partial, wraps
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 from urllib.parse import urlencode, urlsplit
@@ -78,9 +78,10 @@ from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
 from blogworks import activitypub, cards, cli, config, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
+from blogworks.addresses import TagsConverter, TooManyTags, canonical_month_redirect, lowercase_tags, permanent_redirect, too_many_tags_is_400
 from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
-from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
+from blogworks.dates import MONTHS, day_range, month_range, months_by_year, year_range
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.jobs import enqueue_on_commit
@@ -1059,54 +1060,7 @@ RELATED_TAGS = 10
 RELATED_SAMPLE = 500  # related tags are counted on a tag page's newest posts: the cost stays bounded
 
 
-class TagsConverter:
-    """One tag (`django`) or several joined with `+` (`django+python`) in a URL, as a list of names."""
-
-    regex = rf"{Tag.NAME_PATTERN}(?:\+{Tag.NAME_PATTERN})*"
-
-    def to_python(self, value):
-        return value.split("+")
-
-    def to_url(self, value):
-        return value if isinstance(value, str) else "+".join(value)
-
-
-register_converter(TagsConverter, "tags")
-
-
-class TooManyTags(Exception):
-    """A URL combines more tags than a page may: answered with a 400 page."""
-
-
-def too_many_tags_is_400(view):
-    """Answer TooManyTags with a 400 page that says what went wrong."""
-
-    @wraps(view)
-    def view_with_tag_limit(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except TooManyTags as error:
-            return render(request, "400.html", {"message": str(error)}, status=400)
-
-    return view_with_tag_limit
-
-
-def lowercase_tags(view):
-    """A 301 from an address that names a tag with capitals (`/tags/Django/`) to its lower-case form."""
-
-    @wraps(view)
-    def view_with_lowercase_tags(request, names, **kwargs):
-        if any(name != name.lower() for name in names):
-            return permanent_redirect(request, request.resolver_match.url_name, names=[name.lower() for name in names], **kwargs)
-        return view(request, names, **kwargs)
-
-    return view_with_lowercase_tags
-
-
-def permanent_redirect(request, url_name, **kwargs):
-    """A 301 to the page `url_name` names with these URL arguments, keeping the query string."""
-    query = request.GET.urlencode()
-    return redirect(reverse(url_name, kwargs=kwargs) + (f"?{query}" if query else ""), permanent=True)
+register_converter(TagsConverter, "tags")  # blogworks/addresses.py: its 301s and 400 too
 
 
 @app.route("/tags/<tags:names>/", name="tag_page")
@@ -1175,19 +1129,6 @@ def related_tags(tags, rows):
 
 
 # Permalinks: /2024/Sep/25/slug/ (dates in URLs: blogworks/dates.py)
-
-def canonical_month_redirect(view):
-    """A 301 from `/2008/jan/` (or /2008/january/, /2008/01/) to `/2008/Jan/`; other months go on to the view's 404."""
-
-    @wraps(view)
-    def view_with_month_redirect(request, month, **kwargs):
-        canonical = canonical_month(month)
-        if canonical and canonical != month:
-            return permanent_redirect(request, request.resolver_match.url_name, month=canonical, **kwargs)
-        return view(request, month=month, **kwargs)
-
-    return view_with_month_redirect
-
 
 def find_post(start, end, slug, user=None):
     """The post with this slug on this day: entries first, then blogmarks, then quotations. A draft
