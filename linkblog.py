@@ -11,21 +11,22 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Settings        the environment decides everything a deployment changes
     Models          Tag, and Entry / Blogmark / Quotation on one abstract Post: each kind says
                     what it knows (fields, label, search fields, import keys, feed) once, here;
-                    what every post does comes from mixins (blogworks/permalinks.py, linkstore.py,
-                    syndication.py); the listing store listings read (Listed, ListedTag, Tally),
-                    kept in step by the signal handlers; the fediverse's: the actor's key,
-                    followers, replies, mentions
+                    what every post does comes from mixins (blogworks/permalinks.py, postcontent.py,
+                    linkstore.py, syndication.py); API tokens (blogworks/tokens.py); the listing
+                    store listings read (Listed, ListedTag, Tally), kept in step by the signal
+                    handlers; the fediverse's: the actor's key, followers, replies, mentions
     Admin           where the author writes (its shared pieces: blogworks/writing.py, linkadmin.py,
                     moderation.py)
-    Pages           home, the tag page (and combinations), permalinks, template filters
-    Feeds           Atom for everything, each kind, each tag
+    Pages           home, the tag page (and combinations), permalinks, template filters (the tags URL
+                    converter and the 301s and 400s before views: blogworks/addresses.py)
+    Feeds           Atom for everything, each kind, each tag (generator and paging: blogworks/feeds.py)
     Archives        years, months, days (dates in URLs: blogworks/dates.py)
     Discovery       tag cloud, random post, sitemap, robots.txt
     Search page     /search/ with facets (the engine: blogworks/search.py)
     Fediverse       WebFinger, the blog's ActivityPub actor, inbox, outbox, Webmention endpoint
                     (the inbox's work and the background jobs: blogworks/federation.py)
     API             /api/ with django-ninja: schemas and endpoints for read, write, tags, tokens
-                    (auth, errors and field types: blogworks/api.py)
+                    (auth, errors, field types, filters and saving: blogworks/api.py)
     Serving         the WSGI handler built once per worker; the benchmark's hello-world page
     Admin tools     import, export and the bookmarklet (forms and permission checks: blogworks/admintools.py)
     Commands        `python linkblog.py token|import|export|check-links|serve-production|worker`, the entry point
