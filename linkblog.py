@@ -37,8 +37,6 @@ the migrations in migrations/.
     nanodjango run linkblog.py          # development server, migrates first
 """
 
-import hashlib
-import io
 import json
 import os
 import random
@@ -61,7 +59,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
-from django.db import DatabaseError, IntegrityError, models, transaction
+from django.db import DatabaseError, models
 from django.db.models import Count, OuterRef, Q
 from django.db.models.functions import ExtractMonth, ExtractYear
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
@@ -88,7 +86,7 @@ from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.jobs import enqueue_on_commit
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES, LinkChecker
-from blogworks.linkstore import LinkHolder
+from blogworks.linkstore import LinkHolder, StoredUrl
 from blogworks.listing import (ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
                                listing_rows, load_posts, mixed_posts, related_tag_counts, requested_page,
                                store_listing, summed_counts, tally_count, union_all, with_every_tag)
@@ -100,7 +98,7 @@ from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
-from blogworks.signatures import SignatureError, generate_key_pair
+from blogworks.signatures import OnlyKey, SignatureError
 from blogworks.syndication import Syndicated
 from blogworks.postcontent import StoredContent
 from blogworks.tokens import IssuedToken
@@ -465,7 +463,7 @@ class ApiToken(IssuedToken, models.Model):
 # others said about its posts (the work is blogworks.federation's).
 
 
-class ActorKey(models.Model):
+class ActorKey(OnlyKey, models.Model):
     """The blog actor's RSA key pair, made on first use: followers' servers check every delivery
     against its public half. One row, never shown in the admin."""
 
@@ -473,22 +471,8 @@ class ActorKey(models.Model):
     public_pem = models.TextField()
     created = models.DateTimeField(default=timezone.now)
 
-    ONLY_ROW = 1
-
     def __str__(self):
         return f"the blog's key of {self.created:%Y-%m-%d}"
-
-    @classmethod
-    def current(cls):
-        key = cls.objects.filter(pk=cls.ONLY_ROW).first()
-        if key is not None:
-            return key
-        private_pem, public_pem = generate_key_pair()
-        try:
-            with transaction.atomic():
-                return cls.objects.create(pk=cls.ONLY_ROW, private_pem=private_pem, public_pem=public_pem)
-        except IntegrityError:  # another process made it first: theirs is the key
-            return cls.objects.get(pk=cls.ONLY_ROW)
 
 
 class Follower(models.Model):
@@ -601,7 +585,7 @@ class LinkQuerySet(models.QuerySet):
         return self.filter(models.Exists(PostLink.objects.filter(link=OuterRef("pk"))))
 
 
-class Link(models.Model):
+class Link(StoredUrl, models.Model):
     """One distinct URL that posts link to: its state (decided from its checks), where it leads now,
     and its archived copy. Pages read this row only: nothing is fetched while a reader waits."""
 
@@ -625,19 +609,6 @@ class Link(models.Model):
 
     def __str__(self):
         return self.url if len(self.url) <= 100 else self.url[:99] + "…"
-
-    @staticmethod
-    def hash(url):
-        return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
-
-    @classmethod
-    def for_url(cls, url):
-        """A new (unsaved) Link: bulk writes skip save(), so the hash and host are set here."""
-        try:
-            host = (urlsplit(url).hostname or "")[:255]
-        except ValueError:  # "http://[::1": still a link a post holds, checked as unreachable
-            host = ""
-        return cls(url=url, url_hash=cls.hash(url), host=host)
 
 
 class PostLink(models.Model):
@@ -2286,9 +2257,7 @@ def export_command(args):
         if options.file:
             cli.export_to_file(options.file, export(options.format, not options.no_drafts))
         else:
-            output = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=True)
-            output.writelines(export(options.format, not options.no_drafts))
-            output.flush()
+            cli.export_to_stdout(export(options.format, not options.no_drafts))
     except BrokenPipeError:
         # The reader stopped early (`export | head`): not an error worth a message.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
