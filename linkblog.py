@@ -11,21 +11,22 @@ Read it top to bottom; each section starts with a `# --- Name` line:
     Settings        the environment decides everything a deployment changes
     Models          Tag, and Entry / Blogmark / Quotation on one abstract Post: each kind says
                     what it knows (fields, label, search fields, import keys, feed) once, here;
-                    what every post does comes from mixins (blogworks/permalinks.py, linkstore.py,
-                    syndication.py); the listing store listings read (Listed, ListedTag, Tally),
-                    kept in step by the signal handlers; the fediverse's: the actor's key,
-                    followers, replies, mentions
+                    what every post does comes from mixins (blogworks/permalinks.py, postcontent.py,
+                    linkstore.py, syndication.py); API tokens (blogworks/tokens.py); the listing
+                    store listings read (Listed, ListedTag, Tally), kept in step by the signal
+                    handlers; the fediverse's: the actor's key, followers, replies, mentions
     Admin           where the author writes (its shared pieces: blogworks/writing.py, linkadmin.py,
                     moderation.py)
-    Pages           home, the tag page (and combinations), permalinks, template filters
-    Feeds           Atom for everything, each kind, each tag
+    Pages           home, the tag page (and combinations), permalinks, template filters (the tags URL
+                    converter and the 301s and 400s before views: blogworks/addresses.py)
+    Feeds           Atom for everything, each kind, each tag (generator and paging: blogworks/feeds.py)
     Archives        years, months, days (dates in URLs: blogworks/dates.py)
     Discovery       tag cloud, random post, sitemap, robots.txt
     Search page     /search/ with facets (the engine: blogworks/search.py)
     Fediverse       WebFinger, the blog's ActivityPub actor, inbox, outbox, Webmention endpoint
                     (the inbox's work and the background jobs: blogworks/federation.py)
     API             /api/ with django-ninja: schemas and endpoints for read, write, tags, tokens
-                    (auth, errors and field types: blogworks/api.py)
+                    (auth, errors, field types, filters and saving: blogworks/api.py)
     Serving         the WSGI handler built once per worker; the benchmark's hello-world page
     Admin tools     import, export and the bookmarklet (forms and permission checks: blogworks/admintools.py)
     Commands        `python linkblog.py token|import|export|check-links|serve-production|worker`, the entry point
@@ -36,17 +37,14 @@ the migrations in migrations/.
     nanodjango run linkblog.py          # development server, migrates first
 """
 
-import hashlib
-import io
 import json
 import os
 import random
 import re
-import secrets
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta, timezone as dt_timezone
-from functools import lru_cache, partial, wraps
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 from urllib.parse import urlencode, urlsplit
@@ -57,12 +55,11 @@ from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.sitemaps import Sitemap
 from django.contrib.sitemaps.views import sitemap as sitemap_view
-from django.contrib.syndication.views import Feed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
-from django.db import DatabaseError, IntegrityError, OperationalError, models, transaction
+from django.db import DatabaseError, models
 from django.db.models import Count, OuterRef, Q
 from django.db.models.functions import ExtractMonth, ExtractYear
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
@@ -71,9 +68,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import Resolver404, register_converter, resolve, reverse
 from django.utils import timezone
-from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import escape
-from django.utils.xmlutils import SimplerXMLGenerator
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -81,16 +76,17 @@ from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
 from pydantic import Field, StrictBool, StringConstraints
 
-from blogworks import activitypub, cards, cli, config, database, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
+from blogworks import activitypub, cards, cli, config, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
+from blogworks.addresses import TagsConverter, TooManyTags, canonical_month_redirect, lowercase_tags, permanent_redirect, too_many_tags_is_400
 from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
 from blogworks.convert import ConvertPlugin
-from blogworks.dates import MONTHS, canonical_month, day_range, month_range, months_by_year, year_range
+from blogworks.dates import MONTHS, day_range, month_range, months_by_year, year_range
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
 from blogworks.jobs import enqueue_on_commit
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES, LinkChecker
-from blogworks.linkstore import LinkHolder
+from blogworks.linkstore import LinkHolder, StoredUrl
 from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
                                listing_rows, load_posts, mixed_posts, related_tag_counts, requested_page,
                                store_listing, summed_counts, tally_count, union_all, with_every_tag)
@@ -102,8 +98,10 @@ from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
-from blogworks.signatures import SignatureError, generate_key_pair
+from blogworks.signatures import OnlyKey, SignatureError
 from blogworks.syndication import Syndicated
+from blogworks.postcontent import StoredContent
+from blogworks.tokens import IssuedToken
 from blogworks.tagging import TAG_INITIALS, cloud_size, tags_matching
 from blogworks.writing import ranked_tags
 
@@ -120,7 +118,7 @@ with defer:
     from blogworks.api import TAG_PATTERN, InputSchema, TagName, When
     from blogworks.api import caller, page_of, patch_schema, text_field
     from blogworks.api import LinkblogAPI, BearerToken, StaffSession, Anonymous
-    from blogworks.api import drop_default, validate_with_model_rules
+    from blogworks.api import drop_default, draft_and_date_filter, save_post, validate_with_model_rules
     from ninja.responses import Status
     from ninja.schema import Schema
 
@@ -288,7 +286,7 @@ class PostQuerySet(models.QuerySet):
         return self.filter(is_draft=False, created__gt=timezone.now())
 
 
-class Post(Permalinked, LinkHolder, Syndicated, models.Model):
+class Post(Permalinked, StoredContent, LinkHolder, Syndicated, models.Model):
     """What every kind of post shares: date, slug, tags, draft flag and its rendered HTML.
 
     Each kind says once, as class attributes, what the rest of the site needs to know of it: its
@@ -336,10 +334,6 @@ class Post(Permalinked, LinkHolder, Syndicated, models.Model):
     def __str__(self):
         return getattr(self, self.slug_source_field) or self.slug
 
-    @property
-    def partial_template(self):
-        return f"_{self.kind}.html"
-
     def feed_title(self):
         return str(self)
 
@@ -347,24 +341,9 @@ class Post(Permalinked, LinkHolder, Syndicated, models.Model):
         """The permalink's <title>: what tells this post apart in a tab or a search engine's results."""
         return self.feed_title()
 
-    @property
-    def kind_label(self):
-        """The kind's name for readers (Entry, Blogmark, Quotation): the singular of the search facets' label."""
-        return self._meta.verbose_name.capitalize()
-
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
         return cached_reverse("permalink", created.year, MONTHS[created.month - 1], created.day, self.slug)
-
-    def render(self):
-        """Store everything pages show, so that a page view never runs Markdown."""
-        for name, value in self.rendered(getattr(self, self.markdown_field)).items():
-            setattr(self, name, value)
-
-    @classmethod
-    def rendered(cls, markdown_text):
-        """{field: value} of what a post of this kind stores from its Markdown."""
-        return {"html": text.render_markdown(markdown_text)}
 
     @staticmethod
     def kinds():
@@ -377,23 +356,6 @@ class Post(Permalinked, LinkHolder, Syndicated, models.Model):
             raise ValidationError({"created": "A post's day must end before the year 10000."})
         self.refuse_a_taken_permalink()
         self.fill_in_defaults()
-
-    def note_edit(self):
-        """Set `updated` when a stored post's content (its exported fields) differs from the database's."""
-        if self.pk is None:
-            return
-        stored = type(self).objects.filter(pk=self.pk).values_list(*self.export_fields).first()
-        if stored is not None and tuple(stored) != tuple(getattr(self, name) for name in self.export_fields):
-            self.updated = timezone.now()
-
-    @property
-    def last_modified(self):
-        """When readers last saw it change: its edit, or its (possibly scheduled) publication."""
-        return max(self.created, self.updated) if self.updated else self.created
-
-    @property
-    def is_scheduled(self):
-        return not self.is_draft and self.created > timezone.now()
 
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
@@ -480,7 +442,7 @@ class Quotation(Post):
         return f"{self.feed_title()}: “{words}”" if words else self.feed_title()
 
 
-class ApiToken(models.Model):
+class ApiToken(IssuedToken, models.Model):
     """A named API token of a user. Only its SHA-256 hash is stored: the token is shown once."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
@@ -496,38 +458,12 @@ class ApiToken(models.Model):
     def __str__(self):
         return f"{self.name or 'token'} of {self.user}"
 
-    @staticmethod
-    def hash(raw_token):
-        return hashlib.sha256(raw_token.encode("utf-8", "replace")).hexdigest()
-
-    @classmethod
-    def issue(cls, user, name=""):
-        """Create a token for `user` and return its raw value: the only time it is ever known."""
-        raw_token = "lb_" + secrets.token_urlsafe(32)
-        cls.objects.create(user=user, name=name, token_hash=cls.hash(raw_token))
-        return raw_token
-
-    def mark_used(self):
-        """Record use, writing at most once a minute per token. Bookkeeping: when another writer holds
-        the database it gives up at once (the next use records it), so a read never fails for it."""
-        now = timezone.now()
-        if self.last_used_at is not None and now - self.last_used_at <= timedelta(minutes=1):
-            return
-        try:
-            with database.without_waiting():
-                ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
-        except OperationalError as error:
-            if not database.is_busy(error):
-                raise
-            return
-        self.last_used_at = now
-
 
 # The fediverse and the IndieWeb: the blog's key, who follows it, what they were told, and what
 # others said about its posts (the work is blogworks.federation's).
 
 
-class ActorKey(models.Model):
+class ActorKey(OnlyKey, models.Model):
     """The blog actor's RSA key pair, made on first use: followers' servers check every delivery
     against its public half. One row, never shown in the admin."""
 
@@ -535,22 +471,8 @@ class ActorKey(models.Model):
     public_pem = models.TextField()
     created = models.DateTimeField(default=timezone.now)
 
-    ONLY_ROW = 1
-
     def __str__(self):
         return f"the blog's key of {self.created:%Y-%m-%d}"
-
-    @classmethod
-    def current(cls):
-        key = cls.objects.filter(pk=cls.ONLY_ROW).first()
-        if key is not None:
-            return key
-        private_pem, public_pem = generate_key_pair()
-        try:
-            with transaction.atomic():
-                return cls.objects.create(pk=cls.ONLY_ROW, private_pem=private_pem, public_pem=public_pem)
-        except IntegrityError:  # another process made it first: theirs is the key
-            return cls.objects.get(pk=cls.ONLY_ROW)
 
 
 class Follower(models.Model):
@@ -663,7 +585,7 @@ class LinkQuerySet(models.QuerySet):
         return self.filter(models.Exists(PostLink.objects.filter(link=OuterRef("pk"))))
 
 
-class Link(models.Model):
+class Link(StoredUrl, models.Model):
     """One distinct URL that posts link to: its state (decided from its checks), where it leads now,
     and its archived copy. Pages read this row only: nothing is fetched while a reader waits."""
 
@@ -687,19 +609,6 @@ class Link(models.Model):
 
     def __str__(self):
         return self.url if len(self.url) <= 100 else self.url[:99] + "…"
-
-    @staticmethod
-    def hash(url):
-        return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
-
-    @classmethod
-    def for_url(cls, url):
-        """A new (unsaved) Link: bulk writes skip save(), so the hash and host are set here."""
-        try:
-            host = (urlsplit(url).hostname or "")[:255]
-        except ValueError:  # "http://[::1": still a link a post holds, checked as unreachable
-            host = ""
-        return cls(url=url, url_hash=cls.hash(url), host=host)
 
 
 class PostLink(models.Model):
@@ -1123,54 +1032,7 @@ RELATED_TAGS = 10
 RELATED_SAMPLE = 500  # related tags are counted on a tag page's newest posts: the cost stays bounded
 
 
-class TagsConverter:
-    """One tag (`django`) or several joined with `+` (`django+python`) in a URL, as a list of names."""
-
-    regex = rf"{Tag.NAME_PATTERN}(?:\+{Tag.NAME_PATTERN})*"
-
-    def to_python(self, value):
-        return value.split("+")
-
-    def to_url(self, value):
-        return value if isinstance(value, str) else "+".join(value)
-
-
-register_converter(TagsConverter, "tags")
-
-
-class TooManyTags(Exception):
-    """A URL combines more tags than a page may: answered with a 400 page."""
-
-
-def too_many_tags_is_400(view):
-    """Answer TooManyTags with a 400 page that says what went wrong."""
-
-    @wraps(view)
-    def view_with_tag_limit(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except TooManyTags as error:
-            return render(request, "400.html", {"message": str(error)}, status=400)
-
-    return view_with_tag_limit
-
-
-def lowercase_tags(view):
-    """A 301 from an address that names a tag with capitals (`/tags/Django/`) to its lower-case form."""
-
-    @wraps(view)
-    def view_with_lowercase_tags(request, names, **kwargs):
-        if any(name != name.lower() for name in names):
-            return permanent_redirect(request, request.resolver_match.url_name, names=[name.lower() for name in names], **kwargs)
-        return view(request, names, **kwargs)
-
-    return view_with_lowercase_tags
-
-
-def permanent_redirect(request, url_name, **kwargs):
-    """A 301 to the page `url_name` names with these URL arguments, keeping the query string."""
-    query = request.GET.urlencode()
-    return redirect(reverse(url_name, kwargs=kwargs) + (f"?{query}" if query else ""), permanent=True)
+register_converter(TagsConverter, "tags")  # blogworks/addresses.py: its 301s and 400 too
 
 
 @app.route("/tags/<tags:names>/", name="tag_page")
@@ -1239,19 +1101,6 @@ def related_tags(tags, rows):
 
 
 # Permalinks: /2024/Sep/25/slug/ (dates in URLs: blogworks/dates.py)
-
-def canonical_month_redirect(view):
-    """A 301 from `/2008/jan/` (or /2008/january/, /2008/01/) to `/2008/Jan/`; other months go on to the view's 404."""
-
-    @wraps(view)
-    def view_with_month_redirect(request, month, **kwargs):
-        canonical = canonical_month(month)
-        if canonical and canonical != month:
-            return permanent_redirect(request, request.resolver_match.url_name, month=canonical, **kwargs)
-        return view(request, month=month, **kwargs)
-
-    return view_with_month_redirect
-
 
 def find_post(start, end, slug, user=None):
     """The post with this slug on this day: entries first, then blogmarks, then quotations. A draft
@@ -1369,58 +1218,9 @@ def search_excerpt(html, words):
 # --- Feeds: Atom for everything, for each kind and for each tag or combination of tags --------
 
 
-FEED_LENGTH = 30
-
-
-class AtomWithContent(Atom1Feed):
-    """Atom whose entries carry the whole post as <content> (Django's Atom1Feed writes only a
-    <summary>), with xml:base so that relative links inside posts resolve on the site, links to the
-    previous and next pages of an archived feed (RFC 5005: `?page=2` holds older posts), and the
-    WebSub hub when there is one."""
-
-    def root_attributes(self):
-        return {**super().root_attributes(), "xml:base": absolute_url("/")}
-
-    def add_root_elements(self, handler):
-        super().add_root_elements(handler)
-        for rel in ("previous", "next"):
-            if self.feed.get(rel):
-                handler.addQuickElement("link", "", {"rel": rel, "href": self.feed[rel]})
-        if settings.LINKBLOG_WEBSUB_HUB:  # WebSub: subscribers hear of new posts from the hub we ping
-            handler.addQuickElement("link", "", {"rel": "hub", "href": settings.LINKBLOG_WEBSUB_HUB})
-
-    def add_item(self, **fields):
-        super().add_item(**{name: text.xml_text(value) for name, value in fields.items()})
-
-    def add_item_elements(self, handler, item):
-        super().add_item_elements(handler, item)
-        handler.addQuickElement("content", item["content"], {"type": "html"})
-
-    def entry_xml(self, item):
-        """One item's <entry> element, as write_items() would have written it."""
-        out = io.StringIO()
-        handler = SimplerXMLGenerator(out, "utf-8", short_empty_elements=True)
-        handler.startElement("entry", self.item_attributes(item))
-        self.add_item_elements(handler, item)
-        handler.endElement("entry")
-        return out.getvalue()
-
-    def add_stored_entry(self, entry, published, updated):
-        """An <entry> written before (stored with its post's card), with its dates: the feed's
-        <updated> and Last-Modified are its newest entry's."""
-        self.items.append({"entry": entry, "pubdate": published, "updateddate": updated})
-
-    def write_items(self, handler):
-        for item in self.items:
-            handler.ignorableWhitespace(item["entry"])  # written as it is: it is XML already
-
-
-class PostsFeed(Feed):
-    """The 30 newest published posts of a feed's querysets, or with `?page=N` the 30 before those
-    (404 past the end); subclasses say which posts. Each page links the next with `Link: rel=next`
-    and an Atom <link rel="next">, so that a feed reader can page back through the whole blog."""
-
-    feed_type = AtomWithContent
+class PostsFeed(feeds.PagedFeed):
+    """Our published posts, newest first, as Atom entries stored with their cards (paging and the
+    generator: blogworks/feeds.py); subclasses say which posts and the feed's titles and links."""
 
     def querysets(self, obj):
         raise NotImplementedError
@@ -1429,45 +1229,8 @@ class PostsFeed(Feed):
         """Newest-first (kind, pk) rows of the feed's posts: the listing store's where it keeps them."""
         return mixed_posts(self.querysets(obj))
 
-    def __call__(self, request, *args, **kwargs):
-        self.links = {}
-        response = super().__call__(request, *args, **kwargs)
-        if self.links:
-            response["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in self.links.items())
-        return response
-
-    def get_feed(self, obj, request):
-        number = feed_page_number(request)
-        offset = (number - 1) * FEED_LENGTH
-        rows = list(self.rows(obj)[offset : offset + FEED_LENGTH + 1])
-        if number > 1 and not rows:
-            raise Http404("No such page")
-        if number > 1:
-            self.links["previous"] = feed_page_url(request, number - 1)
-        if len(rows) > FEED_LENGTH:
-            self.links["next"] = feed_page_url(request, number + 1)
-        feed = super().get_feed(obj, request)
-        for card in cards.listing_cards(rows[:FEED_LENGTH], PostCard, rendered_cards, CARD_TEMPLATES):
-            feed.add_stored_entry(card.feed_entry, card.created, card.last_modified)
-        return feed
-
-    def stored_entry(self, post):
-        """The post's <entry>, from the item_* methods below, as stored with its card."""
-        feed = self.feed_type(title="", link="", description="")
-        feed.add_item(title=self.item_title(post), link=self.item_link(post), description=self.item_description(post),
-                      unique_id=self.item_guid(post), unique_id_is_permalink=self.item_guid_is_permalink,
-                      pubdate=self.item_pubdate(post), updateddate=self.item_updateddate(post),
-                      categories=self.item_categories(post), **self.item_extra_kwargs(post))
-        return feed.entry_xml(feed.items[0])
-
-    def feed_extra_kwargs(self, obj):
-        return self.links
-
-    def items(self, obj):
-        return []  # each post's <entry> is stored with its card: get_feed adds them
-
-    def feed_guid(self, obj):
-        return self.feed_url(obj)
+    def stored_cards(self, rows):
+        return cards.listing_cards(rows, PostCard, rendered_cards, CARD_TEMPLATES)
 
     def author_name(self):
         return settings.LINKBLOG_AUTHOR
@@ -1501,23 +1264,6 @@ class PostsFeed(Feed):
 
     def item_extra_kwargs(self, post):
         return {"content": post.syndicated_html()}
-
-
-def feed_page_number(request):
-    """The feed page `?page=` asks for: 1 when absent, 404 when it is not a positive number."""
-    page = request.GET.get("page", "1")
-    if not (page.isascii() and page.isdigit() and 0 < int(page) < 10**6):
-        raise Http404("No such page")
-    return int(page)
-
-
-def feed_page_url(request, number):
-    """The absolute URL of this feed's page `number` (page 1 is the feed's own URL, without ?page=)."""
-    query = request.GET.copy()
-    query.pop("page", None)
-    if number > 1:
-        query["page"] = number
-    return absolute_url(request.path) + (f"?{query.urlencode()}" if query else "")
 
 
 class KindFeed(PostsFeed):
@@ -2139,24 +1885,6 @@ def filter_posts(request, model, filters):
     return filters.narrow(posts)
 
 
-def draft_and_date_filter(request, filters):
-    """The Q of the filters on draft status and dates: the posts and the listing store share them."""
-    condition = Q()
-    if filters.is_draft is not None:
-        if caller(request) is None:
-            raise ApiProblem(401, "Only authenticated callers can filter by draft status.")
-        condition &= Q(is_draft=filters.is_draft)
-    if filters.year is not None:
-        condition &= Q(created__year=filters.year)
-    if filters.month is not None:
-        condition &= Q(created__month=filters.month)
-    if filters.since is not None:
-        condition &= Q(created__gte=filters.since)
-    if filters.before is not None:
-        condition &= Q(created__lt=filters.before)
-    return condition
-
-
 def listed_items(request, kinds, filters):
     """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
     and how to count them (a tally when nothing but one tag narrows what readers see); None when a
@@ -2198,39 +1926,6 @@ def get_post(request, model, post_id):
     return post
 
 
-# Writing: validate with the model's own rules, then save post and tags in one transaction.
-
-
-def get_or_create_tags(request, names):
-    """The tags with these names, created when new: 403 naming them if the caller lacks `add_tag`."""
-    names = list(dict.fromkeys(names))
-    existing = {tag.tag: tag for tag in Tag.objects.filter(tag__in=names)}
-    new_names = [name for name in names if name not in existing]
-    permission = permission_name("add", Tag)
-    if new_names and not caller(request).has_perm(permission):
-        listed = ", ".join(new_names)
-        raise ApiProblem(403, f"Your account lacks the “{permission}” permission, needed to create the tags: {listed}.",
-                         [{"field": "tags", "message": f"New tags need “{permission}”: {listed}"}])
-    return [existing.get(name) or Tag.objects.get_or_create(tag=name)[0] for name in names]
-
-
-def save_post(request, post, fields):
-    """Apply `fields` (tags included) to `post` and store it, all or nothing."""
-    tags = fields.pop("tags", None)
-    if not fields.get("created"):
-        fields.pop("created", None)  # keep the post's date (a new post's defaults to now)
-    if not fields.get("slug"):
-        fields.pop("slug", None)  # keep the post's slug (a new post gets one from its title)
-    for name, value in fields.items():
-        setattr(post, name, value)
-    with transaction.atomic():
-        validate_with_model_rules(post)
-        post.save()
-        if tags is not None:
-            post.tags.set(get_or_create_tags(request, tags))
-    return type(post).objects.prefetch_related("tags").get(pk=post.pk)
-
-
 def register_kind(model, schema_in, schema_out, path, filters_schema=PostFilters):
     """List, create, read, replace, update and delete endpoints for one kind of post."""
     kind = model.kind
@@ -2245,18 +1940,18 @@ def register_kind(model, schema_in, schema_out, path, filters_schema=PostFilters
 
     def create_post(request, payload: schema_in):
         require_permission(request, "add", model)
-        return Status(201, save_post(request, model(), payload.dict()))
+        return Status(201, save_post(request, model(), payload.dict(), Tag))
 
     def read_post(request, post_id: PostId):
         return get_post(request, model, post_id)
 
     def replace_post(request, post_id: PostId, payload: schema_in):
         require_permission(request, "change", model)
-        return save_post(request, get_post(request, model, post_id), payload.dict())
+        return save_post(request, get_post(request, model, post_id), payload.dict(), Tag)
 
     def update_post(request, post_id: PostId, payload: schema_patch):
         require_permission(request, "change", model)
-        return save_post(request, get_post(request, model, post_id), payload.dict(exclude_unset=True))
+        return save_post(request, get_post(request, model, post_id), payload.dict(exclude_unset=True), Tag)
 
     def delete_post(request, post_id: PostId):
         require_permission(request, "delete", model)
@@ -2555,9 +2250,7 @@ def export_command(args):
         if options.file:
             cli.export_to_file(options.file, export(options.format, not options.no_drafts))
         else:
-            output = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=True)
-            output.writelines(export(options.format, not options.no_drafts))
-            output.flush()
+            cli.export_to_stdout(export(options.format, not options.no_drafts))
     except BrokenPipeError:
         # The reader stopped early (`export | head`): not an error worth a message.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -8,7 +8,9 @@ has, and the field types and validators the schemas in linkblog.py are made of.
 - `responses()`, `READ_ERRORS`, `WRITE_ERRORS`: the statuses an endpoint documents;
 - field types: `text_field()`, `TagName`, `When` (an RFC 3339 date-time, as UTC), `InputSchema`
   (refuses anything but a JSON object), `patch_schema()` (every field optional);
-- `validate_with_model_rules()`: the model's own rules, as 422 or 409; `page_of()`: one slice.
+- `validate_with_model_rules()`: the model's own rules, as 422 or 409; `page_of()`: one slice;
+- `draft_and_date_filter()`: the Q of a list's filters; `save_post()`: a post and its tags (made
+  when new, given `add_tag`), validated and saved in one transaction.
 
 Ninja reads settings on import: linkblog.py imports this module in its `with defer:` block. Models
 come in as arguments (this package never imports linkblog).
@@ -21,7 +23,8 @@ from typing import Annotated
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig, ValidationError
-from django.db import OperationalError
+from django.db import OperationalError, transaction
+from django.db.models import Q
 from django.http import Http404
 from ninja.errors import AuthenticationError, HttpError, ValidationError as NinjaValidationError
 from ninja.main import NinjaAPI
@@ -30,6 +33,7 @@ from ninja.security import HttpBearer, SessionAuthIsStaff
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, create_model, model_validator
 
 from . import database, rules
+from .permissions import permission_name
 
 NO_NUL_PATTERN = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text
 TAG_PATTERN = rf"^{rules.TAG_NAME_PATTERN}$"
@@ -281,3 +285,54 @@ def validate_with_model_rules(instance):
     except ValidationError as error:
         status = 409 if "slug" in error.message_dict else 422
         raise ApiProblem(status, " ".join(error.messages), errors_of(error))
+
+
+def draft_and_date_filter(request, filters):
+    """The Q of the filters on draft status and dates: the posts and the listing store share them."""
+    condition = Q()
+    if filters.is_draft is not None:
+        if caller(request) is None:
+            raise ApiProblem(401, "Only authenticated callers can filter by draft status.")
+        condition &= Q(is_draft=filters.is_draft)
+    if filters.year is not None:
+        condition &= Q(created__year=filters.year)
+    if filters.month is not None:
+        condition &= Q(created__month=filters.month)
+    if filters.since is not None:
+        condition &= Q(created__gte=filters.since)
+    if filters.before is not None:
+        condition &= Q(created__lt=filters.before)
+    return condition
+
+
+# Writing: validate with the model's own rules, then save post and tags in one transaction.
+
+
+def get_or_create_tags(request, tag_model, names):
+    """The tags with these names, created when new: 403 naming them if the caller lacks `add_tag`."""
+    names = list(dict.fromkeys(names))
+    existing = {tag.tag: tag for tag in tag_model.objects.filter(tag__in=names)}
+    new_names = [name for name in names if name not in existing]
+    permission = permission_name("add", tag_model)
+    if new_names and not caller(request).has_perm(permission):
+        listed = ", ".join(new_names)
+        raise ApiProblem(403, f"Your account lacks the “{permission}” permission, needed to create the tags: {listed}.",
+                         [{"field": "tags", "message": f"New tags need “{permission}”: {listed}"}])
+    return [existing.get(name) or tag_model.objects.get_or_create(tag=name)[0] for name in names]
+
+
+def save_post(request, post, fields, tag_model):
+    """Apply `fields` (tags named, as `tag_model` rows) to `post` and store it, all or nothing."""
+    tags = fields.pop("tags", None)
+    if not fields.get("created"):
+        fields.pop("created", None)  # keep the post's date (a new post's defaults to now)
+    if not fields.get("slug"):
+        fields.pop("slug", None)  # keep the post's slug (a new post gets one from its title)
+    for name, value in fields.items():
+        setattr(post, name, value)
+    with transaction.atomic():
+        validate_with_model_rules(post)
+        post.save()
+        if tags is not None:
+            post.tags.set(get_or_create_tags(request, tag_model, tags))
+    return type(post).objects.prefetch_related("tags").get(pk=post.pk)

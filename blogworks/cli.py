@@ -7,6 +7,7 @@ opens a file or fetches a feed URL.
 """
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -74,6 +75,13 @@ def export_to_file(name, chunks):
         raise OSError(error.errno, error.strerror, name)
     finally:
         partial_file.unlink(missing_ok=True)
+
+
+def export_to_stdout(chunks):
+    """Write as UTF-8 with \n line ends whatever the terminal's encoding, each chunk as it comes."""
+    output = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=True)
+    output.writelines(chunks)
+    output.flush()
 
 
 @contextmanager

@@ -12,9 +12,11 @@ Models come in as arguments (this package never imports linkblog):
 Pages never check anything: they read states with `attach_links`, one query per page.
 """
 
+import hashlib
 import re
 from collections import Counter, defaultdict
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.db import transaction
@@ -95,6 +97,23 @@ def refresh_all_post_links(post_models, link_model, post_link_model):
         set_post_links(link_model, post_link_model, links_by_post)
         for kind, model in post_models.items():  # posts gone without a signal (a raw SQL delete)
             post_link_model.objects.filter(kind=kind).exclude(post_id__in=model.objects.values("pk")).delete()
+
+
+class StoredUrl:
+    """A Link row's URL: found by its hash (URLs can be longer than an index entry holds), grouped by host."""
+
+    @staticmethod
+    def hash(url):
+        return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @classmethod
+    def for_url(cls, url):
+        """A new (unsaved) Link: bulk writes skip save(), so the hash and host are set here."""
+        try:
+            host = (urlsplit(url).hostname or "")[:255]
+        except ValueError:  # "http://[::1": still a link a post holds, checked as unreachable
+            host = ""
+        return cls(url=url, url_hash=cls.hash(url), host=host)
 
 
 class LinkHolder:

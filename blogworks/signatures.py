@@ -2,6 +2,7 @@
 
 What lives here: key pair generation, signing an outgoing request (Host, Date, Digest and
 Signature headers), and verifying an incoming one (digest, date skew, signed headers, RSA).
+`OnlyKey`: the mixin for the model of the blog's one key pair, made on first use.
 
 Why not the `http-message-signatures` library the issue suggests: it implements RFC 9421 only.
 Its signature base is built from `"@method": ...` component lines plus a `"@signature-params"`
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from django.db import IntegrityError, transaction
 
 # Headers every signature must cover. Mastodon signs exactly these (plus digest on POST); requiring
 # them stops a signature over, say, only `date` being replayed against any path or host.
@@ -187,3 +189,22 @@ def _check_rsa(public_pem: str, text: str, signature_b64: str) -> None:
         key.verify(raw, text.encode(), padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise SignatureError("bad signature") from None
+
+
+class OnlyKey:
+    """The one row holding the blog's key pair (`ONLY_ROW`), made on first use by whichever process
+    asks first; a model with `private_pem` and `public_pem`."""
+
+    ONLY_ROW = 1
+
+    @classmethod
+    def current(cls):
+        key = cls.objects.filter(pk=cls.ONLY_ROW).first()
+        if key is not None:
+            return key
+        private_pem, public_pem = generate_key_pair()
+        try:
+            with transaction.atomic():
+                return cls.objects.create(pk=cls.ONLY_ROW, private_pem=private_pem, public_pem=public_pem)
+        except IntegrityError:  # another process made it first: theirs is the key
+            return cls.objects.get(pk=cls.ONLY_ROW)
