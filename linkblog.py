@@ -62,7 +62,6 @@ from django.core.wsgi import get_wsgi_application
 from django.db import DatabaseError, models
 from django.db.models import Count, OuterRef, Q
 from django.db.models.functions import ExtractMonth, ExtractYear
-from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_migrate
 from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -83,7 +82,6 @@ from blogworks.convert import ConvertPlugin
 from blogworks.dates import MONTHS, day_range, month_range, months_by_year, year_range
 from blogworks.formats import ImportFailed
 from blogworks.importer import Progress, import_file, rendering_processes
-from blogworks.jobs import enqueue_on_commit
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES, LinkChecker
 from blogworks.linkstore import LinkHolder, StoredUrl
@@ -95,7 +93,7 @@ from blogworks.permalinks import Permalinked
 from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
-from blogworks.search_index import IndexedKind, pause_search_index, resume_search_index
+from blogworks.search_index import IndexedKind
 from blogworks.serving import forget_cached_pages, watch_schedule
 from blogworks.signals import posts_changed
 from blogworks.signatures import OnlyKey, SignatureError
@@ -112,8 +110,7 @@ from blogworks.writing import ranked_tags
 with defer:
     from ninja.openapi.docs import Swagger
     from ninja.params import Path as PathParam, Query  # PathParam: not pathlib's Path, which this file also uses
-    from blogworks import federation  # its background jobs are made with the TASKS setting
-    from blogworks.linktasks import archive_post_links  # a task: needs the TASKS setting
+    from blogworks import federation, upkeep  # their background jobs are made with the TASKS setting
     from blogworks.api import READ_ERRORS, WRITE_ERRORS, ApiProblem, responses
     from blogworks.api import TAG_PATTERN, InputSchema, TagName, When
     from blogworks.api import caller, page_of, patch_schema, text_field
@@ -287,15 +284,8 @@ class PostQuerySet(models.QuerySet):
 
 
 class Post(Permalinked, StoredContent, LinkHolder, Syndicated, models.Model):
-    """What every kind of post shares: date, slug, tags, draft flag and its rendered HTML.
-
-    Each kind says once, as class attributes, what the rest of the site needs to know of it: its
-    `kind` (its name in URLs, templates and files), the field its slug and its Markdown come from,
-    the fields search weighs as title, body and source, the names `type:` accepts in a search, the
-    fields an export writes, the fields that find it again in an import without a slug, its feed,
-    and the fields holding the URLs it links to (checked, archived and, once it is published, told by
-    Webmention), and the page it is about (for the fediverse copy).
-    """
+    """What every kind of post shares: date, slug, tags, draft flag and its rendered HTML. Each kind
+    says once, as class attributes below, what the rest of the site needs to know of it."""
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
     slug = models.SlugField(max_length=64, blank=True, help_text="Made from the title when empty")
@@ -309,17 +299,17 @@ class Post(Permalinked, StoredContent, LinkHolder, Syndicated, models.Model):
 
     objects = PostQuerySet.as_manager()
 
-    LAST_DAY = rules.LAST_DAY  # the first day a post cannot have: slugs are unique per day, and it has no next
+    LAST_DAY = rules.LAST_DAY  # the first day a post cannot have (blogworks/permalinks.py)
 
     kind = None  # "entry", "blogmark" or "quotation"
-    slug_source_field = None
-    markdown_field = None
+    slug_source_field = None  # the field its slug and its title come from
+    markdown_field = None  # the field holding its Markdown
     search_fields = ("", "", "")  # title, body, source: "" where the kind has none
-    search_names = ()
-    export_fields = ()
-    natural_key_fields = ()
+    search_names = ()  # the names `type:` accepts in a search
+    export_fields = ()  # the fields an export writes
+    natural_key_fields = ()  # the fields that find it again in an import without a slug
     natural_key_per_day = True  # False: the natural key finds the post on any day
-    feed_name = None
+    feed_name = None  # its feed: /atom/<feed_name>/
     link_field = None  # the field holding the page the post is about, for the fediverse copy
     link_fields = ()  # fields holding one URL each, besides the links inside its Markdown
 
@@ -331,16 +321,6 @@ class Post(Permalinked, StoredContent, LinkHolder, Syndicated, models.Model):
             models.CheckConstraint(condition=~Q(slug=""), name="%(app_label)s_%(class)s_has_slug"),
         ]
 
-    def __str__(self):
-        return getattr(self, self.slug_source_field) or self.slug
-
-    def feed_title(self):
-        return str(self)
-
-    def page_title(self):
-        """The permalink's <title>: what tells this post apart in a tab or a search engine's results."""
-        return self.feed_title()
-
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
         return cached_reverse("permalink", created.year, MONTHS[created.month - 1], created.day, self.slug)
@@ -350,19 +330,11 @@ class Post(Permalinked, StoredContent, LinkHolder, Syndicated, models.Model):
         """Every kind of post: they share one space of permalinks."""
         return POST_MODELS.values()
 
-    def clean(self):
-        super().clean()
-        if self.created and self.created >= self.LAST_DAY:
-            raise ValidationError({"created": "A post's day must end before the year 10000."})
-        self.refuse_a_taken_permalink()
-        self.fill_in_defaults()
-
     def save(self, *args, **kwargs):
         self.fill_in_defaults()
         self.note_edit()
         self.render()
         super().save(*args, **kwargs)
-
 
 
 class Entry(Post):
@@ -730,79 +702,17 @@ VIEW_EVERYTHING = [("view", model) for model in (Tag, *POST_MODELS.values())]  #
 django_apps.get_app_config(app.app_name).models_module = app.app_module
 
 
-def announce_change(sender, **kwargs):
-    posts_changed.send(sender=sender)
-
-
-def post_saved(sender, instance, raw=False, **kwargs):
-    """Keep the post's link rows in step, have its links archived once readers can see it, and tell
-    the fediverse in the background."""
-    if raw:  # loaddata restores rows as they were dumped: nothing new to tell anyone
-        return
-    links = instance.links()
-    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): links})
-    if settings.LINKBLOG_ARCHIVE_LINKS and not instance.is_draft and links:
-        archive_links_when_published(instance)
-    federation.post_changed(instance)
-
-
-def archive_links_when_published(post):
-    """A background task, after commit: the archive's slowness or failure never touches the save.
-    A post dated later is archived when its date comes (the task runs no earlier)."""
-    task = archive_post_links
-    if post.created > timezone.now():
-        task = task.using(run_after=post.created)
-    enqueue_on_commit(task, post.kind, post.pk)
-
-
-def post_deleted(sender, instance, **kwargs):
-    linkstore.set_post_links(Link, PostLink, {(instance.kind, instance.pk): []})
-    federation.post_changed(instance, deleted=True)
-    Reply.of_post(instance).delete()
-    Mention.of_post(instance).delete()
-
-
 def store_posts_listing(ids_by_kind):
     """Bring the listing store in step with these posts ({kind: pks}): the one way every write path
     (a save or delete, tags changed either way, loaddata, import, tag merge) keeps it right."""
     store_listing(LISTING, ids_by_kind)
 
 
-def post_listed(sender, instance, **kwargs):
-    """After a post's save (loaddata's raw ones too) or delete: its listing rows follow."""
-    store_posts_listing({instance.kind: [instance.pk]})
-
-
-def post_tags_listed(sender, instance, action, reverse, model, pk_set, **kwargs):
-    """After a post's tags change, from the post (post.tags.add) or from the tag (tag.entry_set.add)."""
-    if action not in ("post_add", "post_remove", "post_clear"):
-        return
-    if not reverse:
-        store_posts_listing({instance.kind: [instance.pk]})
-    elif pk_set is not None:
-        store_posts_listing({model.kind: pk_set})
-    else:  # the tag cleared from every post of a kind: its listing rows still name them
-        store_posts_listing({model.kind: ListedTag.objects.filter(tag=instance, kind=model.kind).values_list("post_id", flat=True)})
-
-
 def connect_signals():
-    """Every visible write announces itself (the page cache listens); a post's save or delete keeps
-    its listing and link rows in step and tells the fediverse in the background; migrations pause
-    the search index on SQLite (blogworks/search_index.py says why)."""
-    for model in [Tag, *POST_MODELS.values(), Reply, Mention]:
-        post_save.connect(announce_change, sender=model, dispatch_uid=f"changed-save-{model.__name__}")
-        post_delete.connect(announce_change, sender=model, dispatch_uid=f"changed-delete-{model.__name__}")
-    for model in POST_MODELS.values():
-        post_save.connect(post_listed, sender=model, dispatch_uid=f"listing-save-{model.__name__}")
-        post_delete.connect(post_listed, sender=model, dispatch_uid=f"listing-delete-{model.__name__}")
-        m2m_changed.connect(post_tags_listed, sender=model.tags.through, dispatch_uid=f"listing-tags-{model.__name__}")
-        m2m_changed.connect(announce_change, sender=model.tags.through, dispatch_uid=f"changed-tags-{model.__name__}")
-        post_save.connect(post_saved, sender=model, dispatch_uid=f"links-save-{model.__name__}")
-        post_delete.connect(post_deleted, sender=model, dispatch_uid=f"links-delete-{model.__name__}")
+    """Writes keep listing, link and card rows in step and tell the fediverse (blogworks/upkeep.py)."""
+    keeper = upkeep.Upkeep(POST_MODELS, Link, PostLink, [Reply, Mention], ListedTag, store_posts_listing)
     covered = [Tag, Link, Reply, Mention, *POST_MODELS.values(), *(model.tags.through for model in POST_MODELS.values())]
-    cards.connect_upkeep(PostCard, POST_MODELS, Tag, PostLink, covered=covered)
-    pre_migrate.connect(partial(pause_search_index, SEARCH_INDEX), dispatch_uid="pause-search-index", weak=False)
-    post_migrate.connect(partial(resume_search_index, SEARCH_INDEX), dispatch_uid="resume-search-index", weak=False)
+    upkeep.connect(keeper, Tag, PostCard, SEARCH_INDEX, announced=[Reply, Mention], covered=covered)
 
 
 connect_signals()

@@ -2,7 +2,7 @@
 uses that day, made from its title with -2, -3 ... when taken) and its secret preview link.
 
 `Permalinked` is a mixin for the post models: each has `kind`, `created`, `slug`,
-`slug_source_field`, `preview_token`, and `kinds()`, every post model (they share one space of
+`slug_source_field`, `preview_token`, `LAST_DAY` (the first day a post cannot have) and `kinds()`, every post model (they share one space of
 permalinks). The importer makes slugs with the same `first_free_slug`. This module never imports
 linkblog.
 """
@@ -51,6 +51,13 @@ class Permalinked:
             self.created = timezone.now()
         if not self.slug:
             self.slug = self.make_unique_slug()
+
+    def clean(self):
+        super().clean()
+        if self.created and self.created >= self.LAST_DAY:  # slugs are unique per day, and it has no next
+            raise ValidationError({"created": "A post's day must end before the year 10000."})
+        self.refuse_a_taken_permalink()
+        self.fill_in_defaults()
 
     def refuse_a_taken_permalink(self):
         """A post's URL is its day and slug, whatever its kind: two posts of any kinds cannot share it."""

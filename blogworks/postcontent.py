@@ -3,7 +3,8 @@ view never runs Markdown), notes when an edit changed it, and says when readers 
 and whether it is still scheduled.
 
 `StoredContent` is a mixin for the post models (each has `kind`, `markdown_field`, `export_fields`,
-`created`, `updated`, `is_draft`); a kind that stores more from its Markdown overrides `rendered`.
+`slug_source_field`, `created`, `updated`, `is_draft`); a kind that stores more from its Markdown
+overrides `rendered`, one whose title says more overrides `feed_title` or `page_title`.
 """
 
 from django.utils import timezone
@@ -12,7 +13,17 @@ from . import text
 
 
 class StoredContent:
-    """A post's rendered HTML, its edits and its moment, kept on the row."""
+    """A post's rendered HTML, its titles, its edits and its moment, kept on the row."""
+
+    def __str__(self):
+        return getattr(self, self.slug_source_field) or self.slug
+
+    def feed_title(self):
+        return str(self)
+
+    def page_title(self):
+        """The permalink's <title>: what tells this post apart in a tab or a search engine's results."""
+        return self.feed_title()
 
     @property
     def partial_template(self):

@@ -223,7 +223,7 @@ def test_an_archived_copy_saved_by_the_archive_job_is_on_every_listing_at_once(c
     urls = visit(client, linking)
     everywhere(client, urls, absent=[ARCHIVED])
     monkeypatch.setattr("blogworks.linktasks.snapshot_of", lambda url: ARCHIVED)
-    linkblog.archive_post_links.call("blogmark", linking.pk)
+    linkblog.upkeep.archive_post_links.call("blogmark", linking.pk)  # the task the signal handler enqueues
     everywhere(client, urls, present=[ARCHIVED])
 
 
