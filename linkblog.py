@@ -42,7 +42,6 @@ import os
 import random
 import re
 import sys
-from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta, timezone as dt_timezone
 from functools import lru_cache, partial
 from pathlib import Path
@@ -59,13 +58,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
-from django.db import DatabaseError, models
+from django.db import models
 from django.db.models import Count, OuterRef, Q
 from django.db.models.functions import ExtractMonth, ExtractYear
-from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
-from django.urls import Resolver404, register_converter, resolve, reverse
+from django.urls import register_converter, reverse
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.timesince import timesince
@@ -77,18 +75,17 @@ from pydantic import Field, StrictBool, StringConstraints
 
 from blogworks import activitypub, cards, cli, config, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
 from blogworks.addresses import TagsConverter, TooManyTags, canonical_month_redirect, lowercase_tags, permanent_redirect, too_many_tags_is_400
-from blogworks.admintools import ExportForm, ImportForm, admin_page, import_needs, permission_refused, tools_for
+from blogworks.admintools import ExportForm, ImportForm, admin_page, export_download, import_needs, permission_refused, run_import, tools_for
 from blogworks.convert import ConvertPlugin
 from blogworks.dates import MONTHS, day_range, month_range, months_by_year, year_range
-from blogworks.formats import ImportFailed
-from blogworks.importer import Progress, import_file, rendering_processes
+from blogworks.importer import import_file
 from blogworks.linkadmin import HistoryInline
-from blogworks.linkcheck import OUTCOMES, LinkChecker
+from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
 from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
                                listing_rows, load_posts, mixed_posts, related_tag_counts, requested_page,
                                store_listing, summed_counts, tally_count, union_all, with_every_tag)
-from blogworks.moderation import ModerationAdmin
+from blogworks.moderation import Moderated, ModerationAdmin
 from blogworks.permalinks import Permalinked
 from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
@@ -203,9 +200,6 @@ app = Django(
     LINKBLOG_LINK_DEAD_AFTER_FAILURES=config.env_int("LINKBLOG_LINK_DEAD_AFTER_FAILURES", 3),
     LINKBLOG_LINK_DEAD_AFTER_DAYS=config.env_int("LINKBLOG_LINK_DEAD_AFTER_DAYS", 7),
 )
-
-
-
 
 
 # --- Models: tags, and three kinds of post sharing one abstract base ----------------------
@@ -488,7 +482,7 @@ class Announcement(models.Model):
         constraints = [models.UniqueConstraint(fields=["kind", "post_id"], name="linkblog_announcement_once")]
 
 
-class Response(models.Model):
+class Response(Moderated, models.Model):
     """What others said about a post (a fediverse reply, a Webmention): kept for the author to
     approve, shown under the post once approved. Its HTML is sanitized before it is stored."""
 
@@ -512,17 +506,6 @@ class Response(models.Model):
     def __str__(self):
         return f"{self.author_name or self.author_url or self.url} on {self.post_kind} {self.post_id}"
 
-    @classmethod
-    def shown_under(cls, post):
-        return cls.objects.filter(post_kind=post.kind, post_id=post.pk, status=cls.APPROVED)
-
-    @classmethod
-    def of_post(cls, post):
-        return cls.objects.filter(post_kind=post.kind, post_id=post.pk)
-
-    def post(self):
-        return POST_MODELS[self.post_kind].objects.filter(pk=self.post_id).first()
-
 
 class Reply(Response):
     """A reply from the fediverse to one of the posts."""
@@ -534,7 +517,6 @@ class Reply(Response):
         verbose_name_plural = "replies"
 
 
-
 class Mention(Response):
     """A Webmention: a page elsewhere that links one of the posts (verified by fetching it)."""
 
@@ -544,7 +526,6 @@ class Mention(Response):
 
     class Meta(Response.Meta):
         constraints = [models.UniqueConstraint(fields=["source", "target"], name="linkblog_mention_once")]
-
 
 
 # Links: every distinct URL the posts hold, checked by `python linkblog.py check-links` and kept in
@@ -885,27 +866,7 @@ class LinkAdmin(linkadmin.LinkAdmin):
 
 # Listings and feeds show each post as its stored card (blogworks/cards.py), rendered by its kind's
 # partial and its feed template.
-CARD_TEMPLATES = [name for model in POST_MODELS.values() for name in (model().partial_template, model().feed_template)]
-
-
-def rendered_cards(rows):
-    """{(kind, pk): {field: value}} of the cards of the posts behind `rows`: the listing's HTML (its
-    Edit link left as a slot), the Atom <entry> and when the post last changed."""
-    return {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": cards.EDIT_SLOT}),
-                                   "feed_entry": PostsFeed().stored_entry(post), "last_modified": post.last_modified}
-            for post in load_with_links(rows)}
-
-
-def listing_cards(rows, user):
-    """The stored cards of a page of (kind, pk, created) rows, with Edit links for `user` only."""
-    editable = {kind for kind, model in POST_MODELS.items() if may_change(user, model)}
-
-    def edit_link(card):
-        if card.kind not in editable:
-            return ""
-        return render_to_string("_edit_link.html", {"post": POST_MODELS[card.kind](pk=card.pk), "user": user})
-
-    return cards.fill_edit_slots(cards.listing_cards(rows, PostCard, rendered_cards, CARD_TEMPLATES), edit_link)
+CARDS = cards.CardStore(PostCard, POST_MODELS, load_with_links, lambda post: PostsFeed().stored_entry(post))
 
 
 def posts_page(request, querysets):
@@ -921,7 +882,7 @@ def listing_page(request, rows, count=None):
 def loaded_page(request, paginator):
     """The page `?page=` asks for (404 past the end), as its posts' stored cards in order."""
     page = requested_page(request, paginator)
-    page.object_list = listing_cards(page.object_list, request.user)
+    page.object_list = CARDS.cards_for(request.user, page.object_list)
     return page
 
 
@@ -1140,7 +1101,7 @@ class PostsFeed(feeds.PagedFeed):
         return mixed_posts(self.querysets(obj))
 
     def stored_cards(self, rows):
-        return cards.listing_cards(rows, PostCard, rendered_cards, CARD_TEMPLATES)
+        return CARDS.cards(rows)
 
     def author_name(self):
         return settings.LINKBLOG_AUTHOR
@@ -1301,7 +1262,6 @@ def archive_day(request, year, month, day):
     return archive_page(request, "archive_day.html", start, end, depth=3)
 
 
-
 # --- Discovery: the tag cloud, random posts, sitemap, robots.txt ----------------------------
 
 TOP_TAGS = 100
@@ -1439,6 +1399,8 @@ class SearchFeed(PostsFeed):
 @app.route("/search.atom", name="search_feed")
 def search_feed(request):
     return SearchFeed()(request)
+
+
 # --- Fediverse: WebFinger, the blog's ActivityPub actor with its inbox and outbox, Webmention --
 #
 # Followers' servers find @author@host by WebFinger, read the actor, POST Follow, Undo, Delete and
@@ -1518,19 +1480,7 @@ def post_object(request, kind, pk):
 
 def post_at(url):
     """The published post one of our URLs names (its permalink or its ActivityPub id), or None."""
-    base = settings.LINKBLOG_BASE_URL
-    if not url.startswith(base + "/"):
-        return None
-    try:
-        match = resolve(urlsplit(url[len(base):]).path)
-        if match.url_name == "ap_object" and match.kwargs["kind"] in POST_MODELS:
-            return POST_MODELS[match.kwargs["kind"]].objects.published().filter(pk=match.kwargs["pk"]).first()
-        if match.url_name == "permalink":
-            year, month, day, slug = (match.kwargs[name] for name in ("year", "month", "day", "slug"))
-            return find_post(*day_range(year, month, day), slug)
-    except (Resolver404, Http404):
-        pass
-    return None
+    return federation.post_at(url, POST_MODELS, find_post)
 
 
 @app.route("/activitypub/inbox/", name="ap_inbox")
@@ -2043,21 +1993,10 @@ def admin_import(request):
     if not tools["import"] and (request.method == "POST" or not tools["export"]):
         return permission_refused(request, missing_permissions(request.user, IMPORT_NEEDS))
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
-    report, error, status = None, None, 200
-    if form.is_bound and form.is_valid():
-        options = form.cleaned_data
-        try:
-            report = import_posts(options["file"].file, options["format"] or None, skip_bad=options["skip_bad"],
-                                  dry_run=options["dry_run"], folders_as_tags=options["folders_as_tags"],
-                                  authorize=partial(authorize_import, request.user))
-        except ImportFailed as failure:
-            error = str(failure)
-        except PermissionDenied as refusal:
-            return permission_refused(request, refusal.args[0])
-        if error or report.failed:
-            status = 400
-    elif form.is_bound:
-        status = 400
+    try:
+        report, error, status = run_import(form, partial(import_posts, authorize=partial(authorize_import, request.user)))
+    except PermissionDenied as refusal:
+        return permission_refused(request, refusal.args[0])
     return import_page(request, status, form=form, report=report, error=error)
 
 
@@ -2069,11 +2008,7 @@ def admin_export(request):
     form = ExportForm(request.GET)
     if not form.is_valid():
         return import_page(request, 400, export_form=form, error="Choose an export format.")
-    format = form.cleaned_data["format"]
-    extension, content_type = {"ndjson": ("ndjson", "application/x-ndjson"), "netscape": ("html", "text/html")}[format]
-    response = StreamingHttpResponse(export(format, form.cleaned_data["drafts"]), content_type=f"{content_type}; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="linkblog-{timezone.now():%Y-%m-%d}.{extension}"'
-    return response
+    return export_download(export(form.cleaned_data["format"], form.cleaned_data["drafts"]), form.cleaned_data["format"])
 
 
 @app.route("admin/linkblog/bookmarklet/", name="admin_bookmarklet")
@@ -2129,47 +2064,13 @@ def token_command(args):
 @cli.command
 def import_command(args):
     """`python linkblog.py import FILE`: one transaction; a summary on stdout, problems on stderr."""
-    options = cli.import_arguments().parse_args(args)
-    is_url = formats.is_web_url(options.file)
-    try:
-        with cli.terminate_as_interrupt(), cli.open_import_source(options.file) as stream, \
-                rendering_processes(options.processes, POST_MODELS) as render_map:
-            size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_url else 0
-            report = import_posts(stream, options.format or ("feed" if is_url else None), skip_bad=options.skip_bad,
-                                  dry_run=options.dry_run, folders_as_tags=options.folders_as_tags,
-                                  progress=Progress(sys.stderr, size), render_map=render_map)
-    except (ImportFailed, OSError, DatabaseError) as error:
-        return cli.command_error("import", error)
-    except BrokenProcessPool:
-        return cli.command_error("import", "a rendering process died (out of memory?), nothing was written")
-    except KeyboardInterrupt:
-        return cli.command_error("import", "interrupted, nothing was written")
-    context = {"report": report, "source": options.file}
-    print(render_to_string("import_problems.txt", context), end="", file=sys.stderr)
-    if report.failed:
-        return 1
-    print(render_to_string("import_summary.txt", context), end="")
-    return 0
+    return cli.run_import(cli.import_arguments().parse_args(args), import_posts, POST_MODELS)
 
 
 @cli.command
 def export_command(args):
     """`python linkblog.py export [FILE]`: the whole blog (or its blogmarks as bookmarks) to a file or stdout."""
-    options = cli.export_arguments().parse_args(args)
-    try:
-        if options.file:
-            cli.export_to_file(options.file, export(options.format, not options.no_drafts))
-        else:
-            cli.export_to_stdout(export(options.format, not options.no_drafts))
-    except BrokenPipeError:
-        # The reader stopped early (`export | head`): not an error worth a message.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except (OSError, DatabaseError) as error:
-        return cli.command_error("export", error)
-    except KeyboardInterrupt:
-        return cli.command_error("export", "interrupted")
-    return 0
+    return cli.run_export(cli.export_arguments().parse_args(args), export)
 
 
 @cli.command
@@ -2193,26 +2094,7 @@ def serve_production_command(args):
 def check_links_command(args):
     """`python linkblog.py check-links`: check every distinct URL once, politely, storing each result
     as it comes (Ctrl-C, then run it again: it carries on), then classify every link."""
-    options = cli.check_links_arguments().parse_args(args)
-    clock = (lambda: options.now) if options.now else timezone.now
-    checker = LinkChecker(settings.LINKBLOG_LINKCHECK_USER_AGENT, timeout=options.timeout, per_host=options.per_host,
-                          host_delay=options.delay, clock=clock)
-    rules = {"min_failures": settings.LINKBLOG_LINK_DEAD_AFTER_FAILURES,
-             "min_span": timedelta(days=settings.LINKBLOG_LINK_DEAD_AFTER_DAYS)}
-    progress = Progress(sys.stderr, label="checking links")
-    try:
-        refresh_post_links()
-        resumed, states = linkstore.check_all_links(checker, (Link, LinkCheck, LinkCheckRun), progress.done, **rules)
-    except DatabaseError as error:
-        return cli.command_error("check-links", error)
-    except KeyboardInterrupt:
-        return cli.command_error("check-links", "interrupted: run it again to carry on where it stopped")
-    finally:
-        progress.finish()
-    posts_changed.send(sender=Link)
-    summary = ", ".join(f"{states[state]} {state}" for state, _ in Link.STATES)
-    print(f"{'Resumed and checked' if resumed else 'Checked'} {sum(states.values())} links: {summary}.")
-    return 0
+    return cli.run_link_checks(cli.check_links_arguments().parse_args(args), refresh_post_links, (Link, LinkCheck, LinkCheckRun))
 
 
 @cli.command

@@ -7,8 +7,11 @@ imports linkblog.
 
 from django import forms
 from django.contrib import admin
+from django.http import StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
+from .formats import ImportFailed
 from .permissions import missing_permissions
 
 
@@ -49,3 +52,28 @@ def admin_page(request, template, status=200, **context):
 def permission_refused(request, missing):
     """The 403 page that names the permissions a tool needs and the user lacks."""
     return admin_page(request, "admin/linkblog/permission_needed.html", 403, title="Permission needed", missing=missing)
+
+
+def run_import(form, import_posts):
+    """(report, error, status) of importing a posted ImportForm's file with `import_posts(stream,
+    format, **options)` (an ImportReport): nothing for an unposted form, a 400 for a bad one or a
+    failed import. A PermissionDenied (the import refused and rolled back) passes through."""
+    if not form.is_bound:
+        return None, None, 200
+    if not form.is_valid():
+        return None, None, 400
+    options = form.cleaned_data
+    try:
+        report = import_posts(options["file"].file, options["format"] or None, skip_bad=options["skip_bad"],
+                              dry_run=options["dry_run"], folders_as_tags=options["folders_as_tags"])
+    except ImportFailed as failure:
+        return None, str(failure), 400
+    return report, None, 400 if report.failed else 200
+
+
+def export_download(chunks, format):
+    """An export's chunks as a file to save, named after today."""
+    extension, content_type = {"ndjson": ("ndjson", "application/x-ndjson"), "netscape": ("html", "text/html")}[format]
+    response = StreamingHttpResponse(chunks, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="linkblog-{timezone.now():%Y-%m-%d}.{extension}"'
+    return response

@@ -38,11 +38,12 @@ from django.core.signals import setting_changed
 from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
-from django.template.loader import get_template
+from django.template.loader import get_template, render_to_string
 from django.template.loader_tags import IncludeNode
 from django.utils.safestring import SafeString, mark_safe
 
 from .database import is_busy, without_waiting
+from .permissions import may_change
 from .signals import links_changed, posts_changed
 
 EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never shown as it is
@@ -167,6 +168,38 @@ def fill_edit_slots(cards, edit_link):
         before, slot, after = card.html.rpartition(EDIT_SLOT)
         card.html = SafeString(before + edit_link(card) + after) if slot else SafeString(card.html)
     return cards
+
+
+class CardStore:
+    """One site's cards: `post_models` {kind: model}, each card rendered by its kind's partial and
+    feed templates; `load_posts(rows)`: the posts behind rows, in order, ready to render;
+    `feed_entry(post)`: its Atom <entry>."""
+
+    def __init__(self, card_model, post_models, load_posts, feed_entry):
+        self.card_model, self.post_models, self.load_posts, self.feed_entry = card_model, post_models, load_posts, feed_entry
+        self.template_names = [name for model in post_models.values() for name in (model().partial_template, model().feed_template)]
+
+    def rendered(self, rows):
+        """{(kind, pk): {field: value}} of the cards of the posts behind `rows` (the fields in STORED),
+        the listing's HTML with its Edit link left as a slot."""
+        return {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": EDIT_SLOT}),
+                                       "feed_entry": self.feed_entry(post), "last_modified": post.last_modified}
+                for post in self.load_posts(rows)}
+
+    def cards(self, rows):
+        """The cards of a page of (kind, pk, created) rows, Edit slots left in (for feeds)."""
+        return listing_cards(rows, self.card_model, self.rendered, self.template_names)
+
+    def cards_for(self, user, rows):
+        """The cards of a page of rows, with Edit links for `user` only."""
+        editable = {kind for kind, model in self.post_models.items() if may_change(user, model)}
+
+        def edit_link(card):
+            if card.kind not in editable:
+                return ""
+            return render_to_string("_edit_link.html", {"post": self.post_models[card.kind](pk=card.pk), "user": user})
+
+        return fill_edit_slots(self.cards(rows), edit_link)
 
 
 # --- Forgetting cards when what they show changes -------------------------------------------------

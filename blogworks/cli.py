@@ -3,7 +3,8 @@
 `@command` registers a function as a command; `main()` in linkblog.py runs it. Commands end with one
 line on stderr and an exit status when something goes wrong, never a traceback. The argument parsers
 of the commands (`token_arguments()`, `import_arguments()`, ...) are here too; `open_import_source`
-opens a file or fetches a feed URL.
+opens a file or fetches a feed URL; `run_import`, `run_export` and `run_link_checks` do the work of
+the commands of those names, handed what they need of linkblog.py.
 """
 
 import argparse
@@ -11,14 +12,21 @@ import io
 import os
 import signal
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.db import DatabaseError
+from django.template.loader import render_to_string
+from django.utils import timezone
 
-from . import formats
+from . import formats, linkstore
 from .database import is_busy
+from .importer import Progress, rendering_processes
+from .linkcheck import LinkChecker
+from .signals import posts_changed
 
 COMMANDS = {}
 
@@ -112,6 +120,74 @@ def command_error(name, error):
         message = str(error)
     print(f"linkblog {name}: {' '.join(message.split())}", file=sys.stderr)
     return 1
+
+
+def run_import(options, import_posts, post_models):
+    """`import`: one transaction; a summary on stdout, problems on stderr. `import_posts(stream,
+    format, **options)`: an ImportReport."""
+    is_url = formats.is_web_url(options.file)
+    try:
+        with terminate_as_interrupt(), open_import_source(options.file) as stream, \
+                rendering_processes(options.processes, post_models) as render_map:
+            size = os.fstat(stream.fileno()).st_size if hasattr(stream, "fileno") and not is_url else 0
+            report = import_posts(stream, options.format or ("feed" if is_url else None), skip_bad=options.skip_bad,
+                                  dry_run=options.dry_run, folders_as_tags=options.folders_as_tags,
+                                  progress=Progress(sys.stderr, size), render_map=render_map)
+    except (formats.ImportFailed, OSError, DatabaseError) as error:
+        return command_error("import", error)
+    except BrokenProcessPool:
+        return command_error("import", "a rendering process died (out of memory?), nothing was written")
+    except KeyboardInterrupt:
+        return command_error("import", "interrupted, nothing was written")
+    context = {"report": report, "source": options.file}
+    print(render_to_string("import_problems.txt", context), end="", file=sys.stderr)
+    if report.failed:
+        return 1
+    print(render_to_string("import_summary.txt", context), end="")
+    return 0
+
+
+def run_export(options, export):
+    """`export`: `export(format, include_drafts)`'s chunks to a file or stdout."""
+    try:
+        if options.file:
+            export_to_file(options.file, export(options.format, not options.no_drafts))
+        else:
+            export_to_stdout(export(options.format, not options.no_drafts))
+    except BrokenPipeError:
+        # The reader stopped early (`export | head`): not an error worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OSError, DatabaseError) as error:
+        return command_error("export", error)
+    except KeyboardInterrupt:
+        return command_error("export", "interrupted")
+    return 0
+
+
+def run_link_checks(options, refresh_post_links, link_models):
+    """`check-links`: check every distinct URL once, politely, storing each result as it comes, then
+    classify every link. `link_models`: (Link, LinkCheck, LinkCheckRun)."""
+    clock = (lambda: options.now) if options.now else timezone.now
+    checker = LinkChecker(settings.LINKBLOG_LINKCHECK_USER_AGENT, timeout=options.timeout, per_host=options.per_host,
+                          host_delay=options.delay, clock=clock)
+    rules = {"min_failures": settings.LINKBLOG_LINK_DEAD_AFTER_FAILURES,
+             "min_span": timedelta(days=settings.LINKBLOG_LINK_DEAD_AFTER_DAYS)}
+    progress = Progress(sys.stderr, label="checking links")
+    try:
+        refresh_post_links()
+        resumed, states = linkstore.check_all_links(checker, link_models, progress.done, **rules)
+    except DatabaseError as error:
+        return command_error("check-links", error)
+    except KeyboardInterrupt:
+        return command_error("check-links", "interrupted: run it again to carry on where it stopped")
+    finally:
+        progress.finish()
+    link_model = link_models[0]
+    posts_changed.send(sender=link_model)
+    summary = ", ".join(f"{states[state]} {state}" for state, _ in link_model.STATES)
+    print(f"{'Resumed and checked' if resumed else 'Checked'} {sum(states.values())} links: {summary}.")
+    return 0
 
 
 # What each command takes (linkblog.py declares the commands).

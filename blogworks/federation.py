@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import escape
@@ -38,6 +39,7 @@ from django_tasks import task
 
 from . import activitypub as ap
 from . import netfetch, text, webmention
+from .dates import day_range
 from .jobs import enqueue_on_commit, retry_later
 from .signatures import SignatureError, verify_request
 from .syndication import absolute
@@ -150,6 +152,24 @@ def body_too_big(request, limit):
 
 def site_host():
     return urlsplit(settings.LINKBLOG_BASE_URL).netloc
+
+
+def post_at(url, post_models, find_post):
+    """The published post one of our URLs names (its permalink or its ActivityPub id), or None.
+    `find_post(start, end, slug)`: the published post with this slug on this day, else Http404."""
+    base = settings.LINKBLOG_BASE_URL
+    if not url.startswith(base + "/"):
+        return None
+    try:
+        match = resolve(urlsplit(url[len(base):]).path)
+        if match.url_name == "ap_object" and match.kwargs["kind"] in post_models:
+            return post_models[match.kwargs["kind"]].objects.published().filter(pk=match.kwargs["pk"]).first()
+        if match.url_name == "permalink":
+            year, month, day, slug = (match.kwargs[name] for name in ("year", "month", "day", "slug"))
+            return find_post(*day_range(year, month, day), slug)
+    except (Resolver404, Http404):
+        pass
+    return None
 
 
 # What the inbox does with each kind of activity (blogworks.activitypub.InboxActivity.kind). Each

@@ -1,9 +1,9 @@
 """Moderation: replies and mentions from other sites wait in the admin until the author approves
 them (then they show under the post) or rejects them.
 
-`ModerationAdmin` is the admin both share; the models (linkblog.py's Reply and Mention, on its
-abstract Response) say APPROVED and REJECTED, `post()` and `content_html`. This module never
-imports linkblog.
+`ModerationAdmin` is the admin both share; `Moderated` the lookups both models share (linkblog.py's
+Reply and Mention, on its abstract Response, with `post_kind`, `post_id`, `status`, APPROVED and
+REJECTED, and `content_html`). This module never imports linkblog.
 """
 
 from django.contrib import admin
@@ -11,6 +11,23 @@ from django.utils.html import format_html
 
 from . import text
 from .signals import posts_changed
+
+
+class Moderated:
+    """A reply's or mention's lookups: those of a post, those shown under it, and its post."""
+
+    @classmethod
+    def of_post(cls, post):
+        return cls.objects.filter(post_kind=post.kind, post_id=post.pk)
+
+    @classmethod
+    def shown_under(cls, post):
+        return cls.of_post(post).filter(status=cls.APPROVED)
+
+    def post(self):
+        """Its post, of any kind (found by kind: each kind's model is named after it), or None."""
+        model = self._meta.apps.get_model(self._meta.app_label, self.post_kind)
+        return model.objects.filter(pk=self.post_id).first()
 
 
 class ModerationAdmin(admin.ModelAdmin):

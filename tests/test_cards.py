@@ -165,7 +165,7 @@ def test_an_edited_template_is_on_every_listing_at_once(client, post, tmp_path):
     dead_links.write_text("Fed by hand" + dead_links.read_text())
     with deployed(templates):
         everywhere(client, urls, present=[{False: "Filed under", True: "Fed by hand"}])
-        digest = linkblog.cards.current_digest(linkblog.CARD_TEMPLATES)
+        digest = linkblog.cards.current_digest(linkblog.CARDS.template_names)
         assert set(PostCard.objects.values_list("digest", flat=True)) == {digest}
     everywhere(client, urls, absent=["Filed under", "Fed by hand"])  # and back
 
