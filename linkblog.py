@@ -1089,9 +1089,9 @@ def search_excerpt(html, words):
 # --- Feeds: Atom for everything, for each kind and for each tag or combination of tags --------
 
 
-class PostsFeed(feeds.PagedFeed):
-    """Our published posts, newest first, as Atom entries stored with their cards (paging and the
-    generator: blogworks/feeds.py); subclasses say which posts and the feed's titles and links."""
+class PostsFeed(feeds.PostsFeed):
+    """Our published posts, newest first, as Atom entries stored with their cards (the entries, paging
+    and the generator: blogworks/feeds.py); subclasses say which posts and the feed's titles and links."""
 
     def querysets(self, obj):
         raise NotImplementedError
@@ -1102,39 +1102,6 @@ class PostsFeed(feeds.PagedFeed):
 
     def stored_cards(self, rows):
         return CARDS.cards(rows)
-
-    def author_name(self):
-        return settings.LINKBLOG_AUTHOR
-
-    def item_title(self, post):
-        # Atom titles are plain text: Django's default would escape them a second time.
-        return post.feed_title()
-
-    def item_description(self, post):
-        return None  # the whole post goes into <content>, see item_extra_kwargs
-
-    def item_link(self, post):
-        return absolute_url(post.get_absolute_url())
-
-    def item_guid(self, post):
-        """A tag: URI from the site's host and the permalink: the same on every request, and
-        unchanged by edits to the title or text, or by moving the site from http to https."""
-        host = urlsplit(settings.LINKBLOG_BASE_URL).hostname
-        return f"tag:{host},{post.created:%Y-%m-%d}:{post.get_absolute_url()}"
-
-    item_guid_is_permalink = False
-
-    def item_pubdate(self, post):
-        return post.created
-
-    def item_updateddate(self, post):
-        return post.last_modified  # an edit re-surfaces the post in feed readers
-
-    def item_categories(self, post):
-        return [tag.tag for tag in post.tags.all()]
-
-    def item_extra_kwargs(self, post):
-        return {"content": post.syndicated_html()}
 
 
 class KindFeed(PostsFeed):

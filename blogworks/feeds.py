@@ -9,9 +9,14 @@ one. Entries can be written once and stored (`entry_xml`), then added as they ar
 newest first) and where their stored entries are (`stored_cards(rows)`: objects with `feed_entry`,
 `created` and `last_modified`); it serves them FEED_LENGTH at a time, `?page=N` the N-th page (404
 past the end), linking its neighbours with `Link:` headers and Atom <link> elements.
+
+`PostsFeed` is a PagedFeed of posts: what each entry holds (title, permalink, a tag: URI, dates, tags
+and the whole post) comes from the post's own methods (feed_title, get_absolute_url, last_modified,
+syndicated_html); subclasses say which posts and the feed's titles and links.
 """
 
 import io
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.syndication.views import Feed
@@ -115,6 +120,43 @@ class PagedFeed(Feed):
 
     def feed_guid(self, obj):
         return self.feed_url(obj)
+
+
+class PostsFeed(PagedFeed):
+    """Posts as Atom entries on LINKBLOG_BASE_URL, by LINKBLOG_AUTHOR."""
+
+    def author_name(self):
+        return settings.LINKBLOG_AUTHOR
+
+    def item_title(self, post):
+        # Atom titles are plain text: Django's default would escape them a second time.
+        return post.feed_title()
+
+    def item_description(self, post):
+        return None  # the whole post goes into <content>, see item_extra_kwargs
+
+    def item_link(self, post):
+        return settings.LINKBLOG_BASE_URL + post.get_absolute_url()
+
+    def item_guid(self, post):
+        """A tag: URI from the site's host and the permalink: the same on every request, and
+        unchanged by edits to the title or text, or by moving the site from http to https."""
+        host = urlsplit(settings.LINKBLOG_BASE_URL).hostname
+        return f"tag:{host},{post.created:%Y-%m-%d}:{post.get_absolute_url()}"
+
+    item_guid_is_permalink = False
+
+    def item_pubdate(self, post):
+        return post.created
+
+    def item_updateddate(self, post):
+        return post.last_modified  # an edit re-surfaces the post in feed readers
+
+    def item_categories(self, post):
+        return [tag.tag for tag in post.tags.all()]
+
+    def item_extra_kwargs(self, post):
+        return {"content": post.syndicated_html()}
 
 
 def page_number(request):
