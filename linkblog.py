@@ -14,22 +14,27 @@ Read it top to bottom; each section starts with a `# --- Name` line:
                     what every post does comes from mixins (blogworks/permalinks.py, postcontent.py,
                     linkstore.py, syndication.py); API tokens (blogworks/tokens.py); the listing
                     store listings read (Listed, ListedTag, Tally), kept in step by the signal
-                    handlers; the fediverse's: the actor's key, followers, replies, mentions
+                    handlers (blogworks/upkeep.py); the fediverse's: the actor's key, followers,
+                    replies, mentions (their lookups: blogworks/moderation.py)
     Admin           where the author writes (its shared pieces: blogworks/writing.py, linkadmin.py,
                     moderation.py)
     Pages           home, the tag page (and combinations), permalinks, template filters (the tags URL
-                    converter and the 301s and 400s before views: blogworks/addresses.py)
-    Feeds           Atom for everything, each kind, each tag (generator and paging: blogworks/feeds.py)
+                    converter and the 301s and 400s before views: blogworks/addresses.py; the stored
+                    cards listings show: blogworks/cards.py)
+    Feeds           Atom for everything, each kind, each tag (entries, generator, paging: blogworks/feeds.py)
     Archives        years, months, days (dates in URLs: blogworks/dates.py)
     Discovery       tag cloud, random post, sitemap, robots.txt
     Search page     /search/ with facets (the engine: blogworks/search.py)
     Fediverse       WebFinger, the blog's ActivityPub actor, inbox, outbox, Webmention endpoint
-                    (the inbox's work and the background jobs: blogworks/federation.py)
+                    (the inbox's work, post_at and the background jobs: blogworks/federation.py)
     API             /api/ with django-ninja: schemas and endpoints for read, write, tags, tokens
-                    (auth, errors, field types, filters and saving: blogworks/api.py)
+                    (auth, permissions, errors, field types, filters, /api/items' rows and saving:
+                    blogworks/api.py)
     Serving         the WSGI handler built once per worker; the benchmark's hello-world page
-    Admin tools     import, export and the bookmarklet (forms and permission checks: blogworks/admintools.py)
+    Admin tools     import, export and the bookmarklet (forms, running them, permission checks:
+                    blogworks/admintools.py)
     Commands        `python linkblog.py token|import|export|check-links|serve-production|worker`, the entry point
+                    (arguments, and the work of import, export and check-links: blogworks/cli.py)
 
 Templates live in templates/ (one base, one partial per kind of post), the stylesheet in static/,
 the migrations in migrations/.
@@ -113,6 +118,7 @@ with defer:
     from blogworks.api import caller, page_of, patch_schema, text_field
     from blogworks.api import LinkblogAPI, BearerToken, StaffSession, Anonymous
     from blogworks.api import drop_default, draft_and_date_filter, save_post, validate_with_model_rules
+    from blogworks.api import listed_items, require_permission, visible_posts
     from ninja.responses import Status
     from ninja.schema import Schema
 
@@ -310,10 +316,8 @@ class Post(Permalinked, StoredContent, LinkHolder, Syndicated, models.Model):
     class Meta:
         abstract = True
         ordering = ["-created", "-id"]
-        constraints = [
-            # Every post has a permalink: bulk writes that skip save() cannot store an empty slug.
-            models.CheckConstraint(condition=~Q(slug=""), name="%(app_label)s_%(class)s_has_slug"),
-        ]
+        # Every post has a permalink: bulk writes that skip save() cannot store an empty slug.
+        constraints = [models.CheckConstraint(condition=~Q(slug=""), name="%(app_label)s_%(class)s_has_slug")]
 
     def get_absolute_url(self):
         created = self.created.astimezone(dt_timezone.utc)
@@ -1423,12 +1427,7 @@ def outbox(request):
     if "page" not in request.GET:
         return federation.activity_json(activitypub.ordered_collection(outbox_url, count_mixed_posts(posts), first=f"{outbox_url}?page=1"))
     page = requested_page(request, MixedPostsPaginator(posts, OUTBOX_PAGE_SIZE))
-    actor_url, followers_url = federation.actor_url(), federation.followers_url()
-    items = [activitypub.article(post.activitypub_object(), actor_url, followers_url)
-             for post in load_with_links(page.object_list)]
-    neighbour = {"next_page": page.has_next() and page.next_page_number(), "prev_page": page.has_previous() and page.previous_page_number()}
-    links = {name: f"{outbox_url}?page={number}" for name, number in neighbour.items() if number}
-    return federation.activity_json(activitypub.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links))
+    return federation.activity_json(federation.outbox_page(outbox_url, page, load_with_links(page.object_list)))
 
 
 @app.route("/activitypub/<slug:kind>/<int:pk>/", name="ap_object")
@@ -1499,18 +1498,6 @@ API_PAGE_SIZE = 30
 API_MAX_PAGE_SIZE = 200
 WRITERS = [BearerToken(ApiToken), StaffSession()]
 READERS = [*WRITERS, Anonymous()]
-
-
-def require_permission(request, action, model):
-    """403 unless the caller holds Django's `linkblog.<action>_<model>` permission."""
-    permission = permission_name(action, model)
-    if not caller(request).has_perm(permission):
-        raise ApiProblem(403, f"Your account lacks the “{permission}” permission.")
-
-
-def may_see_drafts(request, model):
-    user = caller(request)
-    return user is not None and user.has_perm(permission_name("view", model))
 
 
 api = LinkblogAPI(
@@ -1700,37 +1687,11 @@ class TagMerge(InputSchema):
 # Reading.
 
 
-def visible_posts(request, model):
-    """All posts of a kind for a caller allowed to see drafts, published ones for everyone else."""
-    return model.objects.all() if may_see_drafts(request, model) else model.objects.published()
-
-
 def filter_posts(request, model, filters):
     posts = visible_posts(request, model).filter(draft_and_date_filter(request, filters))
     if filters.tag:
         posts = with_every_tag(posts, filters.tag)
     return filters.narrow(posts)
-
-
-def listed_items(request, kinds, filters):
-    """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
-    and how to count them (a tally when nothing but one tag narrows what readers see); None when a
-    tag named does not exist (nothing can match)."""
-    drafts_too = [kind for kind in kinds if may_see_drafts(request, POST_MODELS[kind])]
-    published_only = [kind for kind in kinds if kind not in drafts_too]
-    of_kinds = lambda some: Q() if set(some) == set(POST_MODELS) else Q(kind__in=some)  # all: no filter
-    parts = [of_kinds(published_only) & PostQuerySet.published_filter()] if published_only else []
-    parts += [of_kinds(drafts_too)] if drafts_too else []
-    visible = parts[0] if len(parts) == 1 else parts[0] | parts[1]
-    narrowed = draft_and_date_filter(request, filters)
-    tags = list(tags_with_counts().filter(tag__in=filters.tag)) if filters.tag else []
-    if len(tags) < len(set(filters.tag)):
-        return None, None
-    smallest_first = sorted(tags, key=lambda tag: tag.post_count)
-    rows = listing_rows(LISTING, visible & narrowed, [tag.pk for tag in smallest_first])
-    what_readers_see = len(published_only) == len(POST_MODELS) and not narrowed and len(tags) <= 1
-    tally = (lambda: tags[0].post_count) if tags else count_published_posts
-    return rows, tally if what_readers_see else None
 
 
 @api.get("/items", auth=READERS, response=responses(200, ItemsPage, *READ_ERRORS), tags=["Posts of every kind"],
@@ -1742,7 +1703,7 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     if filters.q.strip():
         querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in kinds}
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
-    rows, count = listed_items(request, kinds, filters)
+    rows, count = listed_items(request, kinds, filters, LISTING, tags_with_counts(), count_published_posts, PostQuerySet.published_filter)
     return {"count": 0, "items": []} if rows is None else page_of(rows, page, load_with_links, count)
 
 

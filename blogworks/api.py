@@ -33,6 +33,7 @@ from ninja.security import HttpBearer, SessionAuthIsStaff
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, create_model, model_validator
 
 from . import database, rules
+from .listing import listing_rows
 from .permissions import permission_name
 
 NO_NUL_PATTERN = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text
@@ -83,6 +84,18 @@ class StaffSession(SessionAuthIsStaff):
 def caller(request):
     """The authenticated user behind a request, or None for an anonymous reader."""
     return request.auth if request.auth.is_authenticated else None
+
+
+def require_permission(request, action, model):
+    """403 unless the caller holds Django's `linkblog.<action>_<model>` permission."""
+    permission = permission_name(action, model)
+    if not caller(request).has_perm(permission):
+        raise ApiProblem(403, f"Your account lacks the “{permission}” permission.")
+
+
+def may_see_drafts(request, model):
+    user = caller(request)
+    return user is not None and user.has_perm(permission_name("view", model))
 
 
 # Errors: one JSON shape for every 4xx.
@@ -303,6 +316,33 @@ def draft_and_date_filter(request, filters):
     if filters.before is not None:
         condition &= Q(created__lt=filters.before)
     return condition
+
+
+def visible_posts(request, model):
+    """All posts of a kind for a caller allowed to see drafts, published ones for everyone else."""
+    return model.objects.all() if may_see_drafts(request, model) else model.objects.published()
+
+
+def listed_items(request, kinds, filters, listing, tags_with_counts, count_published, published_filter):
+    """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
+    and how to count them (a tally when nothing but one tag narrows what readers see); None when a
+    tag named does not exist (nothing can match). `listing`: the ListingStore; `tags_with_counts`:
+    tags with `post_count`; `count_published()`: every published post; `published_filter()`: their Q."""
+    drafts_too = [kind for kind in kinds if may_see_drafts(request, listing.models[kind])]
+    published_only = [kind for kind in kinds if kind not in drafts_too]
+    of_kinds = lambda some: Q() if set(some) == set(listing.models) else Q(kind__in=some)  # all: no filter
+    parts = [of_kinds(published_only) & published_filter()] if published_only else []
+    parts += [of_kinds(drafts_too)] if drafts_too else []
+    visible = parts[0] if len(parts) == 1 else parts[0] | parts[1]
+    narrowed = draft_and_date_filter(request, filters)
+    tags = list(tags_with_counts.filter(tag__in=filters.tag)) if filters.tag else []
+    if len(tags) < len(set(filters.tag)):
+        return None, None
+    smallest_first = sorted(tags, key=lambda tag: tag.post_count)
+    rows = listing_rows(listing, visible & narrowed, [tag.pk for tag in smallest_first])
+    what_readers_see = len(published_only) == len(listing.models) and not narrowed and len(tags) <= 1
+    tally = (lambda: tags[0].post_count) if tags else count_published
+    return rows, tally if what_readers_see else None
 
 
 # Writing: validate with the model's own rules, then save post and tags in one transaction.

@@ -154,6 +154,15 @@ def site_host():
     return urlsplit(settings.LINKBLOG_BASE_URL).netloc
 
 
+def outbox_page(outbox_url, page, posts):
+    """Page `page` (a Django Page) of the outbox: its `posts` as Creates, linking the pages either side."""
+    actor, followers = actor_url(), followers_url()
+    items = [ap.article(post.activitypub_object(), actor, followers) for post in posts]
+    neighbour = {"next_page": page.has_next() and page.next_page_number(), "prev_page": page.has_previous() and page.previous_page_number()}
+    links = {name: f"{outbox_url}?page={number}" for name, number in neighbour.items() if number}
+    return ap.ordered_collection_page(f"{outbox_url}?page={page.number}", outbox_url, items, **links)
+
+
 def post_at(url, post_models, find_post):
     """The published post one of our URLs names (its permalink or its ActivityPub id), or None.
     `find_post(start, end, slug)`: the published post with this slug on this day, else Http404."""
