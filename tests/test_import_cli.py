@@ -256,7 +256,8 @@ def assert_stopped_with_nothing_written(database, process, controller, terminal,
 def test_an_interrupted_import_writes_nothing_and_says_so(database, tmp_path):
     import signal
 
-    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path), "--processes", "2")
+    # Big enough to be still under way when the signal comes on a busy machine (imports render while they write).
+    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path, 80000), "--processes", "2")
     rendering_processes_of(process)
     while b"importing [#" not in shown:  # and rendering is under way
         shown += os.read(controller, 4096)
@@ -332,7 +333,7 @@ def test_a_killed_import_takes_its_rendering_processes_with_it(database, tmp_pat
 def test_a_second_import_at_the_same_time_says_another_import_is_running(database, tmp_path):
     import signal
 
-    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path), "--processes", "1")
+    process, controller, terminal, shown = start_import_on_a_terminal(database, big_import_file(tmp_path, 80000), "--processes", "1")
     os.kill(process.pid, signal.SIGSTOP)  # paused mid-import, its transaction open, however fast the machine
     try:
         second = run(database, "import", str(DATA / "blog.ndjson"))
