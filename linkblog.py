@@ -87,7 +87,7 @@ from blogworks.importer import import_file
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
-from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
+from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts, published_count,
                                listing_rows, load_posts, mixed_posts, related_tag_counts, requested_page,
                                store_listing, summed_counts, tally_count, union_all, with_every_tag)
 from blogworks.moderation import Moderated, ModerationAdmin
@@ -712,8 +712,7 @@ def published_listing(kinds=None, tags=()):
     """Newest-first (kind, pk, created) rows of the published posts (of `kinds`, all by default)
     carrying every one of `tags` (Tag objects with `post_count`, as readable_tags() gives them)."""
     condition = PostQuerySet.published_filter() & (Q(kind__in=kinds) if kinds is not None else Q())
-    smallest_first = sorted(tags, key=lambda tag: tag.post_count)
-    return listing_rows(LISTING, condition, [tag.pk for tag in smallest_first])
+    return listing_rows(LISTING, condition, tags)
 
 
 def next_scheduled_moment():
@@ -729,6 +728,17 @@ watch_schedule(next_scheduled_moment)  # the page cache starts afresh at that mo
 def tags_with_counts():
     """Every tag, annotated with `post_count`: its published posts of every kind (from its tally)."""
     return Tag.objects.annotate(post_count=tally_count(ListedTag, timezone.now()))
+
+
+def tags_by_name(names):
+    """The tags of these names, each with `post_count` as tags_with_counts() gives it, read from the
+    tally in Python: tag pages and the API name one to three tags, and compiling that expression
+    took longer than the query."""
+    now = timezone.now()
+    tags = list(Tag.objects.filter(tag__in=names).select_related("tally"))
+    for tag in tags:
+        tag.post_count = published_count(LISTING, getattr(tag, "tally", None), now)
+    return tags
 
 
 def readable_tags():
@@ -927,7 +937,7 @@ def tag_page(request, names):
         "names": names,
         "page": page,
         "canonical": canonical_tag_page(names, page),
-        "related": related_tags(tags, rows),
+        "related": related_tags(tags),
     }
     return render(request, "tag.html", context)
 
@@ -937,7 +947,7 @@ def tags_named(names):
     if len(names) > MAX_COMBINED_TAGS:
         raise TooManyTags(f"A page can combine at most {MAX_COMBINED_TAGS} tags; this address names {len(names)}.")
     names = list(dict.fromkeys(names))
-    found = {tag.tag: tag for tag in readable_tags().filter(tag__in=names)}
+    found = {tag.tag: tag for tag in tags_by_name(names) if tag.post_count > 0}  # readable_tags()' rule
     if len(found) < len(names):
         raise Http404("No such tag")
     return [found[name] for name in names]
@@ -965,14 +975,16 @@ def canonical_tag_page(names, page):
     return f"{url}?page={page.number}" if page.number > 1 else url
 
 
-def related_tags(tags, rows):
-    """The tags most often found on the newest RELATED_SAMPLE of a tag page's `rows` besides its own
-    `tags`, most shared first, as [{"tag", "count", "combined"}] where `combined` names the tag page
-    that adds this tag (None past MAX_COMBINED_TAGS). Two queries, bounded by the sample."""
+def related_tags(tags):
+    """The tags most often found besides `tags` on the newest RELATED_SAMPLE posts of the smallest
+    of them (those carrying the others too), most shared first, as [{"tag", "count", "url",
+    "combined_url"}]: `combined_url` is the tag page that adds this tag (None past MAX_COMBINED_TAGS)."""
     names = [tag.tag for tag in tags]
-    ranked = related_tag_counts(LISTING, rows, [tag.pk for tag in tags], RELATED_SAMPLE, RELATED_TAGS)
+    ranked = related_tag_counts(LISTING, PostQuerySet.published_filter(), tags, RELATED_SAMPLE, RELATED_TAGS)
     can_combine = len(names) < MAX_COMBINED_TAGS
-    return [{"tag": name, "count": count, "combined": names + [name] if can_combine else None} for name, count in ranked]
+    return [{"tag": name, "count": count, "url": cached_reverse("tag_page", name),
+             "combined_url": cached_reverse("tag_page", "+".join([*names, name])) if can_combine else None}
+            for name, count in ranked]
 
 
 # Permalinks: /2024/Sep/25/slug/ (dates in URLs: blogworks/dates.py)
@@ -1703,7 +1715,7 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     if filters.q.strip():
         querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in kinds}
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
-    rows, count = listed_items(request, kinds, filters, LISTING, tags_with_counts(), count_published_posts, PostQuerySet.published_filter)
+    rows, count = listed_items(request, kinds, filters, LISTING, tags_by_name, count_published_posts, PostQuerySet.published_filter)
     return {"count": 0, "items": []} if rows is None else page_of(rows, page, load_with_links, count)
 
 

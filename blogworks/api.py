@@ -323,11 +323,11 @@ def visible_posts(request, model):
     return model.objects.all() if may_see_drafts(request, model) else model.objects.published()
 
 
-def listed_items(request, kinds, filters, listing, tags_with_counts, count_published, published_filter):
+def listed_items(request, kinds, filters, listing, tags_by_name, count_published, published_filter):
     """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
     and how to count them (a tally when nothing but one tag narrows what readers see); None when a
-    tag named does not exist (nothing can match). `listing`: the ListingStore; `tags_with_counts`:
-    tags with `post_count`; `count_published()`: every published post; `published_filter()`: their Q."""
+    tag named does not exist (nothing can match). `listing`: the ListingStore; `tags_by_name(names)`:
+    those tags with `post_count`; `count_published()`: every published post; `published_filter()`: their Q."""
     drafts_too = [kind for kind in kinds if may_see_drafts(request, listing.models[kind])]
     published_only = [kind for kind in kinds if kind not in drafts_too]
     of_kinds = lambda some: Q() if set(some) == set(listing.models) else Q(kind__in=some)  # all: no filter
@@ -335,11 +335,10 @@ def listed_items(request, kinds, filters, listing, tags_with_counts, count_publi
     parts += [of_kinds(drafts_too)] if drafts_too else []
     visible = parts[0] if len(parts) == 1 else parts[0] | parts[1]
     narrowed = draft_and_date_filter(request, filters)
-    tags = list(tags_with_counts.filter(tag__in=filters.tag)) if filters.tag else []
+    tags = tags_by_name(filters.tag) if filters.tag else []
     if len(tags) < len(set(filters.tag)):
         return None, None
-    smallest_first = sorted(tags, key=lambda tag: tag.post_count)
-    rows = listing_rows(listing, visible & narrowed, [tag.pk for tag in smallest_first])
+    rows = listing_rows(listing, visible & narrowed, tags)
     what_readers_see = len(published_only) == len(listing.models) and not narrowed and len(tags) <= 1
     tally = (lambda: tags[0].post_count) if tags else count_published
     return rows, tally if what_readers_see else None
