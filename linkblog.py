@@ -76,7 +76,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
-from pydantic import Field, StrictBool, StringConstraints
+from pydantic import Discriminator, Field, StrictBool, StringConstraints, Tag as Variant
 
 from blogworks import activitypub, cards, cli, config, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
 from blogworks.addresses import TagsConverter, TooManyTags, canonical_month_redirect, lowercase_tags, permanent_redirect, too_many_tags_is_400
@@ -87,9 +87,9 @@ from blogworks.importer import import_file
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
-from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts, published_count,
-                               listing_rows, load_posts, mixed_posts, related_tag_counts, requested_page,
-                               store_listing, summed_counts, tally_count, union_all, with_every_tag)
+from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
+                               count_pair, listing_rows, load_posts, mixed_posts, published_count, related_tag_counts,
+                               requested_page, store_listing, summed_counts, tally_count, union_all, with_every_tag)
 from blogworks.moderation import Moderated, ModerationAdmin
 from blogworks.permalinks import Permalinked
 from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
@@ -663,6 +663,18 @@ class Tally(models.Model):
     newest = models.DateTimeField(null=True)
 
 
+class PairTally(models.Model):
+    """How many non-draft posts (scheduled ones included) carry both `tag` and `other` (tag.pk <
+    other.pk): a page combining two tags is counted without walking either (blogworks/listing.py)."""
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+", db_index=False)  # the constraint's index leads with it
+    other = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+    listed = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tag", "other"], name="linkblog_pairtally_one_per_pair")]
+
+
 def with_links(posts):
     """`posts` (a list), each given its Links' stored states: one query for them all."""
     return linkstore.attach_links(posts, PostLink)
@@ -674,7 +686,7 @@ def load_with_links(rows):
 
 
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
-LISTING = ListingStore(POST_MODELS, Listed, ListedTag, Tally)
+LISTING = ListingStore(POST_MODELS, Listed, ListedTag, Tally, PairTally)
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
 
 
@@ -965,8 +977,11 @@ def redirect_renamed_tags(request, names):
 
 
 def count_tagged(tags):
-    """How to count a tag page's posts: one tag's tally (readable_tags() read it), else None (the rows)."""
-    return (lambda: tags[0].post_count) if len(tags) == 1 else None
+    """How to count a tag page's posts: one tag's tally (tags_by_name() read it), two tags' pair tally,
+    else None (the rows)."""
+    if len(tags) == 1:
+        return lambda: tags[0].post_count
+    return (lambda: count_pair(LISTING, tags, timezone.now())) if len(tags) == 2 else None
 
 
 def canonical_tag_page(names, page):
@@ -1623,7 +1638,16 @@ class QuotationOut(PostOut):
     source_url: str
 
 
-Item = Union[EntryOut, BlogmarkOut, QuotationOut]  # told apart by `type`
+def item_type(item):
+    """Which of Item's schemas an item takes: its kind, so pydantic tries that one schema, not every one
+    in turn (a failed try looked up each missing field the slow way, through dir())."""
+    if isinstance(item, dict):
+        return item.get("type")
+    return item.kind if isinstance(item, Post) else getattr(item, "type", None)  # a post, or a schema to serialize
+
+
+Item = Annotated[Union[Annotated[EntryOut, Variant("entry")], Annotated[BlogmarkOut, Variant("blogmark")],
+                       Annotated[QuotationOut, Variant("quotation")]], Discriminator(item_type)]
 
 
 class Page(Schema):
@@ -1715,7 +1739,7 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
     if filters.q.strip():
         querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in kinds}
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
-    rows, count = listed_items(request, kinds, filters, LISTING, tags_by_name, count_published_posts, PostQuerySet.published_filter)
+    rows, count = listed_items(request, kinds, filters, LISTING, tags_by_name, count_tagged, count_published_posts, PostQuerySet.published_filter)
     return {"count": 0, "items": []} if rows is None else page_of(rows, page, load_with_links, count)
 
 

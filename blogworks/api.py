@@ -323,11 +323,12 @@ def visible_posts(request, model):
     return model.objects.all() if may_see_drafts(request, model) else model.objects.published()
 
 
-def listed_items(request, kinds, filters, listing, tags_by_name, count_published, published_filter):
+def listed_items(request, kinds, filters, listing, tags_by_name, count_tagged, count_published, published_filter):
     """/api/items without `q`, from the listing store: rows of `kinds` the caller may see, filtered,
-    and how to count them (a tally when nothing but one tag narrows what readers see); None when a
-    tag named does not exist (nothing can match). `listing`: the ListingStore; `tags_by_name(names)`:
-    those tags with `post_count`; `count_published()`: every published post; `published_filter()`: their Q."""
+    and how to count them (a tally when nothing but tags narrows what readers see); None when a tag
+    named does not exist (nothing can match). `listing`: the ListingStore; `tags_by_name(names)`:
+    those tags with `post_count`; `count_tagged(tags)`: the tag page's counter (None: count the rows);
+    `count_published()`: every published post; `published_filter()`: their Q."""
     drafts_too = [kind for kind in kinds if may_see_drafts(request, listing.models[kind])]
     published_only = [kind for kind in kinds if kind not in drafts_too]
     of_kinds = lambda some: Q() if set(some) == set(listing.models) else Q(kind__in=some)  # all: no filter
@@ -339,8 +340,8 @@ def listed_items(request, kinds, filters, listing, tags_by_name, count_published
     if len(tags) < len(set(filters.tag)):
         return None, None
     rows = listing_rows(listing, visible & narrowed, tags)
-    what_readers_see = len(published_only) == len(listing.models) and not narrowed and len(tags) <= 1
-    tally = (lambda: tags[0].post_count) if tags else count_published
+    what_readers_see = len(published_only) == len(listing.models) and not narrowed
+    tally = count_tagged(tags) if tags else count_published
     return rows, tally if what_readers_see else None
 
 

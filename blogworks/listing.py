@@ -15,7 +15,7 @@ arguments; none knows the models by name.
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from itertools import islice
+from itertools import combinations, islice
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import connections, models, transaction
@@ -114,6 +114,7 @@ class ListingStore:
     listed: type
     listed_tag: type
     tally: type
+    pair_tally: type = None  # none in migrations before 0013
 
 
 LISTING_ORDER = ("-created", "-post_id", "-kind")  # all descending: one backward walk of the index
@@ -135,22 +136,24 @@ def store_listing(store, ids_by_kind):
     tag without the other's uncommitted rows, one stale count overwriting the other."""
     with transaction.atomic():
         everything = store.tally.objects.select_for_update().filter(tag=None).first()
-        touched, change, newest = set(), 0, []
+        touched, pairs, change, newest = set(), set(), 0, []
         for kind, ids in ids_by_kind.items():
             for batch in batches(set(ids)):
-                tags, batch_change, batch_newest = rewrite_rows(store, kind, batch)
-                touched, change, newest = touched | tags, change + batch_change, newest + [batch_newest]
+                tags, batch_pairs, batch_change, batch_newest = rewrite_rows(store, kind, batch)
+                touched, pairs, change, newest = touched | tags, pairs | batch_pairs, change + batch_change, newest + [batch_newest]
         refresh_tallies(store, touched)
+        refresh_pair_tallies(store, pairs)
         move_everything(store, everything, change, newest)
 
 
 def rewrite_rows(store, kind, ids):
     """Replace the rows of one kind's posts `ids`, copied by the database (INSERT ... SELECT: no row
     passes through Python); returns the ids of the tags they had or have, how many more non-draft
-    rows they have now, and the newest one's date."""
+    rows they have now, and the newest one's date; and the pairs of tags they had or have together."""
     model, mine = store.models[kind], {"kind": kind, "post_id__in": ids}
     tags_of_mine = lambda: set(store.listed_tag.objects.filter(**mine).values_list("tag_id", flat=True))
-    old_tags = tags_of_mine()
+    pairs_of_mine = lambda: tag_pairs(store.listed_tag.objects.filter(**mine).values_list("post_id", "tag_id"))
+    old_tags, old_pairs = tags_of_mine(), pairs_of_mine()
     listed_before = store.listed.objects.filter(**mine, is_draft=False).count()
     store.listed.objects.filter(**mine).delete()
     store.listed_tag.objects.filter(**mine).delete()
@@ -160,7 +163,7 @@ def rewrite_rows(store, kind, ids):
              .values("tag_id", f"{kind}__pk", f"{kind}__created", f"{kind}__is_draft", kind_=Value(kind)))
     insert_from(store.listed_tag, ["tag_id", "post_id", "created", "is_draft", "kind"], links)
     now_listed = store.listed.objects.filter(**mine, is_draft=False).aggregate(n=Count("*"), newest=Max("created"))
-    return old_tags | tags_of_mine(), now_listed["n"] - listed_before, now_listed["newest"]
+    return old_tags | tags_of_mine(), old_pairs | pairs_of_mine(), now_listed["n"] - listed_before, now_listed["newest"]
 
 
 def insert_from(model, columns, rows):
@@ -180,6 +183,65 @@ def refresh_tallies(store, tag_ids):
         tallies = [store.tally(tag_id=pk, listed=counted.get(pk, {}).get("listed", 0), newest=counted.get(pk, {}).get("newest"))
                    for pk in existing.values_list("pk", flat=True)]
         store.tally.objects.bulk_create(tallies, update_conflicts=True, unique_fields=["tag"], update_fields=["listed", "newest"])
+
+
+def tag_pairs(post_tags):
+    """{(tag id, greater tag id)} of every two tags one post carries, from (post id, tag id) rows."""
+    by_post = defaultdict(list)
+    for post_id, tag_id in post_tags:
+        by_post[post_id].append(tag_id)
+    return {pair for tag_ids in by_post.values() for pair in combinations(sorted(tag_ids), 2)}
+
+
+PAIR_BATCH = 500  # first tags whose pairs one query recounts
+
+
+def refresh_pair_tallies(store, pairs):
+    """Recount the shared posts of these (tag id, greater tag id) pairs: for each batch of first tags,
+    one join of their rows with the same posts' rows of the greater tags asked for. Every pair in that
+    box is recounted, asked for or not, and one no post shares any more goes."""
+    if store.pair_tally is None or not pairs:
+        return
+    by_first = defaultdict(set)
+    for first, second in pairs:
+        by_first[first].add(second)
+    for firsts in batches(by_first, PAIR_BATCH):
+        seconds = set().union(*(by_first[first] for first in firsts))
+        counted = shared_posts(store, firsts, seconds)
+        box = store.pair_tally.objects.filter(tag_id__in=firsts, other_id__in=seconds)
+        gone = [pk for pk, first, second in box.values_list("pk", "tag_id", "other_id") if (first, second) not in counted]
+        for some in batches(gone):
+            store.pair_tally.objects.filter(pk__in=some).delete()
+        tallies = [store.pair_tally(tag_id=first, other_id=second, listed=listed) for (first, second), listed in counted.items()]
+        store.pair_tally.objects.bulk_create(tallies, batch_size=STORE_BATCH, update_conflicts=True,
+                                             unique_fields=["tag", "other"], update_fields=["listed"])
+
+
+def shared_posts(store, firsts, seconds, after=None):
+    """{(first, second): non-draft posts carrying both} for tags `firsts` and greater tags `seconds`
+    (only posts dated after `after`, if given: the scheduled ones)."""
+    connection = connections[store.listed_tag.objects.db]
+    quote = connection.ops.quote_name
+    table, tag_id, kind, post_id = (quote(store.listed_tag._meta.db_table), quote("tag_id"), quote("kind"), quote("post_id"))
+    firsts, seconds = list(firsts), list(seconds)
+    placeholders = lambda values: ", ".join(["%s"] * len(values))
+    scheduled_only = f" AND a.{quote('created')} > %s" if after is not None else ""
+    sql = (f"SELECT a.{tag_id}, b.{tag_id}, COUNT(*) FROM {table} AS a JOIN {table} AS b"
+           f" ON b.{kind} = a.{kind} AND b.{post_id} = a.{post_id} AND b.{tag_id} > a.{tag_id}"
+           f" WHERE a.{tag_id} IN ({placeholders(firsts)}) AND b.{tag_id} IN ({placeholders(seconds)})"
+           f" AND NOT a.{quote('is_draft')}{scheduled_only} GROUP BY a.{tag_id}, b.{tag_id}")
+    moment = [connection.ops.adapt_datetimefield_value(after)] if after is not None else []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*firsts, *seconds, *moment])
+        return {(first, second): listed for first, second, listed in cursor.fetchall()}
+
+
+def count_pair(store, tags, now):
+    """The published posts carrying both of two tags: their pair's tally less its scheduled posts
+    (an index range of future dates of the first tag: empty but for a scheduled post)."""
+    first, second = sorted(tag.pk for tag in tags)
+    listed = store.pair_tally.objects.filter(tag_id=first, other_id=second).values_list("listed", flat=True).first()
+    return (listed or 0) - shared_posts(store, [first], [second], after=now).get((first, second), 0)
 
 
 def move_everything(store, everything, change, newest):

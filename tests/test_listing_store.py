@@ -9,6 +9,7 @@ import importlib
 import io
 import json
 from collections import Counter
+from itertools import combinations
 from datetime import timedelta
 from unittest import mock
 
@@ -17,10 +18,10 @@ from django.apps import apps
 from django.core.management import call_command
 from django.utils import timezone
 
-from blogworks.listing import count_everything
+from blogworks.listing import count_everything, count_pair
 from factories import at
-from linkblog import (LISTING, POST_MODELS, ApiToken, Entry, Listed, ListedTag, Tag, Tally, export, import_posts,
-                      readable_tags)
+from linkblog import (LISTING, POST_MODELS, ApiToken, Entry, Listed, ListedTag, PairTally, Tag, Tally, export,
+                      import_posts, readable_tags)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,6 +38,15 @@ def truth():
     return rows, tag_rows, counts
 
 
+def shared_truth():
+    """How many published posts each two tags share, recounted from the posts: {(tag, tag): count}."""
+    shared = Counter()
+    for model in POST_MODELS.values():
+        for post in model.objects.published().prefetch_related("tags"):
+            shared.update(combinations(sorted(tag.pk for tag in post.tags.all()), 2))
+    return shared
+
+
 def stored():
     rows = set(Listed.objects.values_list("kind", "post_id", "created", "is_draft"))
     tag_rows = set(ListedTag.objects.values_list("tag_id", "kind", "post_id", "created", "is_draft"))
@@ -49,6 +59,10 @@ def assert_store_right():
     assert {tag.pk: tag.post_count for tag in readable_tags()} == +counts
     published = sum(1 for _, _, created, is_draft in rows if not is_draft and created <= timezone.now())
     assert count_everything(LISTING, timezone.now()) == published
+    tags = Tag.objects.in_bulk()
+    pairs = {(pair.tag_id, pair.other_id) for pair in PairTally.objects.all()} | set(shared_truth())
+    shared = {pair: count_pair(LISTING, [tags[pk] for pk in pair], timezone.now()) for pair in pairs}
+    assert +Counter(shared) == shared_truth()
 
 
 @pytest.fixture
@@ -100,14 +114,16 @@ def test_tags_added_and_removed_from_either_side(make, blog):
 
 def test_a_scheduled_post_counts_at_its_moment_without_a_write(make, blog, client):
     moment = timezone.now() + timedelta(days=1)
-    make.entry("Coming soon", tags=["python", "later"], created=moment)
+    make.entry("Coming soon", tags=["python", "django", "later"], created=moment)
     assert_store_right()
     assert client.get("/tags/later/").status_code == 404
+    assert "1 item tagged" in client.get("/tags/django+python/").content.decode()
     python_before = readable_tags().get(tag="python").post_count
     with mock.patch("django.utils.timezone.now", return_value=moment + timedelta(seconds=1)):
         assert_store_right()
         assert readable_tags().get(tag="python").post_count == python_before + 1
         assert "Coming soon" in client.get("/tags/later/").content.decode()
+        assert "2 items tagged" in client.get("/tags/django+python/").content.decode()
         assert "Coming soon" in client.get("/").content.decode()
 
 
@@ -174,4 +190,13 @@ def test_the_migration_fills_the_store_of_an_existing_blog(make, blog):
         model.objects.all().delete()
     migration = importlib.import_module("migrations.0011_listing_store")
     migration.fill_listing(apps, None)
+    assert_store_right()
+
+
+def test_the_migration_counts_the_pairs_of_an_existing_blog(make, blog):
+    make.entry("Three tags", tags=["python", "django", "orm"], created=at(2024, 5, 1))
+    PairTally.objects.all().delete()
+    migration = importlib.import_module("migrations.0013_pair_tally")
+    migration.fill_pair_tallies(apps, None)
+    assert PairTally.objects.count() == 3  # python+django, python+orm, django+orm: not the draft's python+secret
     assert_store_right()
