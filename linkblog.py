@@ -76,7 +76,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from nanodjango import Django, defer
-from pydantic import Discriminator, Field, StrictBool, StringConstraints, Tag as Variant
+from pydantic import Discriminator, Field, StrictBool, StringConstraints, Tag as Variant, TypeAdapter
 
 from blogworks import activitypub, cards, cli, config, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
 from blogworks.addresses import TagsConverter, TooManyTags, canonical_month_redirect, lowercase_tags, permanent_redirect, too_many_tags_is_400
@@ -590,6 +590,7 @@ class PostCard(models.Model):
     post_id = models.PositiveBigIntegerField()
     html = models.TextField()
     feed_entry = models.TextField()
+    api_item = models.TextField(default="")
     last_modified = models.DateTimeField()
     digest = models.CharField(max_length=64)
 
@@ -890,9 +891,11 @@ class LinkAdmin(linkadmin.LinkAdmin):
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
 
 
-# Listings and feeds show each post as its stored card (blogworks/cards.py), rendered by its kind's
-# partial and its feed template.
-CARDS = cards.CardStore(PostCard, POST_MODELS, load_with_links, lambda post: PostsFeed().stored_entry(post))
+# Listings, feeds and /api/items show each post as its stored card (blogworks/cards.py), rendered by
+# its kind's partial, its feed template and the API's Item schema.
+CARDS = cards.CardStore(PostCard, POST_MODELS, load_with_links, lambda post: PostsFeed().stored_entry(post),
+                        api_item=lambda post: ITEM.dump_json(ITEM.validate_python(post)).decode(),
+                        api_shape=lambda: ITEM.json_schema())
 
 
 def posts_page(request, querysets):
@@ -1648,6 +1651,7 @@ def item_type(item):
 
 Item = Annotated[Union[Annotated[EntryOut, Variant("entry")], Annotated[BlogmarkOut, Variant("blogmark")],
                        Annotated[QuotationOut, Variant("quotation")]], Discriminator(item_type)]
+ITEM = TypeAdapter(Item)  # an item to JSON and back, for the stored cards
 
 
 class Page(Schema):
@@ -1740,7 +1744,15 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
         querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in kinds}
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
     rows, count = listed_items(request, kinds, filters, LISTING, tags_by_name, count_tagged, count_published_posts, PostQuerySet.published_filter)
-    return {"count": 0, "items": []} if rows is None else page_of(rows, page, load_with_links, count)
+    return {"count": 0, "items": []} if rows is None else stored_items_page(page_of(rows, page, CARDS.cards, count))
+
+
+def stored_items_page(found):
+    """An ItemsPage of stored cards, their items' JSON joined as stored: an HttpResponse, which django-ninja
+    sends as it is (the cards were rendered through the Item schema; checking them again would cost what
+    storing them saves)."""
+    items = ",".join(card.api_item for card in found["items"])
+    return HttpResponse(f'{{"count": {found["count"]}, "items": [{items}]}}', content_type="application/json; charset=utf-8")
 
 
 def get_post(request, model, post_id):

@@ -1,6 +1,6 @@
-"""Listing cards: each post as listings show it (home, tag pages, archives), rendered once after it
-changes and stored, so that a listing page joins thirty stored fragments instead of loading thirty
-posts with their tags and links and running their templates (issue 15).
+"""Listing cards: each post as listings show it (home, tag pages, archives), as feeds and /api/items
+show it, rendered once after it changes and stored, so that a listing page joins thirty stored
+fragments instead of loading thirty posts with their tags and links and running their templates.
 
 What a card shows, and what therefore forgets it (the next page that lists the post renders it
 again and stores it):
@@ -11,7 +11,7 @@ again and stores it):
   changes a Link's state or copy (the link checker, the archive job, the admin's "mark fine");
 - writes in bulk that send no model signals (an import): `posts_changed` from any sender the site
   does not name as covered forgets every card: correct by default for a new kind of bulk write;
-- the templates and settings it was rendered with: each card stores their digest, and a card whose
+- the templates, settings and API schema it was rendered with: each card stores their digest, and a card whose
   digest is not the current one is rendered again when read and stored back. On read, not at
   startup or migrate: rendering 100,000 cards takes about a minute, which would hold up every
   deploy, while on read a page pays for at most its own thirty cards, once.
@@ -28,6 +28,7 @@ Models come in as arguments (this package never imports linkblog): `card_model` 
 """
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -40,6 +41,7 @@ from django.db.models import Q
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.template.loader import get_template, render_to_string
 from django.template.loader_tags import IncludeNode
+from django.utils.functional import cached_property
 from django.utils.safestring import SafeString, mark_safe
 
 from .database import is_busy, without_waiting
@@ -53,8 +55,9 @@ CARD_SETTINGS = ("LINKBLOG_BASE_URL", "LINKBLOG_TITLE", "TIME_ZONE", "LANGUAGE_C
 
 
 # What a card row stores besides its key and digest: the listing's HTML, the post's <entry> in Atom
-# feeds, and when the post last changed (the feed's <updated> is its newest entry's).
-STORED = ("html", "feed_entry", "last_modified")
+# feeds, its item in the API's lists (JSON), and when the post last changed (the feed's <updated> is
+# its newest entry's).
+STORED = ("html", "feed_entry", "api_item", "last_modified")
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Card:
     created: datetime
     html: str
     feed_entry: str
+    api_item: str
     last_modified: datetime
 
 
@@ -96,16 +100,18 @@ def template_sources(names):
     return sources
 
 
-def current_digest(template_names):
-    """The digest of the card templates (and what they include) and of CARD_SETTINGS. Kept per
-    process (templates change with a deploy); recomputed on every call with DEBUG on, where the
-    development server picks up edited templates, and after any setting changes (tests)."""
-    key = tuple(template_names)
+def current_digest(template_names, shapes=""):
+    """The digest of the card templates (and what they include), of CARD_SETTINGS and of `shapes`
+    (the API item's schema, as text). Kept per process (templates change with a deploy); recomputed
+    on every call with DEBUG on, where the development server picks up edited templates, and after
+    any setting changes (tests)."""
+    key = (tuple(template_names), shapes)
     if key in _digests and not settings.DEBUG:
         return _digests[key]
     parts = sorted(template_sources(template_names).items())
     parts += [(name, repr(getattr(settings, name, None))) for name in CARD_SETTINGS]
     parts.append(("django", django.get_version()))  # its filters and feed writer shape cards too
+    parts.append(("shapes", shapes))
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()
     _digests[key] = digest
     return digest
@@ -147,11 +153,10 @@ def store_cards(card_model, fields_by_post, digest):
             raise
 
 
-def listing_cards(rows, card_model, render, template_names):
+def listing_cards(rows, card_model, render, digest):
     """The cards of a page of (kind, pk, created) rows, in order. Those missing or rendered with other
-    templates or settings are rendered now (`render(rows)` -> {(kind, pk): {field: value}}, the
-    fields in STORED) and stored."""
-    digest = current_digest(template_names)
+    templates or settings (another `digest`) are rendered now (`render(rows)` -> {(kind, pk): {field:
+    value}}, the fields in STORED) and stored."""
     stored = stored_cards(card_model, rows)
     stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
@@ -173,22 +178,32 @@ def fill_edit_slots(cards, edit_link):
 class CardStore:
     """One site's cards: `post_models` {kind: model}, each card rendered by its kind's partial and
     feed templates; `load_posts(rows)`: the posts behind rows, in order, ready to render;
-    `feed_entry(post)`: its Atom <entry>."""
+    `feed_entry(post)`: its Atom <entry>; `api_item(post)`: its API item as JSON, and
+    `api_shape()` that item's JSON schema (a card stored with another schema is rendered again)."""
 
-    def __init__(self, card_model, post_models, load_posts, feed_entry):
-        self.card_model, self.post_models, self.load_posts, self.feed_entry = card_model, post_models, load_posts, feed_entry
+    def __init__(self, card_model, post_models, load_posts, feed_entry, api_item, api_shape):
+        self.card_model, self.post_models, self.load_posts = card_model, post_models, load_posts
+        self.feed_entry, self.api_item, self.api_shape = feed_entry, api_item, api_shape
         self.template_names = [name for model in post_models.values() for name in (model().partial_template, model().feed_template)]
+
+    @cached_property
+    def shape(self):
+        return json.dumps(self.api_shape(), sort_keys=True)
+
+    def digest(self):
+        return current_digest(self.template_names, self.shape)
 
     def rendered(self, rows):
         """{(kind, pk): {field: value}} of the cards of the posts behind `rows` (the fields in STORED),
         the listing's HTML with its Edit link left as a slot."""
         return {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": EDIT_SLOT}),
-                                       "feed_entry": self.feed_entry(post), "last_modified": post.last_modified}
+                                       "feed_entry": self.feed_entry(post), "api_item": self.api_item(post),
+                                       "last_modified": post.last_modified}
                 for post in self.load_posts(rows)}
 
     def cards(self, rows):
         """The cards of a page of (kind, pk, created) rows, Edit slots left in (for feeds)."""
-        return listing_cards(rows, self.card_model, self.rendered, self.template_names)
+        return listing_cards(rows, self.card_model, self.rendered, self.digest())
 
     def cards_for(self, user, rows):
         """The cards of a page of rows, with Edit links for `user` only."""

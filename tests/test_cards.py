@@ -34,25 +34,29 @@ def no_page_cache(settings):
 
 WHEN = at(2024, 5, 7, 9)
 ARCHIVED = "https://archive.test/web/2024/https://gone.example/page"
+# Pages and feeds offer a dead link's archived copy; the API gives every link's copy, and its state.
+DEAD_WITH_COPY = {"page": ARCHIVED, "feed": ARCHIVED, "api": '"state":"dead"'}
 
 
 def listings(post):
-    """Every page and feed listing `post`: home, each of its tags' pages, its month and its day; the
-    feeds of everything, of its kind and of each of its tags."""
+    """Every page, feed and API list listing `post`: home, each of its tags' pages, its month and its
+    day; the feeds of everything, of its kind and of each of its tags; /api/items, of every kind and
+    of each of its tags."""
     day = post.created
     month = linkblog.MONTHS[day.month - 1]
     tags = [tag.tag for tag in post.tags.all()]
     return ["/", *[f"/tags/{name}/" for name in tags], f"/{day.year}/{month}/", f"/{day.year}/{month}/{day.day}/",
-            "/atom/everything/", f"/atom/{post.feed_name}/", *[f"/tags/{name}.atom" for name in tags]]
+            "/atom/everything/", f"/atom/{post.feed_name}/", *[f"/tags/{name}.atom" for name in tags],
+            "/api/items", *[f"/api/items?tag={name}" for name in tags]]
 
 
-def is_feed(url):
-    return "atom" in url
+def shown_as(url):
+    return "api" if url.startswith("/api/") else "feed" if "atom" in url else "page"
 
 
 def shown_tag(name):
-    """How a listing page and a feed show that a post carries the tag `name`."""
-    return {False: f'rel="tag">{name}</a>', True: f'<category term="{name}"/>'}
+    """How a listing page, a feed and the API show that a post carries the tag `name`."""
+    return {"page": f'rel="tag">{name}</a>', "feed": f'<category term="{name}"/>', "api": f'"{name}"'}
 
 
 def pages(client, urls):
@@ -75,19 +79,20 @@ def visit(client, post):
 
 def everywhere(client, urls, present=(), absent=()):
     """Each text in `present` is on every page of `urls`, none in `absent`. A text may be a dict
-    {is a feed: text} when pages and feeds show it differently."""
+    {"page", "feed" or "api": text} when they show it differently (a kind left out: not shown there)."""
     for url, page in pages(client, urls).items():
         for text in present:
-            text = text[is_feed(url)] if isinstance(text, dict) else text
+            text = text.get(shown_as(url), "") if isinstance(text, dict) else text
             assert text in page, f"{text!r} missing on {url}"
         for text in absent:
-            text = text[is_feed(url)] if isinstance(text, dict) else text
-            assert text not in page, f"{text!r} still on {url}"
+            text = text.get(shown_as(url)) if isinstance(text, dict) else text
+            assert text is None or text not in page, f"{text!r} still on {url}"
 
 
 def without(urls, *names):
     """`urls` less the tag pages and feeds of the tags named (gone, or renamed)."""
-    return [url for url in urls if not any(url in (f"/tags/{name}/", f"/tags/{name}.atom") for name in names)]
+    gone = {url for name in names for url in (f"/tags/{name}/", f"/tags/{name}.atom", f"/api/items?tag={name}")}
+    return [url for url in urls if url not in gone]
 
 
 @pytest.fixture
@@ -164,8 +169,8 @@ def test_an_edited_template_is_on_every_listing_at_once(client, post, tmp_path):
     dead_links = templates / "_dead_links.html"  # included by every kind's feed entry
     dead_links.write_text("Fed by hand" + dead_links.read_text())
     with deployed(templates):
-        everywhere(client, urls, present=[{False: "Filed under", True: "Fed by hand"}])
-        digest = linkblog.cards.current_digest(linkblog.CARDS.template_names)
+        everywhere(client, urls, present=[{"page": "Filed under", "feed": "Fed by hand"}])
+        digest = linkblog.CARDS.digest()
         assert set(PostCard.objects.values_list("digest", flat=True)) == {digest}
     everywhere(client, urls, absent=["Filed under", "Fed by hand"])  # and back
 
@@ -175,6 +180,14 @@ def test_a_new_base_url_setting_renders_cards_again(client, post):
     before = PostCard.objects.get(post_id=post.pk).digest
     with override_settings(LINKBLOG_BASE_URL="https://elsewhere.example"):
         client.get("/")
+    assert PostCard.objects.get(post_id=post.pk).digest != before
+
+
+def test_a_changed_api_schema_renders_cards_again(client, post, monkeypatch):
+    visit(client, post)
+    before = PostCard.objects.get(post_id=post.pk).digest
+    monkeypatch.setattr(linkblog.CARDS, "shape", '{"a": "new field"}')  # as after a deploy that changed Item
+    client.get("/api/items")
     assert PostCard.objects.get(post_id=post.pk).digest != before
 
 
@@ -196,12 +209,12 @@ def failing_checks(link, days):
 
 def test_a_link_found_dead_shows_its_archived_copy_on_every_listing_at_once(client, linking):
     urls = visit(client, linking)
-    everywhere(client, urls, absent=[ARCHIVED])
+    everywhere(client, urls, absent=[DEAD_WITH_COPY])
     link = Link.objects.get(url="https://gone.example/page")
     failing_checks(link, (1, 5, 9))
     linkstore.classify_links(Link, LinkCheck, WHEN + timedelta(days=9))  # what check-links runs
     assert Link.objects.get(pk=link.pk).state == "dead"
-    everywhere(client, urls, present=[ARCHIVED, "[archived copy]"])
+    everywhere(client, urls, present=[DEAD_WITH_COPY, {"page": "[archived copy]", "feed": "[archived copy]"}])
 
 
 def test_a_dead_link_marked_fine_loses_its_archived_copy_on_every_listing_at_once(client, linking, admin_client):
@@ -209,10 +222,10 @@ def test_a_dead_link_marked_fine_loses_its_archived_copy_on_every_listing_at_onc
     failing_checks(link, (1, 5, 9))
     linkstore.classify_links(Link, LinkCheck, WHEN + timedelta(days=9))
     urls = visit(client, linking)
-    everywhere(client, urls, present=[ARCHIVED])
+    everywhere(client, urls, present=[DEAD_WITH_COPY])
     response = admin_client.post("/admin/linkblog/link/", {"action": "mark_fine", "_selected_action": [link.pk]})
     assert response.status_code == 302
-    everywhere(client, urls, absent=[ARCHIVED])
+    everywhere(client, urls, absent=[DEAD_WITH_COPY])
 
 
 def test_an_archived_copy_saved_by_the_archive_job_is_on_every_listing_at_once(client, linking, monkeypatch):
