@@ -88,8 +88,9 @@ from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
 from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
-                               count_pair, listing_rows, load_posts, mixed_posts, published_count, related_tag_counts,
-                               requested_page, store_listing, summed_counts, tally_count, union_all, with_every_tag)
+                               count_pair, counts_scheduled, listing_rows, load_posts, mixed_posts, paired_tag_counts,
+                               published_count, related_tag_counts, requested_page, store_listing, summed_counts,
+                               tally_count, union_all, with_every_tag)
 from blogworks.moderation import Moderated, ModerationAdmin
 from blogworks.permalinks import Permalinked
 from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
@@ -929,7 +930,7 @@ def home(request):
 
 MAX_COMBINED_TAGS = 3
 RELATED_TAGS = 10
-RELATED_SAMPLE = 500  # related tags are counted on a tag page's newest posts: the cost stays bounded
+RELATED_SAMPLE = 500  # a combined page's related tags are counted on its newest posts: the cost stays bounded
 
 
 register_converter(TagsConverter, "tags")  # blogworks/addresses.py: its 301s and 400 too
@@ -994,11 +995,15 @@ def canonical_tag_page(names, page):
 
 
 def related_tags(tags):
-    """The tags most often found besides `tags` on the newest RELATED_SAMPLE posts of the smallest
-    of them (those carrying the others too), most shared first, as [{"tag", "count", "url",
-    "combined_url"}]: `combined_url` is the tag page that adds this tag (None past MAX_COMBINED_TAGS)."""
+    """The tags most often found besides `tags`, most shared first, as [{"tag", "count", "url",
+    "combined_url"}]; `combined_url` is the tag page that adds this tag (None past MAX_COMBINED_TAGS).
+    One tag: counted over all its posts, from the pair tallies (unless one of its posts is still
+    scheduled); else on the newest RELATED_SAMPLE posts of the smallest tag that carry the others."""
     names = [tag.tag for tag in tags]
-    ranked = related_tag_counts(LISTING, PostQuerySet.published_filter(), tags, RELATED_SAMPLE, RELATED_TAGS)
+    if len(tags) == 1 and not counts_scheduled(getattr(tags[0], "tally", None), timezone.now()):
+        ranked = paired_tag_counts(LISTING, tags[0].pk, RELATED_TAGS)
+    else:
+        ranked = related_tag_counts(LISTING, PostQuerySet.published_filter(), tags, RELATED_SAMPLE, RELATED_TAGS)
     can_combine = len(names) < MAX_COMBINED_TAGS
     return [{"tag": name, "count": count, "url": cached_reverse("tag_page", name),
              "combined_url": cached_reverse("tag_page", "+".join([*names, name])) if can_combine else None}

@@ -267,12 +267,17 @@ def tally_count(listed_tag, now, prefix="tally__"):
                 default=Coalesce(F(f"{prefix}listed"), 0))
 
 
+def counts_scheduled(tally, now):
+    """Whether a Tally row (or None) still counts a post readers may not see yet."""
+    return tally is not None and tally.newest is not None and tally.newest > now
+
+
 def published_count(store, tally, now):
     """What tally_count() says, for one Tally row already loaded (None: nothing ever carried the tag),
     in Python: for the handful of tags a page names, compiling that expression costs more than the query."""
     if tally is None:
         return 0
-    if tally.newest is None or tally.newest <= now:
+    if not counts_scheduled(tally, now):
         return tally.listed
     rows = store.listed.objects.all() if tally.tag_id is None else store.listed_tag.objects.filter(tag_id=tally.tag_id)
     return tally.listed - rows.filter(is_draft=False, created__gt=now).count()
@@ -322,6 +327,24 @@ def related_tag_counts(store, condition, tags, sample, limit):
            f" ORDER BY counted.n DESC, tag.{quote('tag')} LIMIT %s")
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, first, *others, *others, limit])
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def paired_tag_counts(store, tag_id, limit):
+    """[(tag name, posts shared)] of the tags found most often with one tag, most first, from the pair
+    tallies: exact, and bounded by how many tags it meets, not by its posts. They count scheduled
+    posts too: ask only when none of the tag's posts is scheduled (counts_scheduled of its tally)."""
+    connection = connections[store.pair_tally.objects.db]
+    quote = connection.ops.quote_name
+    pairs = quote(store.pair_tally._meta.db_table)
+    tag_table = quote(store.pair_tally._meta.get_field("tag").related_model._meta.db_table)
+    tag, other, listed = quote("tag_id"), quote("other_id"), quote("listed")
+    sql = (f"SELECT name.{quote('tag')}, paired.n FROM (SELECT {other} AS id, {listed} AS n FROM {pairs} WHERE {tag} = %s"
+           f" UNION ALL SELECT {tag}, {listed} FROM {pairs} WHERE {other} = %s) AS paired"
+           f" JOIN {tag_table} AS name ON name.{quote('id')} = paired.id WHERE paired.n > 0"
+           f" ORDER BY paired.n DESC, name.{quote('tag')} LIMIT %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tag_id, tag_id, limit])
         return [tuple(row) for row in cursor.fetchall()]
 
 

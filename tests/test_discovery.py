@@ -3,6 +3,7 @@ robots.txt, and the canonical URL and cards that search engines and link preview
 
 import re
 import xml.etree.ElementTree as ElementTree
+from unittest import mock
 
 import pytest
 from factories import at
@@ -113,6 +114,24 @@ def test_related_tags_of_a_combination_exclude_its_own_tags(client, make):
     assert related(response) == [("orm", "2"), ("sql", "1")]
     # Each related tag offers to narrow the combination further.
     assert 'class="combine" href="/tags/django+python+orm/"' in text(response)
+
+
+def test_related_tags_count_every_post_of_the_tag_not_only_the_newest(client, make):
+    make.entry(tags=["django", "python"], created=at(2020, 1, 1))
+    for day in range(1, 4):
+        make.entry(tags=["django", "orm"], created=at(2024, 1, day))
+    with mock.patch("linkblog.RELATED_SAMPLE", 2):  # a combination still counts its newest posts
+        assert related(client.get("/tags/django/")) == [("orm", "3"), ("python", "1")]
+        assert related(client.get("/tags/django+orm/")) == []
+
+
+def test_a_scheduled_posts_tags_are_not_related_until_its_moment(client, make, time_machine):
+    time_machine.move_to(at(2024, 5, 7, 9), tick=False)
+    make.entry(tags=["django", "python"], created=at(2024, 5, 1))
+    make.entry(tags=["django", "launch"], created=at(2024, 5, 8))
+    assert related(client.get("/tags/django/")) == [("python", "1")]
+    time_machine.move_to(at(2024, 5, 8, 13), tick=False)  # an hour after it
+    assert related(client.get("/tags/django/")) == [("launch", "1"), ("python", "1")]
 
 
 def test_related_tags_are_at_most_ten(client, make):
