@@ -1918,12 +1918,14 @@ def wsgi_application():
 
 
 def import_posts(stream, format=None, **options):
-    """Import a file (binary; NDJSON is read line by line) into the blog: an ImportReport (blogworks.importer).
-    Bulk writes send no signals, so the posts' link rows are brought in step after it, in one pass."""
-    report = import_file(stream, POST_MODELS, Tag, format, store_listing=store_posts_listing, **options)
-    if report.changed and not report.failed and not report.dry_run:
-        refresh_post_links()
-    return report
+    """Import a file (binary; NDJSON is read line by line) into the blog: an ImportReport (blogworks.importer)."""
+    return import_file(stream, POST_MODELS, Tag, format, after_writing=keep_in_step, **options)
+
+
+def keep_in_step(ids_by_kind):
+    """After a bulk write, which sends no signals: these posts' ({kind: pks}) listing and link rows."""
+    store_posts_listing(ids_by_kind)
+    linkstore.refresh_post_links(POST_MODELS, Link, PostLink, ids_by_kind)
 
 
 def refresh_post_links():

@@ -282,10 +282,11 @@ class Importer:
     """Reads records, validates them, and writes them in bulk inside ONE transaction."""
 
     def __init__(self, models, tag_model, skip_bad=False, dry_run=False, foreign_tags=False, render_map=map,
-                 authorize=None, store_listing=None):
+                 authorize=None, after_writing=None):
         self.models, self.tag_model = models, tag_model
-        # Called once with {kind: pks} of every post written (bulk writes send no signals).
-        self.store_listing = store_listing
+        # Called once, before the commit, with {kind: pks} of every post written: bulk writes send no
+        # signals, so what the site keeps from posts (listings, link rows) is brought in step there.
+        self.after_writing = after_writing
         self.written = defaultdict(set)
         self.authorize = authorize  # called with the report before committing: raising rolls it all back
         self.skip_bad, self.foreign_tags = skip_bad, foreign_tags
@@ -317,8 +318,8 @@ class Importer:
                 transaction.set_rollback(True)  # which also puts the search index triggers back
             else:
                 self.search_index.finish()
-                if self.store_listing and self.written:
-                    self.store_listing(self.written)
+                if self.after_writing and self.written:
+                    self.after_writing(self.written)
                 if self.report.changed:
                     transaction.on_commit(lambda: posts_changed.send(sender=Importer))
         return self.report
@@ -604,7 +605,7 @@ class Progress:
 
 
 def import_file(stream, models, tag_model, format=None, skip_bad=False, dry_run=False, folders_as_tags=False,
-                progress=None, render_map=map, authorize=None, store_listing=None):
+                progress=None, render_map=map, authorize=None, after_writing=None):
     """Import a binary file object (NDJSON is read line by line); returns an ImportReport.
 
     `authorize(report)`, when given, sees what the import would do before it is committed; whatever it
@@ -619,7 +620,7 @@ def import_file(stream, models, tag_model, format=None, skip_bad=False, dry_run=
     }
     try:
         importer = Importer(models, tag_model, skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson",
-                            render_map=render_map, authorize=authorize, store_listing=store_listing)
+                            render_map=render_map, authorize=authorize, after_writing=after_writing)
         return importer.run(readers[format]())
     finally:
         progress.finish()

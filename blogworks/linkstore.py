@@ -85,14 +85,29 @@ def set_post_links(link_model, post_link_model, links_by_post):
         post_link_model.objects.bulk_create(new, batch_size=CHUNK)
 
 
-def refresh_all_post_links(post_models, link_model, post_link_model):
-    """Bring every post's link rows in step at once (after a bulk import, before a check run):
-    one pass over the posts' link fields and Markdown, writes only for what changed."""
+def links_of(posts):
+    """{(kind, pk): [url, ...]} of a queryset of one kind's posts, reading only what links come from."""
+    model = posts.model
+    posts = posts.order_by().only(*model.link_fields, model.markdown_field)
+    return {(model.kind, post.pk): post.links() for post in posts.iterator(chunk_size=2000)}
+
+
+def refresh_post_links(post_models, link_model, post_link_model, ids_by_kind):
+    """Bring the link rows of these posts ({kind: pks}) in step, after a bulk write that sent no signals
+    (an import): writes only for what changed."""
     links_by_post = {}
-    for kind, model in post_models.items():
-        posts = model.objects.order_by().only(*model.link_fields, model.markdown_field)
-        for post in posts.iterator(chunk_size=2000):
-            links_by_post[kind, post.pk] = post.links()
+    for kind, ids in ids_by_kind.items():
+        for some in chunks(ids):
+            links_by_post.update(links_of(post_models[kind].objects.filter(pk__in=some)))
+    set_post_links(link_model, post_link_model, links_by_post)
+
+
+def refresh_all_post_links(post_models, link_model, post_link_model):
+    """Bring every post's link rows in step at once (before a check run, which may follow writes
+    made behind the site's back): one pass over the posts, writes only for what changed."""
+    links_by_post = {}
+    for model in post_models.values():
+        links_by_post.update(links_of(model.objects.all()))
     with transaction.atomic():
         set_post_links(link_model, post_link_model, links_by_post)
         for kind, model in post_models.items():  # posts gone without a signal (a raw SQL delete)

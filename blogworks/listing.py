@@ -6,7 +6,9 @@ API) read a listing store instead, kept in step with every write by store_listin
 and the tag), each with an index in listing order, so that a page is an index range and costs the same
 at any size. A scheduled post is a row dated later: readers' filter (created <= now) lets it in at its
 moment without a write. Per-tag tallies (`tally`: a tag's non-draft rows and the newest one's date;
-tag NULL for every post) count without scanning: see tally_count().
+tag NULL for every post) count without scanning: see tally_count(). Pair tallies (`pair_tally`: how
+many non-draft posts each two tags share) count a page combining two tags and give a tag's related
+tags, with the same rule for scheduled posts.
 
 Other lists (archives, search, neighbours) mix kinds with a UNION ALL of (kind, pk, created) rows,
 one SELECT per kind (mixed_posts). Every function takes its models or `{kind: queryset}` as
