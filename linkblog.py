@@ -89,8 +89,8 @@ from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
 from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
                                count_pair, counts_scheduled, listing_rows, load_posts, mixed_posts, paired_tag_counts,
-                               published_count, related_tag_counts, requested_page, store_listing, summed_counts,
-                               tally_count, union_all, with_every_tag)
+                               related_tag_counts, requested_page, store_listing, summed_counts, tally_count, union_all,
+                               with_every_tag, with_published_counts)
 from blogworks.moderation import Moderated, ModerationAdmin
 from blogworks.permalinks import Permalinked
 from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
@@ -119,7 +119,8 @@ with defer:
     from blogworks.api import caller, page_of, patch_schema, text_field
     from blogworks.api import LinkblogAPI, BearerToken, StaffSession, Anonymous
     from blogworks.api import drop_default, draft_and_date_filter, save_post, validate_with_model_rules
-    from blogworks.api import listed_items, require_permission, visible_posts
+    from blogworks.api import kind_of_item, listed_items, require_permission, visible_posts
+    from blogworks.api import stored_items_page
     from ninja.responses import Status
     from ninja.schema import Schema
 
@@ -745,14 +746,8 @@ def tags_with_counts():
 
 
 def tags_by_name(names):
-    """The tags of these names, each with `post_count` as tags_with_counts() gives it, read from the
-    tally in Python: tag pages and the API name one to three tags, and compiling that expression
-    took longer than the query."""
-    now = timezone.now()
-    tags = list(Tag.objects.filter(tag__in=names).select_related("tally"))
-    for tag in tags:
-        tag.post_count = published_count(LISTING, getattr(tag, "tally", None), now)
-    return tags
+    """The tags of these names, each with `post_count` as tags_with_counts() gives it (read in Python)."""
+    return with_published_counts(LISTING, Tag.objects.filter(tag__in=names), timezone.now())
 
 
 def readable_tags():
@@ -1646,16 +1641,8 @@ class QuotationOut(PostOut):
     source_url: str
 
 
-def item_type(item):
-    """Which of Item's schemas an item takes: its kind, so pydantic tries that one schema, not every one
-    in turn (a failed try looked up each missing field the slow way, through dir())."""
-    if isinstance(item, dict):
-        return item.get("type")
-    return item.kind if isinstance(item, Post) else getattr(item, "type", None)  # a post, or a schema to serialize
-
-
 Item = Annotated[Union[Annotated[EntryOut, Variant("entry")], Annotated[BlogmarkOut, Variant("blogmark")],
-                       Annotated[QuotationOut, Variant("quotation")]], Discriminator(item_type)]
+                       Annotated[QuotationOut, Variant("quotation")]], Discriminator(kind_of_item)]
 ITEM = TypeAdapter(Item)  # an item to JSON and back, for the stored cards
 
 
@@ -1750,14 +1737,6 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
     rows, count = listed_items(request, kinds, filters, LISTING, tags_by_name, count_tagged, count_published_posts, PostQuerySet.published_filter)
     return {"count": 0, "items": []} if rows is None else stored_items_page(page_of(rows, page, CARDS.cards, count))
-
-
-def stored_items_page(found):
-    """An ItemsPage of stored cards, their items' JSON joined as stored: an HttpResponse, which django-ninja
-    sends as it is (the cards were rendered through the Item schema; checking them again would cost what
-    storing them saves)."""
-    items = ",".join(card.api_item for card in found["items"])
-    return HttpResponse(f'{{"count": {found["count"]}, "items": [{items}]}}', content_type="application/json; charset=utf-8")
 
 
 def get_post(request, model, post_id):

@@ -21,7 +21,7 @@ from django.test import Client, override_settings
 import linkblog
 from blogworks import linkstore
 from factories import at
-from linkblog import ApiToken, Blogmark, Entry, Link, LinkCheck, PostCard, Tag
+from linkblog import ApiToken, Entry, Link, LinkCheck, PostCard, Tag
 
 pytestmark = pytest.mark.django_db
 
