@@ -888,9 +888,9 @@ class LinkAdmin(linkadmin.LinkAdmin):
 
 
 # Listings, feeds and /api/items show each post as its stored card (blogworks/cards.py), rendered by
-# its kind's partial, its feed template and the API's Item schema.
+# its kind's partial, its feed template, and the API's Item schema and renderer (as the API sends it).
 CARDS = cards.CardStore(PostCard, POST_MODELS, load_with_links, lambda post: PostsFeed().stored_entry(post),
-                        api_item=lambda post: ITEM.dump_json(ITEM.validate_python(post)).decode(),
+                        api_item=lambda post: api.renderer.render(None, ITEM.dump_python(ITEM.validate_python(post)), response_status=200),
                         api_shape=lambda: ITEM.json_schema())
 
 

@@ -331,7 +331,7 @@ def stored_items_page(found):
     """An items page ({"count", "items": stored cards}) as JSON: the items' JSON joined as stored, in an
     HttpResponse that django-ninja sends as it is (the cards were rendered through the schema;
     checking them again would cost what storing them saves)."""
-    items = ",".join(card.api_item for card in found["items"])
+    items = ", ".join(card.api_item for card in found["items"])  # as json.dumps separates them
     return HttpResponse(f'{{"count": {found["count"]}, "items": [{items}]}}', content_type="application/json; charset=utf-8")
 
 

@@ -91,6 +91,19 @@ def test_items_mix_every_kind_newest_first_with_their_fields(anon, make):
     assert quotation["quotation"] == "Wise words." and quotation["source"] == "Someone"
 
 
+def test_items_are_sent_exactly_as_each_kind_reads_them(anon, make):
+    """/api/items sends stored JSON (blogworks/cards.py): byte for byte what the API itself renders."""
+    with_microseconds = at(2024, 1, 3).replace(microsecond=123456)  # as a post written in the admin has
+    posts = [make.entry("An entry", tags=["django"], created=with_microseconds),
+             make.blogmark("A link", link_url="https://example.com/a", via_url="https://example.com/via", created=at(2024, 1, 2)),
+             make.quotation("Wise “words”.", source="Someone", created=at(2024, 1, 1))]
+    listed = anon.get("/api/items")
+    for post in posts:
+        alone = anon.get(f"/api/{post._meta.verbose_name_plural}/{post.pk}").content.decode()
+        assert alone in listed.content.decode()
+    assert '"created": "2024-01-03T12:00:00.123Z"' in listed.content.decode()  # as Django's JSON encoder writes it
+
+
 def test_items_filter_by_type_repeatable(anon, make):
     make.entry("E")
     make.blogmark("B")
