@@ -35,7 +35,7 @@ def no_page_cache(settings):
 WHEN = at(2024, 5, 7, 9)
 ARCHIVED = "https://archive.test/web/2024/https://gone.example/page"
 # Pages and feeds offer a dead link's archived copy; the API gives every link's copy, and its state.
-DEAD_WITH_COPY = {"page": ARCHIVED, "feed": ARCHIVED, "api": '"state":"dead"'}
+DEAD_WITH_COPY = {"page": ARCHIVED, "feed": ARCHIVED, "api": '"state": "dead"'}
 
 
 def listings(post):
