@@ -1135,7 +1135,7 @@ class PostsFeed(feeds.PostsFeed):
         return mixed_posts(self.querysets(obj))
 
     def stored_cards(self, rows):
-        return CARDS.cards(rows)
+        return CARDS.feed_entries(rows)
 
 
 class KindFeed(PostsFeed):
@@ -1736,7 +1736,7 @@ def list_items(request, filters: Query[ItemFilters], page: Query[Page]):
         querysets = {kind: filter_posts(request, POST_MODELS[kind], filters) for kind in kinds}
         return page_of(search_posts(filters.q, querysets).results(), page, load_with_links)
     rows, count = listed_items(request, kinds, filters, LISTING, tags_by_name, count_tagged, count_published_posts, PostQuerySet.published_filter)
-    return {"count": 0, "items": []} if rows is None else stored_items_page(page_of(rows, page, CARDS.cards, count))
+    return {"count": 0, "items": []} if rows is None else stored_items_page(page_of(rows, page, CARDS.api_items, count))
 
 
 def get_post(request, model, post_id):

@@ -62,15 +62,16 @@ STORED = ("html", "feed_entry", "api_item", "last_modified")
 
 @dataclass
 class Card:
-    """One post in a listing or feed: enough for a page's headings (`created`) and what is stored."""
+    """One post in a listing or feed: enough for a page's headings (`created`) and what is stored
+    (only the parts the reader asked for: a page needs no Atom, a feed no HTML)."""
 
     kind: str
     pk: int
     created: datetime
-    html: str
-    feed_entry: str
-    api_item: str
-    last_modified: datetime
+    html: str = ""
+    feed_entry: str = ""
+    api_item: str = ""
+    last_modified: datetime = None
 
 
 # --- The digest of what cards are rendered with -------------------------------------------------
@@ -127,16 +128,17 @@ setting_changed.connect(forget_digests, dispatch_uid="cards-forget-digests")
 # --- Reading cards --------------------------------------------------------------------------------
 
 
-def stored_cards(card_model, rows):
-    """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows`: one query for every kind."""
+def stored_cards(card_model, rows, fields=STORED):
+    """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows` (the `fields` of STORED
+    asked for): one query for every kind."""
     ids_by_kind = {}
     for row in rows:
         ids_by_kind.setdefault(row["kind"], []).append(row["pk"])
     wanted = Q()
     for kind, ids in ids_by_kind.items():
         wanted |= Q(kind=kind, post_id__in=ids)
-    found = card_model.objects.filter(wanted).values_list("kind", "post_id", "digest", *STORED)
-    return {(kind, post_id): (digest, dict(zip(STORED, values))) for kind, post_id, digest, *values in found}
+    found = card_model.objects.filter(wanted).values_list("kind", "post_id", "digest", *fields)
+    return {(kind, post_id): (digest, dict(zip(fields, values))) for kind, post_id, digest, *values in found}
 
 
 def store_cards(card_model, fields_by_post, digest):
@@ -153,11 +155,11 @@ def store_cards(card_model, fields_by_post, digest):
             raise
 
 
-def listing_cards(rows, card_model, render, digest):
-    """The cards of a page of (kind, pk, created) rows, in order. Those missing or rendered with other
-    templates or settings (another `digest`) are rendered now (`render(rows)` -> {(kind, pk): {field:
-    value}}, the fields in STORED) and stored."""
-    stored = stored_cards(card_model, rows)
+def listing_cards(rows, card_model, render, digest, fields=STORED):
+    """The cards of a page of (kind, pk, created) rows, in order, with `fields` of STORED. Those missing
+    or rendered with other templates or settings (another `digest`) are rendered now (`render(rows)`
+    -> {(kind, pk): {field: value}}, every field in STORED) and stored."""
+    stored = stored_cards(card_model, rows, fields)
     stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
         fresh = render(stale)
@@ -201,9 +203,15 @@ class CardStore:
                                        "last_modified": post.last_modified}
                 for post in self.load_posts(rows)}
 
-    def cards(self, rows):
-        """The cards of a page of (kind, pk, created) rows, Edit slots left in (for feeds)."""
-        return listing_cards(rows, self.card_model, self.rendered, self.digest())
+    def cards(self, rows, fields=STORED):
+        """The cards of a page of (kind, pk, created) rows with `fields` (of STORED), Edit slots left in."""
+        return listing_cards(rows, self.card_model, self.rendered, self.digest(), fields)
+
+    def feed_entries(self, rows):
+        return self.cards(rows, ("feed_entry", "last_modified"))
+
+    def api_items(self, rows):
+        return self.cards(rows, ("api_item",))
 
     def cards_for(self, user, rows):
         """The cards of a page of rows, with Edit links for `user` only."""
@@ -214,7 +222,7 @@ class CardStore:
                 return ""
             return render_to_string("_edit_link.html", {"post": self.post_models[card.kind](pk=card.pk), "user": user})
 
-        return fill_edit_slots(self.cards(rows), edit_link)
+        return fill_edit_slots(self.cards(rows, ("html",)), edit_link)
 
 
 # --- Forgetting cards when what they show changes -------------------------------------------------
