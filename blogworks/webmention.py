@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import mf2py
 
 from . import netfetch
 
@@ -161,6 +160,10 @@ def _mention(source_url, target_url, resp, text) -> Mention:
     mention = Mention(source=source_url, target=target_url, url=resp.url)
     if resp.content_type not in ("text/html", "application/xhtml+xml"):
         return mention
+    # Imported here: mf2py brings BeautifulSoup and requests (~19 MB), and only the background job
+    # that verifies a mention parses its source; web workers never need them.
+    import mf2py
+
     entry = _first_entry(mf2py.parse(doc=text, url=resp.url).get("items", []))
     if entry is None:
         return mention
