@@ -153,9 +153,8 @@ def rewrite_rows(store, kind, ids):
     passes through Python); returns the ids of the tags they had or have, how many more non-draft
     rows they have now, and the newest one's date; and the pairs of tags they had or have together."""
     model, mine = store.models[kind], {"kind": kind, "post_id__in": ids}
-    tags_of_mine = lambda: set(store.listed_tag.objects.filter(**mine).values_list("tag_id", flat=True))
-    pairs_of_mine = lambda: tag_pairs(store.listed_tag.objects.filter(**mine).values_list("post_id", "tag_id"))
-    old_tags, old_pairs = tags_of_mine(), pairs_of_mine()
+    tag_rows_of_mine = lambda: list(store.listed_tag.objects.filter(**mine).values_list("post_id", "tag_id"))
+    old_rows = tag_rows_of_mine()
     listed_before = store.listed.objects.filter(**mine, is_draft=False).count()
     store.listed.objects.filter(**mine).delete()
     store.listed_tag.objects.filter(**mine).delete()
@@ -165,7 +164,9 @@ def rewrite_rows(store, kind, ids):
              .values("tag_id", f"{kind}__pk", f"{kind}__created", f"{kind}__is_draft", kind_=Value(kind)))
     insert_from(store.listed_tag, ["tag_id", "post_id", "created", "is_draft", "kind"], links)
     now_listed = store.listed.objects.filter(**mine, is_draft=False).aggregate(n=Count("*"), newest=Max("created"))
-    return old_tags | tags_of_mine(), old_pairs | pairs_of_mine(), now_listed["n"] - listed_before, now_listed["newest"]
+    new_rows = tag_rows_of_mine()
+    tags = {tag_id for _, tag_id in old_rows + new_rows}
+    return tags, tag_pairs(old_rows) | tag_pairs(new_rows), now_listed["n"] - listed_before, now_listed["newest"]
 
 
 def insert_from(model, columns, rows):
