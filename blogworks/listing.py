@@ -240,11 +240,13 @@ def shared_posts(store, firsts, seconds, after=None):
 
 
 def count_pair(store, tags, now):
-    """The published posts carrying both of two tags: their pair's tally less its scheduled posts
-    (an index range of future dates of the first tag: empty but for a scheduled post)."""
+    """The published posts carrying both of two tags: their pair's tally, less its scheduled posts
+    only while one of the tags' own tallies still counts a scheduled post (counts_scheduled)."""
     first, second = sorted(tag.pk for tag in tags)
-    listed = store.pair_tally.objects.filter(tag_id=first, other_id=second).values_list("listed", flat=True).first()
-    return (listed or 0) - shared_posts(store, [first], [second], after=now).get((first, second), 0)
+    listed = store.pair_tally.objects.filter(tag_id=first, other_id=second).values_list("listed", flat=True).first() or 0
+    if not any(counts_scheduled(getattr(tag, "tally", None), now) for tag in tags):
+        return listed
+    return listed - shared_posts(store, [first], [second], after=now).get((first, second), 0)
 
 
 def move_everything(store, everything, change, newest):
