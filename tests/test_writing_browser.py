@@ -4,6 +4,7 @@ post appearing when the clock reaches it, and a draft's secret link opened logge
 The live server is a thread of this process, so time-machine moves its clock too: the test schedules
 a post an hour ahead and then moves "now" past it, with no sleeping and no setting made for tests."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -31,12 +32,19 @@ def log_in(page, live_server):
 
 
 def type_in_tag_box(page, text):
-    """Type into the tags box and press Enter once the answer for the whole text has arrived, as a
-    person who reads the list before choosing would."""
+    """Type into the tags box and press Enter once the list shows the answer for the whole text, as a
+    person who reads the list before choosing would.
+
+    Waiting for the response alone is not enough: opening the box lists every tag, and for a moment
+    after the answer arrives that older list (alphabetical) is still on screen with its first row
+    highlighted. So wait until the highlighted row is the answer's first row (or the new tag)."""
     page.locator(".field-tags .select2-selection").click()
-    with page.expect_response(lambda response: "/admin/autocomplete/" in response.url and f"term={text}&" in response.url):
+    with page.expect_response(lambda response: "/admin/autocomplete/" in response.url and f"term={text}&" in response.url) as answer:
         page.locator(".select2-search__field").press_sequentially(text)
-    page.locator(".select2-results__option--highlighted").wait_for()
+    results = answer.value.json()["results"]
+    first = results[0]["text"] if results else f"{text} (new tag)"
+    exactly_first = re.compile(rf"^\s*{re.escape(first)}\s*$")
+    page.locator(".select2-results__option--highlighted").filter(has_text=exactly_first).wait_for()
     page.keyboard.press("Enter")
 
 
