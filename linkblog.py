@@ -584,15 +584,17 @@ class PostLink(models.Model):
 
 
 class PostCard(models.Model):
-    """A post as listings and feeds show it, stored when first listed after a change and read by
-    every listing page and feed (blogworks/cards.py: what forgets it; `digest`: the templates and
-    settings it was rendered with). Its Edit link is a slot the page fills per user."""
+    """A post as listings, feeds and search results show it, stored when first listed after a change
+    and read by every listing page, feed and search page (blogworks/cards.py: what forgets it;
+    `digest`: the templates and settings it was rendered with). Its Edit link is a slot the page
+    fills per user; a search result's title and excerpt are slots the search page fills."""
 
     kind = models.CharField(max_length=16)
     post_id = models.PositiveBigIntegerField()
     html = models.TextField()
     feed_entry = models.TextField()
     api_item = models.TextField(default="")
+    search_result = models.TextField(default="")
     last_modified = models.DateTimeField()
     digest = models.CharField(max_length=64)
 
@@ -887,8 +889,9 @@ class LinkAdmin(linkadmin.LinkAdmin):
 # --- Pages: the home page, the tag page, permalinks, and the filters templates use ---------
 
 
-# Listings, feeds and /api/items show each post as its stored card (blogworks/cards.py), rendered by
-# its kind's partial, its feed template, and the API's Item schema and renderer (as the API sends it).
+# Listings, feeds, /api/items and search pages show each post as its stored card (blogworks/cards.py),
+# rendered by its kind's partial, its feed template, the API's Item schema and renderer (as the API
+# sends it) and _search_result.html.
 CARDS = cards.CardStore(PostCard, POST_MODELS, load_with_links, lambda post: PostsFeed().stored_entry(post),
                         api_item=lambda post: api.renderer.render(None, ITEM.dump_python(ITEM.validate_python(post)), response_status=200),
                         api_shape=lambda: ITEM.json_schema())
@@ -1108,16 +1111,6 @@ def description(html):
     return text.description(html)
 
 
-@app.templatetag.filter(name="highlight")
-def highlight(plain, words):
-    """{{ post.title|highlight:query.highlight_words }}: escaped, with the searched words in <mark>."""
-    return text.highlight(plain, words)
-
-
-@app.templatetag.filter(name="search_excerpt")
-def search_excerpt(html, words):
-    """Plain text of rendered HTML around the first searched word."""
-    return text.search_excerpt(html, words)
 
 
 # --- Feeds: Atom for everything, for each kind and for each tag or combination of tags --------
@@ -1370,8 +1363,8 @@ def search(request):
     if not found.parsed.is_empty:
         matches = found.page_rows
         page = requested_page(request, Paginator(matches.rows, settings.LINKBLOG_PAGE_SIZE))
-        page.object_list = load_with_links(page.object_list)
-        context.update(page=page, matches=matches, facets=found.facets(), words=found.parsed.highlight_words)
+        page.object_list = CARDS.search_results_for(request.user, page.object_list, found.parsed.highlight_words)
+        context.update(page=page, matches=matches, facets=found.facets())
         if not page.paginator.count:
             context["did_you_mean"] = found.did_you_mean()
     return render(request, "search.html", context)

@@ -1,6 +1,7 @@
 """Listing cards: each post as listings show it (home, tag pages, archives), as feeds and /api/items
-show it, rendered once after it changes and stored, so that a listing page joins thirty stored
-fragments instead of loading thirty posts with their tags and links and running their templates.
+show it, and as a search result, rendered once after it changes and stored, so that a listing page
+joins thirty stored fragments instead of loading thirty posts with their tags and links and running
+their templates.
 
 What a card shows, and what therefore forgets it (the next page that lists the post renders it
 again and stores it):
@@ -21,10 +22,13 @@ before the commit must not leave it behind. Which posts a page lists is always t
 business (drafts and scheduled posts never reach it); a card is only ever read for the posts it names.
 
 Per-user parts stay out of the stored HTML: the card keeps a slot (EDIT_SLOT) where the Edit link
-goes, filled for a user who may change the post and emptied for everyone else.
+goes, filled for a user who may change the post and emptied for everyone else. So do the parts of a
+search result that depend on the words searched: its stored HTML keeps slots for the highlighted
+title and excerpt, and stores the plain title and text they are cut from.
 
 Models come in as arguments (this package never imports linkblog): `card_model` has `kind`,
-`post_id`, `html` and `digest`; posts are `{kind: model}`, each with a `tags` many-to-many.
+`post_id`, `digest` and the fields in STORED; posts are `{kind: model}`, each with a `tags`
+many-to-many, and a post has `partial_template`, `feed_template`, `feed_title()` (plain text) and `html`.
 """
 
 import hashlib
@@ -47,17 +51,21 @@ from django.utils.safestring import SafeString, mark_safe
 from .database import is_busy, without_waiting
 from .permissions import may_change
 from .signals import links_changed, posts_changed
+from .text import excerpt, highlight, plain_text
 
 EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never shown as it is
+TITLE_SLOT = mark_safe("<!--title-->")  # where a search result's highlighted title goes
+EXCERPT_SLOT = mark_safe("<!--excerpt-->")  # and its highlighted excerpt
+SEARCH_RESULT_TEMPLATE = "_search_result.html"
 
 # Settings a card's rendering reads (absolute URLs, dates, numbers): changing one renders cards again.
 CARD_SETTINGS = ("LINKBLOG_BASE_URL", "LINKBLOG_TITLE", "TIME_ZONE", "LANGUAGE_CODE", "USE_THOUSAND_SEPARATOR")
 
 
 # What a card row stores besides its key and digest: the listing's HTML, the post's <entry> in Atom
-# feeds, its item in the API's lists (JSON), and when the post last changed (the feed's <updated> is
-# its newest entry's).
-STORED = ("html", "feed_entry", "api_item", "last_modified")
+# feeds, its item in the API's lists (JSON), its search result (JSON: see search_result), and when
+# the post last changed (the feed's <updated> is its newest entry's).
+STORED = ("html", "feed_entry", "api_item", "search_result", "last_modified")
 
 
 @dataclass
@@ -71,6 +79,7 @@ class Card:
     html: str = ""
     feed_entry: str = ""
     api_item: str = ""
+    search_result: str = ""
     last_modified: datetime = None
 
 
@@ -177,6 +186,27 @@ def fill_edit_slots(cards, edit_link):
     return cards
 
 
+def search_result(post):
+    """A post's stored search result, as JSON: its HTML with slots for the title and the excerpt (and
+    the Edit link), and the plain title and text that fill_search_slots marks the searched words in."""
+    html = render_to_string(SEARCH_RESULT_TEMPLATE, {"post": post, "edit_slot": EDIT_SLOT,
+                                                     "title_slot": TITLE_SLOT, "excerpt_slot": EXCERPT_SLOT})
+    return json.dumps({"html": html, "title": post.feed_title(), "text": plain_text(post.html)})
+
+
+def fill_search_slots(cards, words):
+    """Make each card's `html` its search result, with the title and an excerpt around the first of
+    `words` put in their slots, the words marked. The slots come first in the template, before any
+    text of the post's, so the first of each is the template's own (the post's text is escaped anyway)."""
+    for card in cards:
+        stored = json.loads(card.search_result)
+        before, _, rest = stored["html"].partition(TITLE_SLOT)
+        middle, _, after = rest.partition(EXCERPT_SLOT)
+        card.html = "".join((before, highlight(stored["title"], words), middle,
+                             highlight(excerpt(stored["text"], words), words), after))
+    return cards
+
+
 class CardStore:
     """One site's cards: `post_models` {kind: model}, each card rendered by its kind's partial and
     feed templates; `load_posts(rows)`: the posts behind rows, in order, ready to render;
@@ -186,7 +216,8 @@ class CardStore:
     def __init__(self, card_model, post_models, load_posts, feed_entry, api_item, api_shape):
         self.card_model, self.post_models, self.load_posts = card_model, post_models, load_posts
         self.feed_entry, self.api_item, self.api_shape = feed_entry, api_item, api_shape
-        self.template_names = [name for model in post_models.values() for name in (model().partial_template, model().feed_template)]
+        self.template_names = [SEARCH_RESULT_TEMPLATE]
+        self.template_names += [name for model in post_models.values() for name in (model().partial_template, model().feed_template)]
 
     @cached_property
     def shape(self):
@@ -200,7 +231,7 @@ class CardStore:
         the listing's HTML with its Edit link left as a slot."""
         return {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": EDIT_SLOT}),
                                        "feed_entry": self.feed_entry(post), "api_item": self.api_item(post),
-                                       "last_modified": post.last_modified}
+                                       "search_result": search_result(post), "last_modified": post.last_modified}
                 for post in self.load_posts(rows)}
 
     def cards(self, rows, fields=STORED):
@@ -215,6 +246,15 @@ class CardStore:
 
     def cards_for(self, user, rows):
         """The cards of a page of rows, with Edit links for `user` only."""
+        return fill_edit_slots(self.cards(rows, ("html",)), self.edit_links(user))
+
+    def search_results_for(self, user, rows, words):
+        """The search results of a page of rows (as cards, their `html` the result), the searched
+        `words` marked, with Edit links for `user` only."""
+        return fill_edit_slots(fill_search_slots(self.cards(rows, ("search_result",)), words), self.edit_links(user))
+
+    def edit_links(self, user):
+        """card -> its Edit link for `user` ("" where the user may not change posts of its kind)."""
         editable = {kind for kind, model in self.post_models.items() if may_change(user, model)}
 
         def edit_link(card):
@@ -222,7 +262,7 @@ class CardStore:
                 return ""
             return render_to_string("_edit_link.html", {"post": self.post_models[card.kind](pk=card.pk), "user": user})
 
-        return fill_edit_slots(self.cards(rows, ("html",)), edit_link)
+        return edit_link
 
 
 # --- Forgetting cards when what they show changes -------------------------------------------------

@@ -180,11 +180,14 @@ def highlight(text, words):
 TAG = re.compile(r"<[^>]*>")
 
 
-def search_excerpt(html, words, length=240):
-    """Plain text of rendered HTML around the first searched word, at most `length` characters, cut
-    between words."""
+def plain_text(html):
+    """The text of rendered HTML on one line, entities decoded: what a search excerpt is cut from."""
     # Our own sanitized HTML, so a tag is `<...>`: a regex is ten times quicker than strip_tags's parser.
-    text = unescape(" ".join(TAG.sub(" ", html).split()))
+    return unescape(" ".join(TAG.sub(" ", html).split()))
+
+
+def excerpt(text, words, length=240):
+    """Plain `text` around the first searched word, at most `length` characters, cut between words."""
     found = highlight_pattern(words).search(text) if words else None
     start = max(0, found.start() - length // 3) if found else 0
     if start:
@@ -193,5 +196,6 @@ def search_excerpt(html, words, length=240):
     if end < len(text):  # cut before the word the limit falls in, not inside it
         space = text.rfind(" ", start, end + 1)
         end = space if space > start else end
-    excerpt = text[start:end].rstrip()
-    return ("… " if start else "") + excerpt + (" …" if end < len(text) else "")
+    cut = text[start:end].rstrip()
+    return ("… " if start else "") + cut + (" …" if end < len(text) else "")
+

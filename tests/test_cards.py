@@ -40,12 +40,13 @@ DEAD_WITH_COPY = {"page": ARCHIVED, "feed": ARCHIVED, "api": '"state": "dead"'}
 
 def listings(post):
     """Every page, feed and API list listing `post`: home, each of its tags' pages, its month and its
-    day; the feeds of everything, of its kind and of each of its tags; /api/items, of every kind and
-    of each of its tags."""
+    day, a search for its year; the feeds of everything, of its kind and of each of its tags;
+    /api/items, of every kind and of each of its tags."""
     day = post.created
     month = linkblog.MONTHS[day.month - 1]
     tags = [tag.tag for tag in post.tags.all()]
     return ["/", *[f"/tags/{name}/" for name in tags], f"/{day.year}/{month}/", f"/{day.year}/{month}/{day.day}/",
+            f"/search/?q=year:{day.year}",
             "/atom/everything/", f"/atom/{post.feed_name}/", *[f"/tags/{name}.atom" for name in tags],
             "/api/items", *[f"/api/items?tag={name}" for name in tags]]
 
@@ -173,6 +174,17 @@ def test_an_edited_template_is_on_every_listing_at_once(client, post, tmp_path):
         digest = linkblog.CARDS.digest()
         assert set(PostCard.objects.values_list("digest", flat=True)) == {digest}
     everywhere(client, urls, absent=["Filed under", "Fed by hand"])  # and back
+
+
+def test_an_edited_search_result_template_is_on_the_search_page_at_once(client, post, tmp_path):
+    search = [url for url in visit(client, post) if url.startswith("/search/")]
+    templates = tmp_path / "templates"
+    shutil.copytree(Path(linkblog.__file__).parent / "templates", templates)
+    result = templates / "_search_result.html"  # a search result's own template, included by no listing card
+    result.write_text(result.read_text().replace('<p class="excerpt">', '<p class="excerpt">Found in: '))
+    with deployed(templates):
+        everywhere(client, search, present=["Found in: A paragraph."])
+    everywhere(client, search, absent=["Found in"])
 
 
 def test_a_new_base_url_setting_renders_cards_again(client, post):
@@ -311,6 +323,14 @@ def test_text_in_a_post_cannot_take_the_place_of_the_edit_link(client, make):
     home = pages(staff, ["/"])["/"]
     assert home.count('class="edit"') == 1
     assert home.index('class="edit"') > home.index(post.get_absolute_url() + '"><time')
+
+
+def test_text_in_a_post_cannot_take_the_place_of_a_search_results_title_or_excerpt(client, make):
+    make.entry("<!--excerpt--> <!--title--> Marmots", body="`<!--title-->` `<!--excerpt-->` marmots *here*", created=WHEN)
+    for _ in range(2):  # rendering the stored card, then reading it
+        page = pages(client, ["/search/?q=marmots"])["/search/?q=marmots"]
+        assert "&lt;!--excerpt--&gt; &lt;!--title--&gt; <mark>Marmots</mark></a></h3>" in page
+        assert '<p class="excerpt">&lt;!--title--&gt; &lt;!--excerpt--&gt; <mark>marmots</mark> here</p>' in page
 
 
 def test_the_first_view_after_writes_renders_new_cards_in_as_many_queries_for_3_posts_as_for_30(client, make):
