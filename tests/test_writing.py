@@ -140,7 +140,8 @@ def test_a_secret_preview_link_shows_a_draft_to_anyone_who_holds_it_until_revoke
     assert shown["X-Robots-Tag"] == "noindex, nofollow"
     assert "no-store" in shown["Cache-Control"] and "X-Page-Cache" in shown and shown["X-Page-Cache"] == "miss"
     assert client.get(url)["X-Page-Cache"] == "miss"
-    assert client.get(f"/preview/{draft.preview_token[:-1]}x/").status_code == 404
+    one_letter_off = draft.preview_token[:-1] + ("y" if draft.preview_token.endswith("x") else "x")
+    assert client.get(f"/preview/{one_letter_off}/").status_code == 404
     admin_client.post("/admin/linkblog/entry/", {"action": "revoke_preview", "_selected_action": [draft.pk]})
     assert client.get(url).status_code == 404
     assert client.get("/preview/short/").status_code == 404
