@@ -51,7 +51,7 @@ from django.utils.safestring import SafeString, mark_safe
 from .database import is_busy, without_waiting
 from .permissions import may_change
 from .signals import links_changed, posts_changed
-from .text import excerpt, highlight, plain_text
+from .text import excerpt, highlight, search_text
 
 EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never shown as it is
 TITLE_SLOT = mark_safe("<!--title-->")  # where a search result's highlighted title goes
@@ -191,7 +191,7 @@ def search_result(post):
     the Edit link), and the plain title and text that fill_search_slots marks the searched words in."""
     html = render_to_string(SEARCH_RESULT_TEMPLATE, {"post": post, "edit_slot": EDIT_SLOT,
                                                      "title_slot": TITLE_SLOT, "excerpt_slot": EXCERPT_SLOT})
-    return json.dumps({"html": html, "title": post.feed_title(), "text": plain_text(post.html)})
+    return json.dumps({"html": html, "title": post.feed_title(), "text": search_text(post.html)})
 
 
 def fill_search_slots(cards, words):

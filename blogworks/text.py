@@ -180,8 +180,10 @@ def highlight(text, words):
 TAG = re.compile(r"<[^>]*>")
 
 
-def plain_text(html):
-    """The text of rendered HTML on one line, entities decoded: what a search excerpt is cut from."""
+def search_text(html):
+    """The text of rendered HTML on one line, entities decoded, each tag a space (so that words in
+    neighbouring blocks stay apart; plain_text joins "is <em>it</em>." as written): what a search
+    excerpt is cut from."""
     # Our own sanitized HTML, so a tag is `<...>`: a regex is ten times quicker than strip_tags's parser.
     return unescape(" ".join(TAG.sub(" ", html).split()))
 
@@ -198,4 +200,3 @@ def excerpt(text, words, length=240):
         end = space if space > start else end
     cut = text[start:end].rstrip()
     return ("… " if start else "") + cut + (" …" if end < len(text) else "")
-

@@ -1,5 +1,6 @@
 """The layout's promises (README "How the code is laid out"): every import linkblog.py defers until
-settings exist really arrives, and the blogworks package never imports linkblog."""
+settings exist really arrives, the blogworks package never imports linkblog, and no module defines a
+name twice at its top level."""
 
 import ast
 from pathlib import Path
@@ -31,3 +32,15 @@ def test_the_package_never_imports_linkblog():
             if any(module.split(".")[0] == "linkblog" for module in modules):
                 importers.append(path.name)
     assert importers == []
+
+
+def test_no_module_defines_a_function_or_class_twice():
+    # A second `def plain_text` further down a module silently replaces the first for every caller.
+    twice = []
+    for path in [ROOT / "linkblog.py", *sorted((ROOT / "blogworks").glob("*.py"))]:
+        seen = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                twice += [f"{path.name}: {node.name}"] if node.name in seen else []
+                seen.add(node.name)
+    assert twice == []

@@ -11,7 +11,7 @@ from django.apps import apps
 from factories import at, relist
 from reader_helpers import head, text
 
-from blogworks.text import excerpt, plain_text, render_markdown
+from blogworks.text import excerpt, render_markdown, search_text
 from linkblog import Blogmark, Entry, Quotation, Tag
 
 pytestmark = pytest.mark.django_db
@@ -79,11 +79,11 @@ def test_the_data_migration_imports_its_renderer_from_blogworks_not_linkblog():
 
 def test_search_excerpts_are_cut_between_words():
     html = "<p>" + " ".join(f"word{n}" for n in range(200)) + "</p>"
-    cut = excerpt(plain_text(html), ["word100"], length=100)
+    cut = excerpt(search_text(html), ["word100"], length=100)
     assert cut.startswith("… word") and cut.endswith(" …")
     for piece in cut.strip("… ").split(" "):
         assert re.fullmatch(r"word\d+", piece) and int(piece[4:]) < 200, cut
-    assert excerpt(plain_text("<p>start building things now</p>"), ["start"], length=12) == "start …"
+    assert excerpt(search_text("<p>start building things now</p>"), ["start"], length=12) == "start …"
 
 
 def test_search_results_name_each_kind_as_the_facet_does(client, make):
