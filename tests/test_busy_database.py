@@ -8,7 +8,6 @@ limit is a JSON 413. Runs on SQLite and on PostgreSQL in every run (the `postgre
 
 import json
 import sqlite3
-import threading
 import urllib.error
 import urllib.request
 from contextlib import contextmanager

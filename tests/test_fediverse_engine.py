@@ -5,8 +5,7 @@ Webmention endpoints and the WebSub hub; a CaptureServer plays the blog's views 
 """
 
 import json
-import time
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 import pytest
 from fediverse_server import CaptureServer, FediverseServer

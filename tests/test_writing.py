@@ -7,10 +7,9 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
-from django.utils import timezone
 from factories import at
 
-from linkblog import Blogmark, Entry, Tag
+from linkblog import Entry, Tag
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from linkblog import Entry, Tag
+from linkblog import Entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
