@@ -1111,8 +1111,6 @@ def description(html):
     return text.description(html)
 
 
-
-
 # --- Feeds: Atom for everything, for each kind and for each tag or combination of tags --------
 
 
