@@ -10,6 +10,7 @@ search excerpts with the searched words marked.
 
 import re
 import threading
+from functools import lru_cache
 from html import unescape
 from html.parser import HTMLParser
 
@@ -162,6 +163,12 @@ def xml_text(value):
 
 def highlight_pattern(words):
     """A pattern for any of the words at the start of a word, running to the word's end (so "test" marks "tests")."""
+    return words_pattern(tuple(words))
+
+
+@lru_cache(maxsize=64)
+def words_pattern(words):
+    # Kept per query: a search page asks for it three times for each of its thirty results.
     alternatives = "|".join(re.escape(word) for word in sorted(set(words), key=len, reverse=True))
     return re.compile(rf"(\b(?:{alternatives})\w*)", re.IGNORECASE)
 

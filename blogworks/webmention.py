@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin, urlsplit
 
-
 from . import netfetch
 
 FetchError = netfetch.FetchError
