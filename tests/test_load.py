@@ -4,6 +4,7 @@ and a worker killed mid-load. No 5xx, no "database is locked", no acknowledged w
 Runs on SQLite, and on PostgreSQL with --postgres. Bounded (about 12 s of load) and loopback only.
 """
 
+import http.client
 import json
 import os
 import re
@@ -27,6 +28,9 @@ LOAD_SECONDS = 12
 WRITERS = 3
 READERS = 3
 PASSWORD = "load-test-password-1"
+# What a client sees when the worker serving it is killed: the connection reset, or the answer cut
+# off part way (http.client raises IncompleteRead, not an OSError).
+CUT_OFF = (OSError, http.client.HTTPException)
 
 
 class Outcome:
@@ -70,7 +74,7 @@ def write_entries(base, username, number, outcome, stop):
                     "_save": "Save",
                 },
             )
-        except OSError as error:  # the worker serving it was killed: not acknowledged, not an error
+        except CUT_OFF as error:  # the worker serving it was killed: not acknowledged, not an error
             outcome.record("connection_errors", repr(error))
             continue
         if status == 302:
@@ -91,7 +95,7 @@ def read_pages(base, outcome, stop):
         index += 1
         try:
             status, _, html = browser.request(path)
-        except OSError as error:
+        except CUT_OFF as error:
             outcome.record("connection_errors", repr(error))
             continue
         with outcome.lock:
