@@ -20,6 +20,8 @@ again and stores it):
 Forgetting deletes rows now and again after commit: a reader that rendered a card from the rows
 before the commit must not leave it behind. Which posts a page lists is always the listing query's
 business (drafts and scheduled posts never reach it); a card is only ever read for the posts it names.
+A draft's or a scheduled post's card (the API lists them to their authors) is rendered but never
+stored: it says "Draft" or "Scheduled", and nothing would forget it when the moment comes.
 
 Per-user parts stay out of the stored HTML: the card keeps a slot (EDIT_SLOT) where the Edit link
 goes, filled for a user who may change the post and emptied for everyone else. So do the parts of a
@@ -167,12 +169,14 @@ def store_cards(card_model, fields_by_post, digest):
 def listing_cards(rows, card_model, render, digest, fields=STORED):
     """The cards of a page of (kind, pk, created) rows, in order, with `fields` of STORED. Those missing
     or rendered with other templates or settings (another `digest`) are rendered now (`render(rows)`
-    -> {(kind, pk): {field: value}}, every field in STORED) and stored."""
+    -> ({(kind, pk): {field: value}}, every field in STORED; the keys of posts readers cannot see yet))
+    and stored, but for those posts: a draft's or scheduled post's card says so, and a scheduled post's
+    moment coming is no write that could forget it."""
     stored = stored_cards(card_model, rows, fields)
     stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
-        fresh = render(stale)
-        store_cards(card_model, fresh, digest)
+        fresh, not_out = render(stale)
+        store_cards(card_model, {key: fields for key, fields in fresh.items() if key not in not_out}, digest)
         stored.update({key: (digest, fields) for key, fields in fresh.items()})
     return [Card(row["kind"], row["pk"], row["created"], **stored[row["kind"], row["pk"]][1]) for row in rows]
 
@@ -228,11 +232,13 @@ class CardStore:
 
     def rendered(self, rows):
         """{(kind, pk): {field: value}} of the cards of the posts behind `rows` (the fields in STORED),
-        the listing's HTML with its Edit link left as a slot."""
-        return {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": EDIT_SLOT}),
-                                       "feed_entry": self.feed_entry(post), "api_item": self.api_item(post),
-                                       "search_result": search_result(post), "last_modified": post.last_modified}
-                for post in self.load_posts(rows)}
+        the listing's HTML with its Edit link left as a slot; and the keys of drafts and scheduled posts."""
+        posts = self.load_posts(rows)
+        fresh = {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": EDIT_SLOT}),
+                                        "feed_entry": self.feed_entry(post), "api_item": self.api_item(post),
+                                        "search_result": search_result(post), "last_modified": post.last_modified}
+                 for post in posts}
+        return fresh, {(post.kind, post.pk) for post in posts if post.is_draft or post.is_scheduled}
 
     def cards(self, rows, fields=STORED):
         """The cards of a page of (kind, pk, created) rows with `fields` (of STORED), Edit slots left in."""

@@ -278,6 +278,21 @@ def test_a_scheduled_post_appears_on_every_listing_at_its_moment_without_a_label
     everywhere(client, urls, present=["Out at ten"], absent=["Scheduled"])
 
 
+def test_a_scheduled_post_listed_early_to_its_author_has_no_label_once_out(client, make, time_machine):
+    """The API lists scheduled posts to their author before their moment (the permalink shows them to
+    editors): the card rendered then says "Scheduled", which readers must never see once it is out."""
+    time_machine.move_to(WHEN, tick=False)
+    later = make.entry("Out at ten", tags=["web"], created=WHEN + timedelta(hours=1))
+    staff = User.objects.create_superuser("editor", password="pw")
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.issue(staff, 'tests')}"}
+    assert "Out at ten" in client.get("/api/items", **bearer).content.decode()
+    client.force_login(staff)
+    assert "Scheduled" in client.get(later.get_absolute_url()).content.decode()
+    client.logout()
+    time_machine.move_to(WHEN + timedelta(hours=1, minutes=1), tick=False)
+    everywhere(client, listings(later), present=["Out at ten"], absent=["Scheduled"])
+
+
 def test_an_import_that_changes_a_post_is_on_every_listing_at_once(client, post, django_capture_on_commit_callbacks):
     urls = visit(client, post)
     record = {"type": "entry", "title": "The first title", "body": "Imported words.", "tags": ["web", "python"],
