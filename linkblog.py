@@ -68,6 +68,7 @@ from django.db.models import Count, OuterRef, Q
 from django.db.models.functions import ExtractMonth, ExtractYear
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import register_converter, reverse
 from django.utils import timezone
 from django.utils.html import escape
@@ -587,7 +588,8 @@ class PostCard(models.Model):
     """A post as listings, feeds and search results show it, stored when first listed after a change
     and read by every listing page, feed and search page (blogworks/cards.py: what forgets it;
     `digest`: the templates and settings it was rendered with). Its Edit link is a slot the page
-    fills per user; a search result's title and excerpt are slots the search page fills."""
+    fills per user; a search result's title and excerpt are slots the search page fills, and a
+    permalink's replies and mentions a slot its page fills."""
 
     kind = models.CharField(max_length=16)
     post_id = models.PositiveBigIntegerField()
@@ -595,6 +597,7 @@ class PostCard(models.Model):
     feed_entry = models.TextField()
     api_item = models.TextField(default="")
     search_result = models.TextField(default="")
+    permalink = models.TextField(default="")
     last_modified = models.DateTimeField()
     digest = models.CharField(max_length=64)
 
@@ -1017,7 +1020,7 @@ def find_post(start, end, slug, user=None):
         posts = model.objects.filter(created__gte=start, created__lt=end, slug=slug)
         if user is None or not user.has_perm(permission_name("view", model)):
             posts = posts.published()
-        post = posts.prefetch_related("tags").first()
+        post = posts.first()  # its tags are in its stored card
         if post:
             return post
     raise Http404("No such post")
@@ -1044,9 +1047,13 @@ def permalink(request, year, month, day, slug):
     start, end = day_range(year, month, day)
     post = find_post(start, end, slug, request.user)
     previous, following = adjacent_posts(post)
-    context = {"post": post, "previous": previous, "next": following,
-               "replies": Reply.shown_under(post), "mentions": Mention.shown_under(post)}
+    context = {"post": post, "previous": previous, "next": following, **CARDS.permalink_for(request.user, post, responses_under(post))}
     return render(request, "post.html", context)
+
+
+def responses_under(post):
+    """The approved replies and Webmentions under `post`, as HTML."""
+    return render_to_string("_responses.html", {"replies": Reply.shown_under(post), "mentions": Mention.shown_under(post)})
 
 
 @app.route("/preview/<str:token>/", name="draft_preview")
@@ -1055,9 +1062,10 @@ def draft_preview(request, token):
     """A draft or scheduled post as it will look, for whoever holds its secret link (revocable in
     the admin); never indexed, never cached."""
     for model in POST_MODELS.values():
-        post = model.objects.filter(preview_token=token).prefetch_related("tags").first() if len(token) >= 20 else None
+        post = model.objects.filter(preview_token=token).first() if len(token) >= 20 else None
         if post:
-            response = render(request, "post.html", {"post": post, "is_preview": True})
+            parts = CARDS.permalink_for(request.user, post, responses_under(post))  # rendered, never stored: not out yet
+            response = render(request, "post.html", {"post": post, "is_preview": True, **parts})
             response["X-Robots-Tag"] = "noindex, nofollow"
             return response
     raise Http404("No such preview")

@@ -1,5 +1,5 @@
 """Listing cards: each post as listings show it (home, tag pages, archives), as feeds and /api/items
-show it, and as a search result, rendered once after it changes and stored, so that a listing page
+show it, as a search result and on its permalink, rendered once after it changes and stored, so that a listing page
 joins thirty stored fragments instead of loading thirty posts with their tags and links and running
 their templates.
 
@@ -26,7 +26,8 @@ stored: it says "Draft" or "Scheduled", and nothing would forget it when the mom
 Per-user parts stay out of the stored HTML: the card keeps a slot (EDIT_SLOT) where the Edit link
 goes, filled for a user who may change the post and emptied for everyone else. So do the parts of a
 search result that depend on the words searched: its stored HTML keeps slots for the highlighted
-title and excerpt, and stores the plain title and text they are cut from.
+title and excerpt, and stores the plain title and text they are cut from. So do a permalink's replies
+and mentions, which come and go without the post changing: its stored article keeps a slot for them.
 
 Models come in as arguments (this package never imports linkblog): `card_model` has `kind`,
 `post_id`, `digest` and the fields in STORED; posts are `{kind: model}`, each with a `tags`
@@ -58,16 +59,18 @@ from .text import excerpt, highlight, search_text
 EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never shown as it is
 TITLE_SLOT = mark_safe("<!--title-->")  # where a search result's highlighted title goes
 EXCERPT_SLOT = mark_safe("<!--excerpt-->")  # and its highlighted excerpt
+RESPONSES_SLOT = mark_safe("<!--responses-->")  # where a permalink's replies and mentions go
 SEARCH_RESULT_TEMPLATE = "_search_result.html"
+PERMALINK_HEAD_TEMPLATE = "_post_head.html"
 
 # Settings a card's rendering reads (absolute URLs, dates, numbers): changing one renders cards again.
 CARD_SETTINGS = ("LINKBLOG_BASE_URL", "LINKBLOG_TITLE", "TIME_ZONE", "LANGUAGE_CODE", "USE_THOUSAND_SEPARATOR")
 
 
 # What a card row stores besides its key and digest: the listing's HTML, the post's <entry> in Atom
-# feeds, its item in the API's lists (JSON), its search result (JSON: see search_result), and when
-# the post last changed (the feed's <updated> is its newest entry's).
-STORED = ("html", "feed_entry", "api_item", "search_result", "last_modified")
+# feeds, its item in the API's lists (JSON), its search result and its permalink (JSON: see
+# search_result and permalink), and when the post last changed (the feed's <updated> is its newest entry's).
+STORED = ("html", "feed_entry", "api_item", "search_result", "permalink", "last_modified")
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Card:
     feed_entry: str = ""
     api_item: str = ""
     search_result: str = ""
+    permalink: str = ""
     last_modified: datetime = None
 
 
@@ -198,6 +202,24 @@ def search_result(post):
     return json.dumps({"html": html, "title": post.feed_title(), "text": search_text(post.html)})
 
 
+def permalink(post):
+    """A post's stored permalink, as JSON: its tags for the page's <head>, and its article (the kind's
+    partial, whole) with slots for the Edit link and for the replies and mentions."""
+    article = render_to_string(post.partial_template, {"post": post, "full": True, "edit_slot": EDIT_SLOT,
+                                                       "responses_slot": RESPONSES_SLOT})
+    return json.dumps({"head": render_to_string(PERMALINK_HEAD_TEMPLATE, {"post": post}), "article": article})
+
+
+def fill_permalink_slots(card, edit_link, responses):
+    """{"head", "article"} of a card's permalink, its Edit link (HTML, or "") and `responses` (HTML)
+    in their slots. Both are the template's last, after every text of the post's: the Edit link's,
+    then the responses'."""
+    stored = json.loads(card.permalink)
+    before, _, after = stored["article"].rpartition(EDIT_SLOT)
+    before, _, after = (before + edit_link + after).rpartition(RESPONSES_SLOT)
+    return {"head": SafeString(stored["head"]), "article": SafeString(before + responses + after)}
+
+
 def fill_search_slots(cards, words):
     """Make each card's `html` its search result, with the title and an excerpt around the first of
     `words` put in their slots, the words marked. The slots come first in the template, before any
@@ -220,7 +242,7 @@ class CardStore:
     def __init__(self, card_model, post_models, load_posts, feed_entry, api_item, api_shape):
         self.card_model, self.post_models, self.load_posts = card_model, post_models, load_posts
         self.feed_entry, self.api_item, self.api_shape = feed_entry, api_item, api_shape
-        self.template_names = [SEARCH_RESULT_TEMPLATE]
+        self.template_names = [SEARCH_RESULT_TEMPLATE, PERMALINK_HEAD_TEMPLATE]
         self.template_names += [name for model in post_models.values() for name in (model().partial_template, model().feed_template)]
 
     @cached_property
@@ -236,7 +258,8 @@ class CardStore:
         posts = self.load_posts(rows)
         fresh = {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": EDIT_SLOT}),
                                         "feed_entry": self.feed_entry(post), "api_item": self.api_item(post),
-                                        "search_result": search_result(post), "last_modified": post.last_modified}
+                                        "search_result": search_result(post), "permalink": permalink(post),
+                                        "last_modified": post.last_modified}
                  for post in posts}
         return fresh, {(post.kind, post.pk) for post in posts if post.is_draft or post.is_scheduled}
 
@@ -258,6 +281,12 @@ class CardStore:
         """The search results of a page of rows (as cards, their `html` the result), the searched
         `words` marked, with Edit links for `user` only."""
         return fill_edit_slots(fill_search_slots(self.cards(rows, ("search_result",)), words), self.edit_links(user))
+
+    def permalink_for(self, user, post, responses):
+        """{"head", "article"}: `post`'s permalink, with its Edit link for `user` only and the
+        `responses` (HTML) under it."""
+        card, = self.cards([{"kind": post.kind, "pk": post.pk, "created": post.created}], ("permalink",))
+        return fill_permalink_slots(card, self.edit_links(user)(card), responses)
 
     def edit_links(self, user):
         """card -> its Edit link for `user` ("" where the user may not change posts of its kind)."""

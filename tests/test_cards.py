@@ -39,13 +39,13 @@ DEAD_WITH_COPY = {"page": ARCHIVED, "feed": ARCHIVED, "api": '"state": "dead"'}
 
 
 def listings(post):
-    """Every page, feed and API list listing `post`: home, each of its tags' pages, its month and its
-    day, a search for its year; the feeds of everything, of its kind and of each of its tags;
-    /api/items, of every kind and of each of its tags."""
+    """Every page, feed and API list showing `post`: its permalink, home, each of its tags' pages, its
+    month and its day, a search for its year; the feeds of everything, of its kind and of each of its
+    tags; /api/items, of every kind and of each of its tags."""
     day = post.created
     month = linkblog.MONTHS[day.month - 1]
     tags = [tag.tag for tag in post.tags.all()]
-    return ["/", *[f"/tags/{name}/" for name in tags], f"/{day.year}/{month}/", f"/{day.year}/{month}/{day.day}/",
+    return [post.get_absolute_url(), "/", *[f"/tags/{name}/" for name in tags], f"/{day.year}/{month}/", f"/{day.year}/{month}/{day.day}/",
             f"/search/?q=year:{day.year}",
             "/atom/everything/", f"/atom/{post.feed_name}/", *[f"/tags/{name}.atom" for name in tags],
             "/api/items", *[f"/api/items?tag={name}" for name in tags]]
@@ -259,7 +259,9 @@ def test_a_post_made_a_draft_leaves_every_listing_and_comes_back_when_published(
     urls = visit(client, post)
     post.is_draft = True
     post.save()
-    everywhere(client, without(urls, "python"), absent=["The first title"])
+    permalink, *listed = urls
+    everywhere(client, without(listed, "python"), absent=["The first title"])
+    assert client.get(permalink).status_code == 404
     assert client.get("/tags/python/").status_code == 404  # only a draft carries it now
     post.is_draft = False
     post.title = "Published again"
@@ -335,9 +337,27 @@ def test_text_in_a_post_cannot_take_the_place_of_the_edit_link(client, make):
     post = make.entry("<!--edit--> a title", body="<!--edit--> in the body", tags=["web"], created=WHEN)
     staff = Client()
     staff.force_login(User.objects.create_superuser("author", "author@example.com", "pw"))
-    home = pages(staff, ["/"])["/"]
-    assert home.count('class="edit"') == 1
-    assert home.index('class="edit"') > home.index(post.get_absolute_url() + '"><time')
+    for url, page in pages(staff, ["/", post.get_absolute_url()]).items():
+        assert page.count('class="edit"') == 1, url
+        assert page.index('class="edit"') > page.index(post.get_absolute_url() + '"><time'), url
+
+
+def test_a_mention_approved_or_rejected_after_the_permalink_is_stored_shows_at_once(client, make):
+    """The permalink's stored article keeps a slot for the replies and mentions, filled per request
+    inside the post's h-entry (after its meta); the post's own text cannot take the slot's place."""
+    post = make.entry("<!--responses--> a title", body="Words.", created=WHEN)
+    permalink = post.get_absolute_url()
+    assert "Someone Else" not in pages(client, [permalink])[permalink]
+    said = "https://elsewhere.example/said"
+    mention = linkblog.Mention.objects.create(post_kind="entry", post_id=post.pk, source=said, url=said, target=permalink,
+                                              author_name="Someone Else", status=linkblog.Mention.APPROVED)
+    page = pages(client, [permalink])[permalink]
+    assert page.count("Someone Else") == 1
+    assert page.index(permalink + '"><time') < page.index("Someone Else") < page.index("</article>")
+    assert "&lt;!--responses--&gt; a title" in page
+    mention.status = linkblog.Mention.REJECTED
+    mention.save()
+    assert "Someone Else" not in pages(client, [permalink])[permalink]
 
 
 def test_text_in_a_post_cannot_take_the_place_of_a_search_results_title_or_excerpt(client, make):
