@@ -675,12 +675,17 @@ class PairTally(models.Model):
     """How many non-draft posts (scheduled ones included) carry both `tag` and `other` (tag.pk <
     other.pk): a page combining two tags is counted without walking either (blogworks/listing.py)."""
 
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+", db_index=False)  # the constraint's index leads with it
-    other = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+", db_index=False)  # the indexes below lead with it
+    other = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+", db_index=False)
     listed = models.IntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tag", "other"], name="linkblog_pairtally_one_per_pair")]
+        # A tag's related tags are its pairs with the most posts: each side read in that order, merged,
+        # stopping at ten (paired_tag_counts), instead of sorting all its pairs (0.9 -> 0.03 ms for a
+        # tag met with 2,900 others).
+        indexes = [models.Index(fields=["tag", "listed"], name="linkblog_pairtally_by_tag"),
+                   models.Index(fields=["other", "listed"], name="linkblog_pairtally_by_other")]
 
 
 def with_links(posts):
