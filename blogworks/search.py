@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 from functools import partial
+from urllib.parse import urlencode
 
 from django.db import connection, models
 from django.db.models import Q, Value
@@ -412,6 +413,12 @@ class Facet:
     count: int
     q: str
     active: bool
+
+    @property
+    def href(self):
+        """The search page's link to that query (first page). Made here, not with {% querystring %}:
+        a page has up to forty facets, and the tag's QueryDict copies cost half a millisecond."""
+        return "?" + urlencode({"q": self.q})
 
 
 def facet(parsed, key, value, label, count):
