@@ -7,7 +7,8 @@ For each size it builds (once, then reuses) a realistic SQLite data set with ben
 starts the production server exactly as README deploys it on a free 127.0.0.1 port, and loads
 each URL with wrk for a fixed time: once with the page cache on and once with it off. Each
 table row gives requests/s, p50 and p99 latency, the ratio to the ceiling (a hello-world view
-of the same app on the same server, measured in the same run), the SQL queries of a warm
+of the same app on the same server, measured before the first page and again after each one: a
+page is compared with the mean of the two ceilings around it), the SQL queries of a warm
 request (bench/probe.py) and the peak resident memory of the busiest worker so far. It also
 times a 100k-post import and the first launch of a fresh clone, checks the targets of issues 7 and 15,
 and writes everything to bench/results/<timestamp>.json.
@@ -250,29 +251,42 @@ def measure_size(size, seed, cache, duration, connections):
 
 
 def measure_server(size, env, cache, duration, connections):
+    """Each URL loaded for `duration` seconds after a warm-up. The ceiling is loaded first and again
+    after every page, and each page is compared with the mean of the two ceilings around it: a VM's
+    speed drifts by 10-20% within a run, and one ceiling for the whole run moved every ratio with it."""
     manage(env, "migrate", "--noinput")  # applies index migrations newer than the cached data set
     probed = probe(env)
     rows = {}
     with Server(env) as server:
+        def load(path):
+            wrk(server.base + path, 1, connections)  # warm-up, discarded
+            return wrk(server.base + path, duration, connections)
+
+        ceilings = []
         for name, url in probed["urls"].items():
             status = http_status(server.base + url["path"])
             row = {"path": url["path"], "status": status, "queries": url["queries"]}
             if status != 200:
                 row["available"] = False
             else:
-                wrk(server.base + url["path"], 1, connections)  # warm-up, discarded
-                row.update(available=True, **wrk(server.base + url["path"], duration, connections))
+                row.update(available=True, **load(url["path"]))
                 if name == "search":  # the latency of one reader alone, without queueing behind others
                     row["p50_ms_one_connection"] = wrk(server.base + url["path"], duration, 1)["p50_ms"]
                 row["peak_worker_rss_mb"] = server.peak_worker_rss_mb()
+                if name == CEILING:
+                    ceilings.append(row["rps"])
+                elif ceilings:
+                    ceilings.append(load(probed["urls"][CEILING]["path"])["rps"])
+                    row["ceiling_rps"] = round((ceilings[-2] + ceilings[-1]) / 2, 2)
             rows[name] = row
-            print_row(name, row, rows.get(CEILING), flush=True)
+            print_row(name, row, flush=True)
         command = shlex.join(server.command)
         source = server.command_source
-    ceiling = rows[CEILING].get("rps")
+    if rows[CEILING].get("available"):
+        rows[CEILING].update(ceiling_rps=rows[CEILING]["rps"], rps_samples=ceilings)
     for row in rows.values():
-        if row.get("available") and ceiling:
-            row["ratio_to_ceiling"] = round(row["rps"] / ceiling, 4)
+        if row.get("available") and row.get("ceiling_rps"):
+            row["ratio_to_ceiling"] = round(row["rps"] / row["ceiling_rps"], 4)
     return {"posts": size, "cache": cache, "server_command": command, "server_command_source": source,
             "big_tag": probed["big_tag"], "big_tag_posts": probed["big_tag_posts"], "urls": rows}
 
@@ -282,11 +296,11 @@ def measure_server(size, env, cache, duration, connections):
 HEADER = f"{'URL':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ceiling':>8} {'queries':>8} {'RSS MB':>7}"
 
 
-def print_row(name, row, ceiling, flush=False):
+def print_row(name, row, flush=False):
     if not row.get("available"):
         print(f"{name:<24} not available (HTTP {row['status']} at {row['path']})", flush=flush)
         return
-    ratio = f"{row['rps'] / ceiling['rps']:.1%}" if ceiling and ceiling.get("rps") else "-"
+    ratio = f"{row['rps'] / row['ceiling_rps']:.1%}" if row.get("ceiling_rps") else ("100.0%" if name == CEILING else "-")
     warning = f"  ({row['non_2xx']} non-2xx!)" if row["non_2xx"] else ""
     p50, p99 = (f"{row[key]:.2f}" if row[key] is not None else "-" for key in ("p50_ms", "p99_ms"))
     print(f"{name:<24} {row['rps']:>8.0f} {p50:>8} {p99:>8} {ratio:>8} "
