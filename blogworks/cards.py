@@ -69,7 +69,8 @@ CARD_SETTINGS = ("LINKBLOG_BASE_URL", "LINKBLOG_TITLE", "TIME_ZONE", "LANGUAGE_C
 
 # What a card row stores besides its key and digest: the listing's HTML, the post's <entry> in Atom
 # feeds, its item in the API's lists (JSON), its search result and its permalink (JSON: see
-# search_result and permalink), and when the post last changed (the feed's <updated> is its newest entry's).
+# search_result and permalink; the permalink "" until its page first asks), and when the post last
+# changed (the feed's <updated> is its newest entry's).
 STORED = ("html", "feed_entry", "api_item", "search_result", "permalink", "last_modified")
 
 
@@ -170,6 +171,18 @@ def store_cards(card_model, fields_by_post, digest):
             raise
 
 
+def store_field(card_model, card, field, digest):
+    """Store one more field of a card, if its row is still there and rendered with `digest` (else it
+    was forgotten meanwhile, or rendered anew: the next reader renders the field again). Gives up as
+    store_cards does when another writer holds the database."""
+    try:
+        with without_waiting():
+            card_model.objects.filter(kind=card.kind, post_id=card.pk, digest=digest).update(**{field: getattr(card, field)})
+    except OperationalError as error:
+        if not is_busy(error):
+            raise
+
+
 def listing_cards(rows, card_model, render, digest, fields=STORED):
     """The cards of a page of (kind, pk, created) rows, in order, with `fields` of STORED. Those missing
     or rendered with other templates or settings (another `digest`) are rendered now (`render(rows)`
@@ -256,9 +269,11 @@ class CardStore:
         """{(kind, pk): {field: value}} of the cards of the posts behind `rows` (the fields in STORED),
         the listing's HTML with its Edit link left as a slot; and the keys of drafts and scheduled posts."""
         posts = self.load_posts(rows)
+        # The permalink is left "" until its own page asks for it (permalink_for): rendering it would
+        # double the cost of every listing's first view after a change, for a page a reader may never open.
         fresh = {(post.kind, post.pk): {"html": render_to_string(post.partial_template, {"post": post, "edit_slot": EDIT_SLOT}),
                                         "feed_entry": self.feed_entry(post), "api_item": self.api_item(post),
-                                        "search_result": search_result(post), "permalink": permalink(post),
+                                        "search_result": search_result(post), "permalink": "",
                                         "last_modified": post.last_modified}
                  for post in posts}
         return fresh, {(post.kind, post.pk) for post in posts if post.is_draft or post.is_scheduled}
@@ -285,7 +300,11 @@ class CardStore:
     def permalink_for(self, user, post, responses):
         """{"head", "article"}: `post`'s permalink, with its Edit link for `user` only and the
         `responses` (HTML) under it."""
-        card, = self.cards([{"kind": post.kind, "pk": post.pk, "created": post.created}], ("permalink",))
+        row = {"kind": post.kind, "pk": post.pk, "created": post.created}
+        card, = self.cards([row], ("permalink",))
+        if not card.permalink:
+            card.permalink = permalink(*self.load_posts([row]))
+            store_field(self.card_model, card, "permalink", self.digest())
         return fill_permalink_slots(card, self.edit_links(user)(card), responses)
 
     def edit_links(self, user):

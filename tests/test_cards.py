@@ -342,6 +342,19 @@ def test_text_in_a_post_cannot_take_the_place_of_the_edit_link(client, make):
         assert page.index('class="edit"') > page.index(post.get_absolute_url() + '"><time'), url
 
 
+def test_a_permalink_is_rendered_by_its_own_first_view_and_then_read_from_its_card(client, post, django_assert_max_num_queries):
+    """Listings store a card without its permalink (rendering it would double their first view after
+    a change); the permalink's first view renders it into the card, and later views read it."""
+    pages(client, ["/"])
+    card = PostCard.objects.get(kind="entry", post_id=post.pk)
+    assert card.permalink == ""
+    first = pages(client, [post.get_absolute_url()])[post.get_absolute_url()]
+    card.refresh_from_db()
+    assert "The first title" in json.loads(card.permalink)["article"]
+    with django_assert_max_num_queries(9):
+        assert pages(client, [post.get_absolute_url()])[post.get_absolute_url()] == first
+
+
 def test_a_mention_approved_or_rejected_after_the_permalink_is_stored_shows_at_once(client, make):
     """The permalink's stored article keeps a slot for the replies and mentions, filled per request
     inside the post's h-entry (after its meta); the post's own text cannot take the slot's place."""
