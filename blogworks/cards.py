@@ -1,7 +1,7 @@
 """Listing cards: each post as listings show it (home, tag pages, archives), as feeds and /api/items
-show it, as a search result and on its permalink, rendered once after it changes and stored, so that a listing page
-joins thirty stored fragments instead of loading thirty posts with their tags and links and running
-their templates.
+show it, as a search result and on its permalink, rendered once after it changes and stored, so
+that a listing page joins thirty stored fragments instead of loading thirty posts with their tags
+and links and running their templates.
 
 What a card shows, and what therefore forgets it (the next page that lists the post renders it
 again and stores it):
