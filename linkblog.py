@@ -1019,9 +1019,10 @@ def related_tags(tags):
 # Permalinks: /2024/Sep/25/slug/ (dates in URLs: blogworks/dates.py)
 
 def find_post(start, end, slug, user=None):
-    """The post with this slug on this day: entries first, then blogmarks, then quotations. A draft
-    only for a user who may view drafts of its kind (Django's view permission)."""
-    for model in POST_MODELS.values():
+    """The post with this slug on this day, of any kind. A draft only for a user who may view drafts
+    of its kind (Django's view permission). A slug is unique on its day across kinds, so the order of
+    the lookups only decides how many a permalink takes: blogmarks, most of a link blog, come first."""
+    for model in (Blogmark, Entry, Quotation):
         posts = model.objects.filter(created__gte=start, created__lt=end, slug=slug)
         if user is None or not user.has_perm(permission_name("view", model)):
             posts = posts.published()
