@@ -18,7 +18,10 @@ again and stores it):
   deploy, while on read a page pays for at most its own thirty cards, once.
 
 Forgetting deletes rows now and again after commit: a reader that rendered a card from the rows
-before the commit must not leave it behind. Which posts a page lists is always the listing query's
+before the commit and stored it before the second delete does not leave it behind. One window is
+left: a reader that loaded the posts before a writer's commit and stores after that second delete
+(one page's rendering, tens of milliseconds) leaves its card until the post's next change. Closing
+it would take a check in the storing transaction (a count of forgets read before loading). Which posts a page lists is always the listing query's
 business (drafts and scheduled posts never reach it); a card is only ever read for the posts it names.
 A draft's or a scheduled post's card (the API lists them to their authors) is rendered but never
 stored: it says "Draft" or "Scheduled", and nothing would forget it when the moment comes.
