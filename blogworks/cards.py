@@ -17,11 +17,11 @@ again and stores it):
   startup or migrate: rendering 100,000 cards takes about a minute, which would hold up every
   deploy, while on read a page pays for at most its own thirty cards, once.
 
-Forgetting deletes rows now and again after commit: a reader that rendered a card from the rows
-before the commit and stored it before the second delete does not leave it behind. One window is
-left: a reader that loaded the posts before a writer's commit and stores after that second delete
-(one page's rendering, tens of milliseconds) leaves its card until the post's next change. Closing
-it would take a check in the storing transaction (a count of forgets read before loading). Which posts a page lists is always the listing query's
+Forgetting deletes rows now and again after commit, and after commit also replaces a mark in the
+shared cache (FORGOTTEN_KEY) before it deletes. A reader that rendered cards from rows read before a
+commit either stored them before that second delete (which removes them) or finds, once it has
+stored them, that the mark is no longer the one it read before loading the posts, and deletes them
+itself: a card rendered across a write is never left behind. Which posts a page lists is always the listing query's
 business (drafts and scheduled posts never reach it); a card is only ever read for the posts it names.
 A draft's or a scheduled post's card (the API lists them to their authors) is rendered but never
 stored: it says "Draft" or "Scheduled", and nothing would forget it when the moment comes.
@@ -39,12 +39,14 @@ many-to-many, and a post has `partial_template`, `feed_template`, `feed_title()`
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 import django
 from django.conf import settings
+from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.db import OperationalError, transaction
 from django.db.models import Q
@@ -63,6 +65,7 @@ EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never sho
 TITLE_SLOT = mark_safe("<!--title-->")  # where a search result's highlighted title goes
 EXCERPT_SLOT = mark_safe("<!--excerpt-->")  # and its highlighted excerpt
 RESPONSES_SLOT = mark_safe("<!--responses-->")  # where a permalink's replies and mentions go
+FORGOTTEN_KEY = "cards-forgotten"  # replaced after every commit that forgets cards (see forget())
 SEARCH_RESULT_TEMPLATE = "_search_result.html"
 PERMALINK_HEAD_TEMPLATE = "_post_head.html"
 
@@ -147,15 +150,26 @@ setting_changed.connect(forget_digests, dispatch_uid="cards-forget-digests")
 # --- Reading cards --------------------------------------------------------------------------------
 
 
-def stored_cards(card_model, rows, fields=STORED):
-    """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows` (the `fields` of STORED
-    asked for): one query for every kind."""
+def group_ids(keys):
+    """{kind: [post id, ...]} of (kind, post id) keys."""
     ids_by_kind = {}
-    for row in rows:
-        ids_by_kind.setdefault(row["kind"], []).append(row["pk"])
+    for kind, post_id in keys:
+        ids_by_kind.setdefault(kind, []).append(post_id)
+    return ids_by_kind
+
+
+def of_posts(ids_by_kind):
+    """The Q of the cards of {kind: [post id, ...]}."""
     wanted = Q()
     for kind, ids in ids_by_kind.items():
         wanted |= Q(kind=kind, post_id__in=ids)
+    return wanted
+
+
+def stored_cards(card_model, rows, fields=STORED):
+    """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows` (the `fields` of STORED
+    asked for): one query for every kind."""
+    wanted = of_posts(group_ids((row["kind"], row["pk"]) for row in rows))
     found = card_model.objects.filter(wanted).values_list("kind", "post_id", "digest", *fields)
     return {(kind, post_id): (digest, dict(zip(fields, values))) for kind, post_id, digest, *values in found}
 
@@ -195,8 +209,12 @@ def listing_cards(rows, card_model, render, digest, fields=STORED):
     stored = stored_cards(card_model, rows, fields)
     stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
+        mark = cache.get(FORGOTTEN_KEY)  # before the posts are read
         fresh, not_out = render(stale)
-        store_cards(card_model, {key: fields for key, fields in fresh.items() if key not in not_out}, digest)
+        kept = {key: fields for key, fields in fresh.items() if key not in not_out}
+        store_cards(card_model, kept, digest)
+        if cache.get(FORGOTTEN_KEY) != mark:  # a write committed meanwhile: these may show the posts before it
+            delete_cards(card_model, group_ids(kept))
         stored.update({key: (digest, fields) for key, fields in fresh.items()})
     return [Card(row["kind"], row["pk"], row["created"], **stored[row["kind"], row["pk"]][1]) for row in rows]
 
@@ -306,8 +324,11 @@ class CardStore:
         row = {"kind": post.kind, "pk": post.pk, "created": post.created}
         card, = self.cards([row], ("permalink",))
         if not card.permalink:
+            mark = cache.get(FORGOTTEN_KEY)  # before the post is read (see listing_cards)
             card.permalink = permalink(*self.load_posts([row]))
             store_field(self.card_model, card, "permalink", self.digest())
+            if cache.get(FORGOTTEN_KEY) != mark:
+                delete_cards(self.card_model, {card.kind: [card.pk]})
         return fill_permalink_slots(card, self.edit_links(user)(card), responses)
 
     def edit_links(self, user):
@@ -325,25 +346,37 @@ class CardStore:
 # --- Forgetting cards when what they show changes -------------------------------------------------
 
 
+def delete_cards(card_model, ids_by_kind):
+    """Delete the cards of {kind: [post id, ...]} (those of every post with None)."""
+    if ids_by_kind is None:
+        card_model.objects.all().delete()
+    elif ids_by_kind:
+        card_model.objects.filter(of_posts(ids_by_kind)).delete()
+
+
+def mark_forgotten():
+    """Tell readers rendering cards now that a write has committed (see listing_cards)."""
+    cache.set(FORGOTTEN_KEY, uuid.uuid4().hex, timeout=None)
+
+
 def forget(card_model, ids_by_kind):
-    """Delete the cards of {kind: [post id, ...]}, now and again after commit."""
-    ids_by_kind = {kind: list(ids) for kind, ids in ids_by_kind.items() if ids}
-    if not ids_by_kind:
-        return
+    """Delete the cards of {kind: [post id, ...]} (every card with None), now and again after
+    commit, when the mark comes first: a reader that stores after the delete then sees a new mark."""
+    if ids_by_kind is not None:
+        ids_by_kind = {kind: list(ids) for kind, ids in ids_by_kind.items() if ids}
+        if not ids_by_kind:
+            return
 
-    def delete():
-        wanted = Q()
-        for kind, ids in ids_by_kind.items():
-            wanted |= Q(kind=kind, post_id__in=ids)
-        card_model.objects.filter(wanted).delete()
+    def after_commit():
+        mark_forgotten()
+        delete_cards(card_model, ids_by_kind)
 
-    delete()
-    transaction.on_commit(delete)
+    delete_cards(card_model, ids_by_kind)
+    transaction.on_commit(after_commit)
 
 
 def forget_all(card_model, **kwargs):
-    card_model.objects.all().delete()
-    transaction.on_commit(card_model.objects.all().delete)
+    forget(card_model, None)
 
 
 def tagged_ids(post_models, tag):

@@ -295,6 +295,36 @@ def test_a_scheduled_post_listed_early_to_its_author_has_no_label_once_out(clien
     everywhere(client, listings(later), present=["Out at ten"], absent=["Scheduled"])
 
 
+@pytest.mark.parametrize("reader", ["a listing", "the permalink"])
+def test_a_card_rendered_from_a_post_read_before_a_write_is_not_left_behind(client, post, monkeypatch, reader,
+                                                                             django_capture_on_commit_callbacks):
+    """A reader renders a card (or, on the permalink, the card's permalink) from the post as it was;
+    before it stores it, a write commits and forgets the card. The reader's page may show the old
+    title, but the stored card must not."""
+    urls = visit(client, post)
+    post.title = "The second title"
+    post.save()
+    if reader == "the permalink":
+        pages(client, ["/"])  # the card is stored again, its permalink left for its own page
+    read, written = linkblog.CARDS.load_posts, []
+
+    def read_then_someone_writes(rows):
+        posts = read(rows)
+        if not written:
+            with django_capture_on_commit_callbacks(execute=True):  # the write commits while the reader renders
+                written.append(Entry.objects.get(pk=post.pk))
+                written[0].title = "The third title"
+                written[0].save()
+            if reader == "the permalink":
+                linkblog.CARDS.cards(rows)  # and another reader lists the post: its card is stored afresh
+        return posts
+
+    monkeypatch.setattr(linkblog.CARDS, "load_posts", read_then_someone_writes)
+    pages(client, ["/" if reader == "a listing" else post.get_absolute_url()])
+    monkeypatch.undo()
+    everywhere(client, urls, present=["The third title"], absent=["The second title"])
+
+
 def test_an_import_that_changes_a_post_is_on_every_listing_at_once(client, post, django_capture_on_commit_callbacks):
     urls = visit(client, post)
     record = {"type": "entry", "title": "The first title", "body": "Imported words.", "tags": ["web", "python"],
