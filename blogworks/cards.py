@@ -40,6 +40,7 @@ many-to-many, and a post has `partial_template`, `feed_template`, `feed_title()`
 import hashlib
 import json
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -48,7 +49,7 @@ import django
 from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
-from django.db import OperationalError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.template.loader import get_template, render_to_string
@@ -56,7 +57,7 @@ from django.template.loader_tags import IncludeNode
 from django.utils.functional import cached_property
 from django.utils.safestring import SafeString, mark_safe
 
-from .database import is_busy, without_waiting
+from .database import unless_busy
 from .permissions import may_change
 from .signals import links_changed, posts_changed
 from .text import excerpt, highlight, search_text
@@ -179,25 +180,27 @@ def store_cards(card_model, fields_by_post, digest):
     holds the database it gives up at once (the next reader renders them again)."""
     cards = [card_model(kind=kind, post_id=post_id, digest=digest, **fields)
              for (kind, post_id), fields in sorted(fields_by_post.items())]  # one order: no deadlock between readers
-    try:
-        with without_waiting():
-            card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
-                                           update_fields=["digest", *STORED])
-    except OperationalError as error:
-        if not is_busy(error):
-            raise
+    with unless_busy():
+        card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
+                                       update_fields=["digest", *STORED])
 
 
 def store_field(card_model, card, field, digest):
     """Store one more field of a card, if its row is still there and rendered with `digest` (else it
     was forgotten meanwhile, or rendered anew: the next reader renders the field again). Gives up as
     store_cards does when another writer holds the database."""
-    try:
-        with without_waiting():
-            card_model.objects.filter(kind=card.kind, post_id=card.pk, digest=digest).update(**{field: getattr(card, field)})
-    except OperationalError as error:
-        if not is_busy(error):
-            raise
+    with unless_busy():
+        card_model.objects.filter(kind=card.kind, post_id=card.pk, digest=digest).update(**{field: getattr(card, field)})
+
+
+@contextmanager
+def kept_unless_forgotten(card_model, ids_by_kind):
+    """Around reading posts, rendering their cards and storing them: if a write committed meanwhile
+    (the mark changed: see forget()), delete what was stored, which may show the posts before it."""
+    mark = cache.get(FORGOTTEN_KEY)
+    yield
+    if cache.get(FORGOTTEN_KEY) != mark:
+        delete_cards(card_model, ids_by_kind)
 
 
 def listing_cards(rows, card_model, render, digest, fields=STORED):
@@ -209,12 +212,9 @@ def listing_cards(rows, card_model, render, digest, fields=STORED):
     stored = stored_cards(card_model, rows, fields)
     stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
-        mark = cache.get(FORGOTTEN_KEY)  # before the posts are read
-        fresh, not_out = render(stale)
-        kept = {key: fields for key, fields in fresh.items() if key not in not_out}
-        store_cards(card_model, kept, digest)
-        if cache.get(FORGOTTEN_KEY) != mark:  # a write committed meanwhile: these may show the posts before it
-            delete_cards(card_model, group_ids(kept))
+        with kept_unless_forgotten(card_model, group_ids((row["kind"], row["pk"]) for row in stale)):
+            fresh, not_out = render(stale)
+            store_cards(card_model, {key: fields for key, fields in fresh.items() if key not in not_out}, digest)
         stored.update({key: (digest, fields) for key, fields in fresh.items()})
     return [Card(row["kind"], row["pk"], row["created"], **stored[row["kind"], row["pk"]][1]) for row in rows]
 
@@ -226,6 +226,11 @@ def fill_edit_slots(cards, edit_link):
         before, slot, after = card.html.rpartition(EDIT_SLOT)
         card.html = SafeString(before + edit_link(card) + after) if slot else SafeString(card.html)
     return cards
+
+
+def readers_see(post):
+    """Whether readers may see `post` now: neither a draft nor scheduled. Only such posts' cards are stored."""
+    return not (post.is_draft or post.is_scheduled)
 
 
 def search_result(post):
@@ -297,7 +302,7 @@ class CardStore:
                                         "search_result": search_result(post), "permalink": "",
                                         "last_modified": post.last_modified}
                  for post in posts}
-        return fresh, {(post.kind, post.pk) for post in posts if post.is_draft or post.is_scheduled}
+        return fresh, {(post.kind, post.pk) for post in posts if not readers_see(post)}
 
     def cards(self, rows, fields=STORED):
         """The cards of a page of (kind, pk, created) rows with `fields` (of STORED), Edit slots left in."""
@@ -322,13 +327,14 @@ class CardStore:
         """{"head", "article"}: `post`'s permalink, with its Edit link for `user` only and the
         `responses` (HTML) under it."""
         row = {"kind": post.kind, "pk": post.pk, "created": post.created}
+        if not readers_see(post):  # a draft's or scheduled post's card is never stored: render only this
+            card = Card(post.kind, post.pk, post.created, permalink=permalink(*self.load_posts([row])))
+            return fill_permalink_slots(card, self.edit_links(user)(card), responses)
         card, = self.cards([row], ("permalink",))
         if not card.permalink:
-            mark = cache.get(FORGOTTEN_KEY)  # before the post is read (see listing_cards)
-            card.permalink = permalink(*self.load_posts([row]))
-            store_field(self.card_model, card, "permalink", self.digest())
-            if cache.get(FORGOTTEN_KEY) != mark:
-                delete_cards(self.card_model, {card.kind: [card.pk]})
+            with kept_unless_forgotten(self.card_model, {card.kind: [card.pk]}):
+                card.permalink = permalink(*self.load_posts([row]))
+                store_field(self.card_model, card, "permalink", self.digest())
         return fill_permalink_slots(card, self.edit_links(user)(card), responses)
 
     def edit_links(self, user):
@@ -411,10 +417,8 @@ def tag_deleting(card_model, post_models, sender, instance, **kwargs):
 
 
 def links_of_posts_changed(card_model, post_link_model, link_ids, **kwargs):
-    ids_by_kind = {}
-    for kind, post_id in post_link_model.objects.filter(link_id__in=list(link_ids)).values_list("kind", "post_id"):
-        ids_by_kind.setdefault(kind, set()).add(post_id)
-    forget(card_model, ids_by_kind)
+    linking = post_link_model.objects.filter(link_id__in=list(link_ids)).values_list("kind", "post_id").distinct()
+    forget(card_model, group_ids(linking))
 
 
 def bulk_write(card_model, covered, sender, **kwargs):

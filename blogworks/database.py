@@ -54,6 +54,18 @@ def without_waiting(milliseconds=100):
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [saved])
 
 
+@contextmanager
+def unless_busy():
+    """A bookkeeping write made without_waiting() and given up, silently, when another writer holds
+    the database: the next reader does it again."""
+    try:
+        with without_waiting():
+            yield
+    except OperationalError as error:
+        if not is_busy(error):
+            raise
+
+
 def postgresql_options(options):
     """OPTIONS for a PostgreSQL connection: a statement waits at most LOCK_WAIT_MILLISECONDS for a lock,
     as SQLite's busy timeout does, so that a long import makes a web write fail fast, not hang."""
