@@ -10,7 +10,7 @@ The search page reads a bounded number of matches whatever the blog's size (`Sea
 
 import difflib
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 from functools import partial
@@ -22,7 +22,7 @@ from django.db.models.expressions import RawSQL
 from django.utils.functional import cached_property
 
 from .listing import count_mixed_posts, mixed_posts, union_all, with_every_tag, with_kind
-from .search_index import SEARCH_WEIGHTS, POSTGRES_SEARCH_CONFIG, index_table
+from .search_index import ID_MASK, POSTGRES_SEARCH_CONFIG, SEARCH_WEIGHTS, index_table
 
 MAX_QUERY_LENGTH = 500  # longer queries are cut here: nobody types more, and it bounds the SQL
 MAX_QUERY_TERMS = 20
@@ -227,7 +227,7 @@ def sqlite_match(kind, queryset, parsed, by_date=True):
     against the matches, and stops once a page (or the sample) is full. Without it, SQLite starts
     from the matches: quicker when they are few, as the walk would pass many posts to find each."""
     index = index_table(queryset.model)
-    matches = f"SELECT rowid FROM {index} WHERE {index} MATCH %s"
+    matches = f"SELECT rowid & {ID_MASK} FROM {index} WHERE {index} MATCH %s"
     if parsed.words and by_date:
         queryset = queryset.extra(where=[f"+{queryset.model._meta.db_table}.id IN ({matches})"],
                                   params=[fts5_query(parsed.words, "AND")])
@@ -242,15 +242,16 @@ def sqlite_ranked(kind, queryset, parsed):
     """Posts joined to their matching index rows, ranked by bm25 (negated: higher is better, as on PostgreSQL).
 
     The join lets FTS5 find the matches and rank them in one pass; Django's extra() is the ORM's way to
-    join a table that has no model. The unary + in the join keeps SQLite from looking the index up once
-    per post, which grows with the blog: it must run the MATCH once and look the posts up by id.
+    join a table that has no model. The join is on the id inside the index key (`rowid & ID_MASK`),
+    which SQLite cannot look the index up by: it runs the MATCH once and looks the posts up by id,
+    rather than looking the index up once per post, which would grow with the blog.
     """
     index = index_table(queryset.model)
     weights = ", ".join(str(weight) for weight in SEARCH_WEIGHTS)
     return queryset.extra(
         select={"rank": f"-bm25({index}, {weights})"},
         tables=[index],
-        where=[f"{queryset.model._meta.db_table}.id = +{index}.rowid", f"{index} MATCH %s"],
+        where=[f"{queryset.model._meta.db_table}.id = ({index}.rowid & {ID_MASK})", f"{index} MATCH %s"],
         params=[fts5_match(parsed)],
     )
 
@@ -307,7 +308,7 @@ def index_matches_sql(queryset, parsed):
     from the index alone (drafts and filters not applied)."""
     index = index_table(queryset.model)
     if connection.vendor == "sqlite":
-        return f"SELECT rowid FROM {index} WHERE {index} MATCH %s", [fts5_match(parsed)]
+        return f"SELECT rowid & {ID_MASK} FROM {index} WHERE {index} MATCH %s", [fts5_match(parsed)]
     query, params = as_sql(postgres_query(parsed), queryset)
     return f"SELECT post_id FROM {index} WHERE document @@ {query}", params
 
@@ -354,10 +355,53 @@ RANKED_LIMIT = 2000
 DATE_WALK_FROM = 10000
 
 
+# On SQLite the newest matches come straight off the index, whose keys are in date order: the
+# SAMPLE_SIZE + 1 + SAMPLE_MARGIN newest index rows are candidates (the margin for drafts, scheduled
+# posts and filters to drop), and the posts among them that pass are the sample.
+SAMPLE_MARGIN = 200
+
+
+def newest_key_boundary(filtered, parsed, candidates):
+    """(key, more): the index key of the `candidates`-th newest match over the kinds searched (drafts
+    and filters not applied), and whether any match is older; (None, False) when there are fewer.
+    FTS5 stops each kind's read at the LIMIT, whatever the blog's size."""
+    parts = [f"SELECT * FROM (SELECT rowid AS key FROM {index} WHERE {index} MATCH %s ORDER BY rowid DESC LIMIT %s)"
+             for index in (index_table(queryset.model) for queryset in filtered.values())]
+    params = [param for _ in parts for param in (fts5_match(parsed), candidates + 1)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT key FROM ({' UNION ALL '.join(parts)}) ORDER BY key DESC LIMIT 2 OFFSET %s",
+                       [*params, candidates - 1])
+        keys = [key for (key,) in cursor.fetchall()]
+    return (keys[0], len(keys) > 1) if keys else (None, False)
+
+
+def sqlite_newest_rows(filtered, parsed):
+    """The rows of the SAMPLE_SIZE + 1 newest matches (every match when there are fewer), read from
+    the index's newest candidates; None when drafts and filters leave too few of them to be sure, and
+    the caller must walk the dates instead (a tag: filter on a common word can).
+
+    A match outside the candidates has a key below every candidate's, so it is older (to the minute:
+    the key's precision) than every row returned."""
+    boundary, more = newest_key_boundary(filtered, parsed, SAMPLE_SIZE + 1 + SAMPLE_MARGIN)
+    newer, match = {}, fts5_match(parsed)
+    for kind, queryset in filtered.items():
+        index = index_table(queryset.model)
+        candidates, params = f"SELECT rowid & {ID_MASK} FROM {index} WHERE {index} MATCH %s", [match]
+        if boundary is not None:
+            candidates, params = f"{candidates} AND rowid >= %s", [match, boundary]
+        newer[kind] = queryset.filter(pk__in=RawSQL(candidates, params))
+    rows = fetch_rows(mixed_posts(newer)[: SAMPLE_SIZE + 1])
+    return rows if len(rows) > SAMPLE_SIZE or not more else None
+
+
 def fetch_rows(rows):
     """A query's (kind, pk, created, ...) rows as dicts, read past the ORM's converters: parsing a
-    thousand dates (SQLite keeps text) cost more than the query. `created` stays as the database gives it."""
+    thousand dates (SQLite keeps text) cost more than the query. `created` stays as the database
+    gives it; on SQLite as its text (`|| ''` leaves the column without the declared type that makes
+    Python's sqlite3 parse it), which keeps the query's order as a subquery's ORDER BY does there."""
     sql, params = rows.query.sql_with_params()
+    if connection.vendor == "sqlite":
+        sql = f"SELECT kind, pk, created || '' FROM ({sql})"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [{"kind": kind, "pk": pk, "created": created} for kind, pk, created, *_ in cursor.fetchall()]
@@ -454,10 +498,10 @@ def search_facets(rows, parsed, labels, models):
     """Facets for the page: {"type": [...], "year": [...], "tag": [...]}, each a list of Facets, counted
     over `rows` ((kind, pk, created) of the matches, or of the newest SAMPLE_SIZE of them).
     `labels` names each kind: {"entry": "Entries", ...}."""
-    by_kind, by_year, ids_by_kind = defaultdict(int), defaultdict(int), defaultdict(list)
+    by_kind = Counter(row["kind"] for row in rows)
+    by_year = Counter(utc_year(row["created"]) for row in rows)  # UTC, as year: filters
+    ids_by_kind = defaultdict(list)
     for row in rows:
-        by_kind[row["kind"]] += 1
-        by_year[utc_year(row["created"])] += 1  # UTC, as year: filters
         ids_by_kind[row["kind"]].append(row["pk"])
     return {
         "type": [facet(parsed, "type", kind, label, by_kind[kind]) for kind, label in labels.items() if by_kind[kind]],
@@ -548,12 +592,16 @@ class Search:
 
     @cached_property
     def page_rows(self):
-        """The search page's PageRows: a bounded read (see SAMPLE_SIZE), one or two queries."""
-        if not self.matching:
+        """The search page's PageRows: a bounded read (see SAMPLE_SIZE), two to four queries."""
+        if not self.filtered:
             return PageRows([], complete=True, ranked=False)
         if self.index_matches is not None and self.index_matches <= RANKED_LIMIT:
             return PageRows(fetch_rows(ranked_rows(self.filtered, self.parsed)), complete=True, ranked=True)
-        newest = fetch_rows(mixed_posts(self.matching)[: SAMPLE_SIZE + 1])
+        newest = None
+        if connection.vendor == "sqlite" and self.parsed.words:
+            newest = sqlite_newest_rows(self.filtered, self.parsed)
+        if newest is None:
+            newest = fetch_rows(mixed_posts(self.matching)[: SAMPLE_SIZE + 1])
         return PageRows(newest[:SAMPLE_SIZE], complete=len(newest) <= SAMPLE_SIZE, ranked=False)
 
     def facets(self):

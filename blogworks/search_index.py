@@ -2,8 +2,11 @@
 
 One index table per kind (linkblog_entry_search, ...), one row per post, filled and kept in step by
 triggers on the post tables, their tag tables and the tag table: the admin, the API, imports with
-bulk_create or raw SQL alike. On SQLite it is an FTS5 table (rowid = post id; columns title, body,
-source, tags; Porter stemmer). On PostgreSQL it is a table of (post_id, document tsvector) with a GIN
+bulk_create or raw SQL alike. On SQLite it is an FTS5 table (columns title, body, source, tags;
+Porter stemmer) whose rowid is the post's *index key*: the minute it was created, then its id
+(`index_key_sql`; `rowid & ID_MASK` is the id). FTS5 hands out matches in rowid order and stops at a
+LIMIT, so "the newest thousand matches" reads a thousand doclist entries whatever the blog's size,
+where with rowid = id it would be newest-id order, which an imported archive breaks. On PostgreSQL it is a table of (post_id, document tsvector) with a GIN
 index; the document weighs titles A, bodies B, sources and tag names C.
 
 What is indexed is described by `IndexedKind`s: made from the models at run time
@@ -49,6 +52,21 @@ def index_table(model):
 
 SEARCH_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
+# SQLite index key: (minutes since 1970 << ID_BITS) | post id. Year 1 to 9999 fit in 64 bits with 30
+# bits of id (a billion posts of a kind); posts of the same minute follow each other by id.
+ID_BITS = 30
+ID_MASK = (1 << ID_BITS) - 1
+
+
+def index_key_sql(created, post_id):
+    """SQL for the index key of a post from SQL for its `created` (SQLite's UTC text) and its id."""
+    return f"(((CAST(strftime('%s', {created}) AS INTEGER) / 60) << {ID_BITS}) | {post_id})"
+
+
+def keys_of_posts_sql(spec, post_ids):
+    """SQL for the index keys of the posts whose ids `post_ids` (an SQL expression) gives."""
+    return f"SELECT {index_key_sql('created', 'id')} FROM {spec.table} WHERE id IN ({post_ids})"
+
 
 def search_index_insert_sql(spec, post_ids):
     """SQL that indexes the posts whose ids `post_ids` (an SQL expression) gives: text and tag names."""
@@ -60,13 +78,15 @@ def search_index_insert_sql(spec, post_ids):
     )
     return (
         f"INSERT INTO {index} (rowid, title, body, source, tags) "
-        f"SELECT post.id, {columns}, ({tag_names}) FROM {table} AS post WHERE post.id IN ({post_ids});"
+        f"SELECT {index_key_sql('post.created', 'post.id')}, {columns}, ({tag_names})"
+        f" FROM {table} AS post WHERE post.id IN ({post_ids});"
     )
 
 
 def search_index_delete_sql(spec, post_ids):
-    """SQL that removes the index rows of the posts whose ids `post_ids` gives."""
-    return f"DELETE FROM {spec.index} WHERE rowid IN ({post_ids});"
+    """SQL that removes the index rows of the posts whose ids `post_ids` gives, found by their
+    current keys (a trigger that changes `created` deletes by the old key itself)."""
+    return f"DELETE FROM {spec.index} WHERE rowid IN ({keys_of_posts_sql(spec, post_ids)});"
 
 
 def search_index_row_sql(spec, post_ids):
@@ -79,10 +99,12 @@ def search_index_triggers(spec):
     table, index, kind = spec.table, spec.index, spec.kind
     text_columns = ", ".join(name for name in spec.fields if name)
     tagged = f"SELECT {kind}_id FROM {table}_tags WHERE tag_id = new.id"
+    old_row = f"DELETE FROM {index} WHERE rowid = {index_key_sql('old.created', 'old.id')};"
+    too_big = f"SELECT RAISE(ABORT, 'a post id above {ID_MASK} cannot be indexed for search') WHERE new.id > {ID_MASK};"
     body = {
-        "post_insert": f"AFTER INSERT ON {table} BEGIN {search_index_row_sql(spec, 'new.id')} END",
-        "post_update": f"AFTER UPDATE OF {text_columns} ON {table} BEGIN {search_index_row_sql(spec, 'new.id')} END",
-        "post_delete": f"AFTER DELETE ON {table} BEGIN DELETE FROM {index} WHERE rowid = old.id; END",
+        "post_insert": f"AFTER INSERT ON {table} BEGIN {too_big} {search_index_insert_sql(spec, 'new.id')} END",
+        "post_update": f"AFTER UPDATE OF {text_columns}, created ON {table} BEGIN {old_row} {search_index_insert_sql(spec, 'new.id')} END",
+        "post_delete": f"AFTER DELETE ON {table} BEGIN {old_row} END",
         "tags_insert": f"AFTER INSERT ON {table}_tags BEGIN {search_index_row_sql(spec, f'new.{kind}_id')} END",
         "tags_update": f"AFTER UPDATE ON {table}_tags BEGIN {search_index_row_sql(spec, f'old.{kind}_id, new.{kind}_id')} END",
         "tags_delete": f"AFTER DELETE ON {table}_tags BEGIN {search_index_row_sql(spec, f'old.{kind}_id')} END",
@@ -197,12 +219,19 @@ def create_search_triggers(connection, specs):
 
 
 def reindex_posts(connection, spec, post_ids):
-    """Rewrite the index rows of these posts of one kind, a few thousand ids per statement."""
+    """Rewrite the index rows of these posts of one kind, a few thousand ids per statement.
+
+    Their rows are found by id (`rowid & ID_MASK`), not by key: while the triggers were away a post's
+    `created` may have changed, and its row still carries the old key. The ids are read off FTS5's
+    own small `_docsize` table (one row of a few bytes per post), not the index's text."""
     post_ids = sorted(post_ids)
+    if post_ids and post_ids[-1] > ID_MASK:
+        raise ValueError(f"a post id above {ID_MASK} cannot be indexed for search")
     with connection.cursor() as cursor:
         for start in range(0, len(post_ids), 5000):
             ids = ", ".join(str(int(pk)) for pk in post_ids[start : start + 5000])
-            cursor.execute(search_index_delete_sql(spec, ids))
+            rows = f"SELECT id FROM {spec.index}_docsize WHERE id & {ID_MASK} IN ({ids})"
+            cursor.execute(f"DELETE FROM {spec.index} WHERE rowid IN ({rows})")
             cursor.execute(search_index_insert_sql(spec, ids))
 
 

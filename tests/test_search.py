@@ -347,6 +347,61 @@ def test_a_word_in_very_many_posts_lists_the_newest_and_says_how_far_it_counted(
     assert "2 results, best match first" in text(ranked) and sorted(result_titles(ranked)) == ["Narwhal", "Walrus narwhal narwhal"]
 
 
+def test_the_newest_matches_are_the_newest_by_date_whatever_order_posts_were_written_in(client, make, monkeypatch):
+    """Past the ranked limit a search lists the newest matches by date, though an archive imported
+    after newer posts has the higher ids, a post's date was moved, and drafts and scheduled posts are
+    among the newest; and every post keeps one index row through all of it."""
+    from blogworks import search
+
+    monkeypatch.setattr(search, "SAMPLE_SIZE", 20, raising=False)
+    monkeypatch.setattr(search, "RANKED_LIMIT", 25, raising=False)
+    monkeypatch.setattr(search, "SAMPLE_MARGIN", 3, raising=False)  # few candidates past the sample
+    for number in range(15):  # written first: the lowest ids, the newest dates
+        make.blogmark(f"Walrus recent {number:02}", created=at(2024, 1, 1, minute=number))
+    for number in range(20):  # an old archive imported afterwards: higher ids, older dates
+        make.entry(f"Walrus archive {number:02}", created=at(2004 + number // 4, 1, 1, minute=number))
+    moved = make.entry("Walrus moved", created=at(1999, 1, 1))
+    moved.created = at(2025, 6, 1)  # now the newest of all
+    moved.save()
+    Entry.objects.filter(title="Walrus archive 00").update(created=at(2024, 2, 1))  # moved without save()
+
+    def newest():
+        rows = search_posts("walrus").page_rows
+        assert not rows.complete and not rows.ranked
+        return [str(post) for post in load_posts(rows.rows, POST_MODELS)]
+
+    expected = (["Walrus moved", "Walrus archive 00"] + [f"Walrus recent {number:02}" for number in range(14, -1, -1)]
+                + ["Walrus archive 19", "Walrus archive 18", "Walrus archive 17"])
+    assert newest() == expected
+    # Drafts and scheduled posts newer than all of them take the candidates' places: still the same.
+    for number in range(5):
+        make.entry(f"Walrus draft {number}", is_draft=True, created=at(2026, 1, 1, minute=number))
+        make.blogmark(f"Walrus scheduled {number}", created=at(2099, 1, 1, minute=number))
+    assert newest() == expected
+    assert result_titles(client.get("/search/", {"q": "walrus"}))[:3] == expected[:3]
+    assert index_rows() == {"entry": 26, "blogmark": 20, "quotation": 0}
+    moved.delete()
+    assert index_rows() == {"entry": 25, "blogmark": 20, "quotation": 0}
+    assert newest()[:2] == ["Walrus archive 00", "Walrus recent 14"]
+
+
+def test_an_import_that_moves_a_posts_time_leaves_one_index_row():
+    """An import indexes its posts at the end (search_index.SearchIndexBatch): a post it moved to
+    another time of its day (matched by day and slug) is found once, as it now is."""
+    import io
+    import json
+
+    from linkblog import import_posts
+
+    entry = {"type": "entry", "slug": "okapi", "title": "Okapi notes", "body": "An okapi.", "created": "2004-01-02T00:00:00Z"}
+    import_posts(io.BytesIO((json.dumps(entry) + "\n").encode()))
+    moved = {**entry, "title": "Okapi moved", "created": "2004-01-02T23:30:00Z"}
+    import_posts(io.BytesIO((json.dumps(moved) + "\n").encode()))
+    assert Entry.objects.get().title == "Okapi moved"
+    assert index_rows()["entry"] == 1
+    assert found("okapi") == ["Okapi moved"] and found("notes") == []
+
+
 def test_tag_pages_and_every_page_have_a_search_box(client, make):
     make.entry("Tagged", tags=["django", "orm"])
     tag_html = text(client.get("/tags/django/"))
