@@ -81,6 +81,35 @@ def test_tag_page_shows_thirty_per_page_with_newer_and_older_links(client, make)
     assert 'rel="next"' not in text(last)
 
 
+def test_every_page_of_home_a_tag_and_two_tags_read_in_turn_lists_each_post_once_newest_first(client, make, settings):
+    """Pages past the middle are read from the oldest end (blogworks/listing.py ListingPaginator):
+    paged through, every listing is still the whole of it in order, posts of one moment included,
+    and drafts and scheduled posts nowhere."""
+    settings.LINKBLOG_PAGE_SIZE = 4
+    settings.LINKBLOG_PAGE_CACHE = False
+    expected = []
+    for number in range(23):
+        moment = at(2020, 1, 1 + number // 3)  # three posts to a moment: ties across kinds and ids
+        kind = ("entry", "blogmark", "quotation")[number % 3]
+        title = f"Post {number:02}"
+        tags = ["many", "pair"] if number % 2 else ["many"]
+        post = (make.entry(title, tags=tags, created=moment) if kind == "entry"
+                else make.blogmark(title, tags=tags, created=moment) if kind == "blogmark"
+                else make.quotation(source=title, tags=tags, created=moment))
+        expected.append((moment, post.pk, kind, title, number % 2 == 1))
+    make.entry("A draft", tags=["many", "pair"], is_draft=True, created=at(2020, 1, 3))
+    make.blogmark("Scheduled", tags=["many", "pair"], created=at(2099, 1, 1))
+    newest_first = sorted(expected, reverse=True)
+    for url, wanted in [("/", newest_first), ("/tags/many/", newest_first),
+                        ("/tags/many+pair/", [post for post in newest_first if post[4]])]:
+        seen, page = [], 1
+        while (response := client.get(url, {"page": page})).status_code == 200:
+            seen += post_titles(response)
+            page += 1
+        assert seen == [title for _, _, _, title, _ in wanted], url
+        assert page - 1 == -(-len(wanted) // 4)
+
+
 @pytest.mark.parametrize("page", ["0", "3", "-1", "abc", "1.5", ""])
 def test_tag_page_answers_404_for_pages_that_do_not_exist(client, make, page):
     for number in range(31):
