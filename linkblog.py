@@ -89,7 +89,7 @@ from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
 from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
-                               count_pair, counts_scheduled, listing_rows, load_posts, mixed_posts, paired_tag_counts,
+                               count_pair, counts_scheduled, listing_rows, load_posts, mixed_posts, paired_tag_counts, posts_beside,
                                related_tag_counts, requested_page, store_listing, summed_counts, tally_count, union_all,
                                with_every_tag, with_published_counts)
 from blogworks.moderation import Moderated, ModerationAdmin
@@ -1036,15 +1036,8 @@ def adjacent_posts(post):
     """The published posts just before and just after `post` in the listings' order (newest first;
     posts of one moment by pk, then kind, both descending), of any kind (None at either end): one
     step each way along the listing store's index, then those two posts."""
-    here = Q(created=post.created, post_id=post.pk)
-    published = Listed.objects.filter(PostQuerySet.published_filter())
-    # One upper bound on `created`, not two: given both, SQLite walked back from now to the post.
-    older = Listed.objects.filter(is_draft=False, created__lte=min(post.created, timezone.now())).exclude(
-        (here & Q(kind__gte=post.kind)) | Q(created=post.created, post_id__gt=post.pk))
-    newer = published.filter(created__gte=post.created).exclude(
-        (here & Q(kind__lte=post.kind)) | Q(created=post.created, post_id__lt=post.pk))
-    rows = [older.order_by(*LISTING_ORDER).first(), newer.order_by("created", "post_id", "kind").first()]
-    return [row and POST_MODELS[row.kind].objects.get(pk=row.post_id) for row in rows]
+    steps = posts_beside(LISTING, post.kind, post.pk, post.created, timezone.now())
+    return [step and POST_MODELS[step[0]].objects.get(pk=step[1]) for step in steps]
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")
@@ -1058,8 +1051,9 @@ def permalink(request, year, month, day, slug):
 
 
 def responses_under(post):
-    """The approved replies and Webmentions under `post`, as HTML."""
-    return render_to_string("_responses.html", {"replies": Reply.shown_under(post), "mentions": Mention.shown_under(post)})
+    """The approved replies and Webmentions under `post`, as HTML ("" for most posts, which have none)."""
+    replies, mentions = list(Reply.shown_under(post)), list(Mention.shown_under(post))
+    return render_to_string("_responses.html", {"replies": replies, "mentions": mentions}) if replies or mentions else ""
 
 
 @app.route("/preview/<str:token>/", name="draft_preview")

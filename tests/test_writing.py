@@ -124,6 +124,18 @@ def test_a_permalink_links_the_previous_and_next_posts_of_any_kind(client, make)
     assert 'rel="prev"' not in html(client.get(first.get_absolute_url()))
 
 
+def test_a_scheduled_post_shown_to_its_author_links_back_to_the_newest_published_post(client, admin_client, make):
+    make.entry("Older post", created=at(2024, 1, 1))
+    newest = make.blogmark("Newest published", created=at(2024, 1, 2))
+    make.entry("Scheduled sooner", created=at(2098, 1, 1))
+    scheduled = make.quotation(source="Scheduled speaker", created=at(2099, 1, 1))
+    make.entry("Scheduled later still", created=at(2099, 6, 1))
+    page = html(admin_client.get(scheduled.get_absolute_url()))
+    assert f'rel="prev" href="{newest.get_absolute_url()}"' in page and 'rel="next"' not in page
+    assert 'rel="next"' not in html(client.get(newest.get_absolute_url()))
+    assert client.get(scheduled.get_absolute_url()).status_code == 404
+
+
 def test_a_secret_preview_link_shows_a_draft_to_anyone_who_holds_it_until_revoked(client, admin_client, make):
     draft = make.entry("Secret draft", body="Not out yet.", is_draft=True)
     response = admin_client.post("/admin/linkblog/entry/", {"action": "share_preview", "_selected_action": [draft.pk]})
