@@ -313,16 +313,23 @@ def index_matches_sql(queryset, parsed):
     return f"SELECT post_id FROM {index} WHERE document @@ {query}", params
 
 
-def index_match_count(filtered, parsed, limit):
+def index_match_count(filtered, parsed, limit, newest=None):
     """How many index rows of the kinds searched have the words, counted up to `limit` + 1 and no
-    further: the index alone, so it costs little for any word at any size."""
+    further: the index alone, so it costs little for any word at any size. With `newest` (SQLite):
+    (that count, the index key of the `newest`-th newest match or None when there are fewer), in
+    the same query (newest_key_sql)."""
     parts = [index_matches_sql(queryset, parsed) for queryset in filtered.values()]
     if not parts:
-        return 0
+        return 0 if newest is None else (0, None)
     sql = " UNION ALL ".join(part for part, _ in parts)
+    count, params = f"SELECT COUNT(*) FROM ({sql} LIMIT %s) AS found", [*(p for _, ps in parts for p in ps), limit + 1]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM ({sql} LIMIT %s) AS found", [*(p for _, ps in parts for p in ps), limit + 1])
-        return cursor.fetchone()[0]
+        if newest is None:
+            cursor.execute(count, params)
+            return cursor.fetchone()[0]
+        key, key_params = newest_key_sql(filtered, parsed, newest)
+        cursor.execute(f"SELECT ({count}), ({key})", [*params, *key_params])
+        return tuple(cursor.fetchone())
 
 
 def matching_posts(filtered, parsed, by_date=True):
@@ -361,28 +368,29 @@ DATE_WALK_FROM = 10000
 SAMPLE_MARGIN = 200
 
 
-def newest_key_boundary(filtered, parsed, candidates):
-    """(key, more): the index key of the `candidates`-th newest match over the kinds searched (drafts
-    and filters not applied), and whether any match is older; (None, False) when there are fewer.
-    FTS5 stops each kind's read at the LIMIT, whatever the blog's size."""
+def candidate_count():
+    return SAMPLE_SIZE + 1 + SAMPLE_MARGIN
+
+
+def newest_key_sql(filtered, parsed, position):
+    """(sql, params) for the index key of the `position`-th newest match over the kinds searched
+    (drafts and filters not applied; NULL when there are fewer). FTS5 stops each kind's read at the
+    LIMIT, whatever the blog's size."""
     parts = [f"SELECT * FROM (SELECT rowid AS key FROM {index} WHERE {index} MATCH %s ORDER BY rowid DESC LIMIT %s)"
              for index in (index_table(queryset.model) for queryset in filtered.values())]
-    params = [param for _ in parts for param in (fts5_match(parsed), candidates + 1)]
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT key FROM ({' UNION ALL '.join(parts)}) ORDER BY key DESC LIMIT 2 OFFSET %s",
-                       [*params, candidates - 1])
-        keys = [key for (key,) in cursor.fetchall()]
-    return (keys[0], len(keys) > 1) if keys else (None, False)
+    params = [param for _ in parts for param in (fts5_match(parsed), position)]
+    return f"SELECT key FROM ({' UNION ALL '.join(parts)}) ORDER BY key DESC LIMIT 1 OFFSET %s", [*params, position - 1]
 
 
-def sqlite_newest_rows(filtered, parsed):
+def sqlite_newest_rows(filtered, parsed, boundary, more):
     """The rows of the SAMPLE_SIZE + 1 newest matches (every match when there are fewer), read from
-    the index's newest candidates; None when drafts and filters leave too few of them to be sure, and
-    the caller must walk the dates instead (a tag: filter on a common word can).
+    the index's newest candidates: those with a key from `boundary` on (the key of the SAMPLE_SIZE +
+    1 + SAMPLE_MARGIN-th newest match; None: every match), `more` saying whether there are older
+    ones. None when drafts and filters leave too few candidates to be sure, and the caller must walk
+    the dates instead (a tag: filter on a common word can).
 
     A match outside the candidates has a key below every candidate's, so it is older (to the minute:
     the key's precision) than every row returned."""
-    boundary, more = newest_key_boundary(filtered, parsed, SAMPLE_SIZE + 1 + SAMPLE_MARGIN)
     newer, match = {}, fts5_match(parsed)
     for kind, queryset in filtered.items():
         index = index_table(queryset.model)
@@ -575,10 +583,20 @@ class Search:
         self.filtered = apply_search_filters(querysets, self.parsed)
 
     @cached_property
+    def index_reading(self):
+        """(How many index rows have the words (drafts and filters not applied), counted up to
+        DATE_WALK_FROM + 1 (or the candidates + 1); on SQLite the key of the candidate_count()-th
+        newest of them, else None), in one query; (None, None) without words."""
+        if not self.parsed.words:
+            return None, None
+        if connection.vendor == "sqlite":
+            limit = max(DATE_WALK_FROM, candidate_count())
+            return index_match_count(self.filtered, self.parsed, limit, newest=candidate_count())
+        return index_match_count(self.filtered, self.parsed, DATE_WALK_FROM), None
+
+    @property
     def index_matches(self):
-        """How many index rows have the words (drafts and filters not applied), counted up to
-        DATE_WALK_FROM + 1; None without words."""
-        return index_match_count(self.filtered, self.parsed, DATE_WALK_FROM) if self.parsed.words else None
+        return self.index_reading[0]
 
     @cached_property
     def matching(self):
@@ -592,14 +610,14 @@ class Search:
 
     @cached_property
     def page_rows(self):
-        """The search page's PageRows: a bounded read (see SAMPLE_SIZE), two to four queries."""
+        """The search page's PageRows: a bounded read (see SAMPLE_SIZE), two queries."""
         if not self.filtered:
             return PageRows([], complete=True, ranked=False)
         if self.index_matches is not None and self.index_matches <= RANKED_LIMIT:
             return PageRows(fetch_rows(ranked_rows(self.filtered, self.parsed)), complete=True, ranked=True)
         newest = None
         if connection.vendor == "sqlite" and self.parsed.words:
-            newest = sqlite_newest_rows(self.filtered, self.parsed)
+            newest = sqlite_newest_rows(self.filtered, self.parsed, self.index_reading[1], self.index_matches > candidate_count())
         if newest is None:
             newest = fetch_rows(mixed_posts(self.matching)[: SAMPLE_SIZE + 1])
         return PageRows(newest[:SAMPLE_SIZE], complete=len(newest) <= SAMPLE_SIZE, ranked=False)
