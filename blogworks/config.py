@@ -30,9 +30,11 @@ def env_list(name, default):
 
 def cached_template_loaders(templates):
     """nanodjango lists its template loaders bare, so every include is parsed again on every request;
-    Django's cached loader keeps each parsed template (and runserver still reloads edited ones)."""
+    Django's cached loader keeps each parsed template (and runserver still reloads edited ones). The
+    engine is Django's, handing out templates whose contexts let go once rendered (serving.py)."""
     options = templates[0]["OPTIONS"]
     options["loaders"] = [("django.template.loaders.cached.Loader", options["loaders"])]
+    templates[0]["BACKEND"] = "blogworks.serving.ReleasingTemplates"
     return templates
 
 

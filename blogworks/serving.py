@@ -1,4 +1,4 @@
-"""Serving: security headers and the shared cache of anonymous pages.
+"""Serving: security headers, the shared cache of anonymous pages, and templates that let go.
 
 The page cache keeps whole responses for anonymous GETs in Django's cache (DiskCache files on one
 server, Redis or memcached on several), under a "generation" that every visible write replaces:
@@ -20,6 +20,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
+from django.template import TemplateDoesNotExist
+from django.template.backends.django import DjangoTemplates, Template, reraise
+from django.template.context import make_context
 from django.utils import timezone
 from django.utils.cache import has_vary_header, patch_cache_control
 
@@ -173,3 +176,37 @@ class AnonymousPageCacheMiddleware:
     def cache_key(self, request, generation):
         url = f"{request.scheme}://{request.get_host()}{request.get_full_path()}"
         return f"page:{generation}:{hashlib.sha256(url.encode()).hexdigest()}"
+
+
+class ReleasingTemplate(Template):
+    """A Django template whose context lets go of what it held once the page is rendered.
+
+    Each of a Context's dicts points back at the Context (django.template.context.ContextDict), so a
+    rendered page's context is a reference cycle, freed only by the garbage collector. A request lives
+    long enough for a collection to move it to the oldest generation, which is collected rarely: the
+    search page's thousand sampled rows and thirty results then stayed in memory for hundreds of
+    requests (a worker grew by 30 MB under load). Emptying the context's dicts breaks the cycle, and
+    reference counting frees the page's objects as the response goes out. The test client keeps its
+    own copy of each context."""
+
+    def render(self, context=None, request=None):
+        context = make_context(context, request, autoescape=self.backend.engine.autoescape)
+        try:
+            return self.template.render(context)
+        except TemplateDoesNotExist as exc:
+            reraise(exc, self.backend)
+        finally:
+            context.dicts.clear()
+
+
+class ReleasingTemplates(DjangoTemplates):
+    """Django's template engine, handing out ReleasingTemplates (TEMPLATES' BACKEND)."""
+
+    def from_string(self, template_code):
+        return ReleasingTemplate(self.engine.from_string(template_code), self)
+
+    def get_template(self, template_name):
+        try:
+            return ReleasingTemplate(self.engine.get_template(template_name), self)
+        except TemplateDoesNotExist as exc:
+            reraise(exc, self)

@@ -273,3 +273,26 @@ def test_draft_permalink_is_404_except_for_staff(client, make, admin_user):
     response = client.get(draft.get_absolute_url())
     assert response.status_code == 200
     assert '<span class="draft">Draft</span>' in text(response)
+
+
+def test_a_rendered_page_lets_go_of_what_it_showed_without_the_garbage_collector(rf):
+    """A page's context is a reference cycle in Django's own templates, freed only by the garbage
+    collector, which kept the search page's thousand rows in a worker for hundreds of requests
+    (blogworks/serving.py ReleasingTemplate): ours is freed as soon as the page is rendered."""
+    import gc
+    import weakref
+
+    from django.template.loader import render_to_string
+
+    class Shown(list):
+        pass
+
+    shown = Shown(range(1000))
+    still_held = weakref.ref(shown)
+    gc.disable()
+    try:
+        assert "<main>" in render_to_string("base.html", {"rows": shown}, request=rf.get("/"))
+        del shown
+        assert still_held() is None
+    finally:
+        gc.enable()
