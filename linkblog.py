@@ -92,7 +92,7 @@ from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, Mi
                                count_pair, counts_scheduled, listing_rows, load_posts, mixed_posts, paired_tag_counts, posts_beside,
                                related_tag_counts, requested_page, store_listing, summed_counts, tally_count, union_all,
                                with_every_tag, with_published_counts)
-from blogworks.moderation import Moderated, ModerationAdmin
+from blogworks.moderation import Moderated, ModerationAdmin, any_shown_under
 from blogworks.permalinks import Permalinked
 from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
 from blogworks.ratelimit import rate_limited
@@ -1034,10 +1034,9 @@ def find_post(start, end, slug, user=None):
 
 def adjacent_posts(post):
     """The published posts just before and just after `post` in the listings' order (newest first;
-    posts of one moment by pk, then kind, both descending), of any kind (None at either end): one
-    step each way along the listing store's index, then those two posts."""
-    steps = posts_beside(LISTING, post.kind, post.pk, post.created, timezone.now())
-    return [step and POST_MODELS[step[0]].objects.get(pk=step[1]) for step in steps]
+    posts of one moment by pk, then kind, both descending), of any kind (None at either end), each
+    with what a link to it needs: one query (blogworks/listing.py)."""
+    return posts_beside(LISTING, post.kind, post.pk, post.created, timezone.now())
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")
@@ -1052,8 +1051,9 @@ def permalink(request, year, month, day, slug):
 
 def responses_under(post):
     """The approved replies and Webmentions under `post`, as HTML ("" for most posts, which have none)."""
-    replies, mentions = list(Reply.shown_under(post)), list(Mention.shown_under(post))
-    return render_to_string("_responses.html", {"replies": replies, "mentions": mentions}) if replies or mentions else ""
+    if not any_shown_under([Reply, Mention], post):
+        return ""
+    return render_to_string("_responses.html", {"replies": Reply.shown_under(post), "mentions": Mention.shown_under(post)})
 
 
 @app.route("/preview/<str:token>/", name="draft_preview")

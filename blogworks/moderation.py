@@ -3,10 +3,12 @@ them (then they show under the post) or rejects them.
 
 `ModerationAdmin` is the admin both share; `Moderated` the lookups both models share (linkblog.py's
 Reply and Mention, on its abstract Response, with `post_kind`, `post_id`, `status`, APPROVED and
-REJECTED, and `content_html`). This module never imports linkblog.
+REJECTED, and `content_html`); `any_shown_under` asks of both at once. This module never imports
+linkblog.
 """
 
 from django.contrib import admin
+from django.db import connections
 from django.utils.html import format_html
 
 from . import text
@@ -28,6 +30,19 @@ class Moderated:
         """Its post, of any kind (found by kind: each kind's model is named after it), or None."""
         model = self._meta.apps.get_model(self._meta.app_label, self.post_kind)
         return model.objects.filter(pk=self.post_id).first()
+
+
+def any_shown_under(models, post):
+    """Whether any of `models` (Reply, Mention) shows something under `post`: one query of EXISTS for
+    all. Most posts have none, and a permalink asks on every view: the ORM's two queries took it
+    about a tenth of its time. (SQL of our own: the ORM cannot OR two EXISTS into one SELECT.)"""
+    connection = connections[models[0].objects.db]
+    quote = connection.ops.quote_name
+    exists = [f"EXISTS (SELECT 1 FROM {quote(model._meta.db_table)} WHERE {quote('post_kind')} = %s"
+              f" AND {quote('post_id')} = %s AND {quote('status')} = %s)" for model in models]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {' OR '.join(exists)}", [value for model in models for value in (post.kind, post.pk, model.APPROVED)])
+        return bool(cursor.fetchone()[0])
 
 
 class ModerationAdmin(admin.ModelAdmin):
