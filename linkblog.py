@@ -63,7 +63,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.paginator import Paginator
 from django.core.wsgi import get_wsgi_application
-from django.db import models
+from django.db import connections, models
 from django.db.models import Count, OuterRef, Q
 from django.db.models.functions import ExtractMonth, ExtractYear
 from django.http import Http404, HttpResponse, HttpResponseRedirect
@@ -280,6 +280,19 @@ class PostQuerySet(models.QuerySet):
     def published(self):
         """The posts readers may see."""
         return self.filter(self.published_filter())
+
+    def on_day(self, start, end, slug, published_only):
+        """The post with `slug` dated in [start, end) (its permalink's day), or None; with
+        `published_only`, only if readers may see it. Our own SQL through raw(): a permalink asks on
+        every view, and compiling the ORM's lookup took 0.46 ms against raw()'s 0.1 (a blogmark's
+        whole permalink is about 2)."""
+        ops = connections[self.db].ops
+        quote, adapt = ops.quote_name, ops.adapt_datetimefield_value
+        created, sql_params = quote("created"), [adapt(start), adapt(end), slug]
+        sql = f"SELECT * FROM {quote(self.model._meta.db_table)} WHERE {created} >= %s AND {created} < %s AND {quote('slug')} = %s"
+        if published_only:  # published_filter(), as SQL
+            sql, sql_params = f"{sql} AND NOT {quote('is_draft')} AND {created} <= %s", [*sql_params, adapt(timezone.now())]
+        return next(iter(self.raw(f"{sql} ORDER BY {created} DESC, {quote('id')} DESC LIMIT 1", sql_params)), None)
 
     def scheduled(self):
         """Posts that are not drafts but dated in the future: they go live at their moment."""
@@ -1023,10 +1036,8 @@ def find_post(start, end, slug, user=None):
     of its kind (Django's view permission). A slug is unique on its day across kinds, so the order of
     the lookups only decides how many a permalink takes: blogmarks, most of a link blog, come first."""
     for model in (Blogmark, Entry, Quotation):
-        posts = model.objects.filter(created__gte=start, created__lt=end, slug=slug)
-        if user is None or not user.has_perm(permission_name("view", model)):
-            posts = posts.published()
-        post = posts.first()  # its tags are in its stored card
+        published_only = user is None or not user.has_perm(permission_name("view", model))
+        post = model.objects.on_day(start, end, slug, published_only)  # its tags are in its stored card
         if post:
             return post
     raise Http404("No such post")
