@@ -43,13 +43,13 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 
 import django
 from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.template.loader import get_template, render_to_string
@@ -169,10 +169,42 @@ def of_posts(ids_by_kind):
 
 def stored_cards(card_model, rows, fields=STORED):
     """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows` (the `fields` of STORED
-    asked for): one query for every kind."""
-    wanted = of_posts(group_ids((row["kind"], row["pk"]) for row in rows))
-    found = card_model.objects.filter(wanted).values_list("kind", "post_id", "digest", *fields)
-    return {(kind, post_id): (digest, dict(zip(fields, values))) for kind, post_id, digest, *values in found}
+    asked for): one query for every kind. (SQL of our own: every listing and permalink asks, and the
+    ORM took a quarter of a millisecond to compile it, an eighth of a permalink.)"""
+    ids_by_kind = group_ids((row["kind"], row["pk"]) for row in rows)
+    if not ids_by_kind:
+        return {}
+    connection = connections[card_model.objects.db]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(card_model._meta.get_field(name).column) for name in ("kind", "post_id", "digest", *fields))
+    wanted = " OR ".join(f"({quote('kind')} = %s AND {quote('post_id')} IN ({', '.join(['%s'] * len(ids))}))"
+                         for ids in ids_by_kind.values())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {quote(card_model._meta.db_table)} WHERE {wanted}",
+                       [value for kind, ids in ids_by_kind.items() for value in (kind, *ids)])
+        found = cursor.fetchall()
+    convert = field_converters(card_model, connection.alias, fields)
+    return {(kind, post_id): (digest, {name: convert[name](value) for name, value in zip(fields, values)})
+            for kind, post_id, digest, *values in found}
+
+
+@lru_cache(maxsize=None)
+def field_converters(card_model, alias, fields):
+    """{field: value -> value} turning what the database gives into what the ORM would (a date's
+    text on SQLite into an aware datetime), as its compiler does with each column's converters."""
+    connection = connections[alias]
+    convert = {}
+    for name in fields:
+        column = card_model._meta.get_field(name).get_col(card_model._meta.db_table)
+        steps = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        convert[name] = partial(apply_converters, steps, column, connection)
+    return convert
+
+
+def apply_converters(steps, column, connection, value):
+    for step in steps:
+        value = step(value, column, connection)
+    return value
 
 
 def store_cards(card_model, fields_by_post, digest):
