@@ -11,12 +11,12 @@ search excerpts with the searched words marked.
 import re
 import threading
 from functools import lru_cache
-from html import unescape
+from html import escape as html_escape, unescape
 from html.parser import HTMLParser
 
 import markdown
 import nh3
-from django.utils.html import conditional_escape, escape, format_html, strip_tags
+from django.utils.html import conditional_escape, strip_tags
 from django.utils.safestring import mark_safe
 
 MARKDOWN_EXTENSIONS = ["extra", "sane_lists", "smarty"]
@@ -179,8 +179,9 @@ def highlight(text, words):
         return conditional_escape(text)
     pieces = highlight_pattern(words).split(str(text))
     # split() with one group alternates text that did not match (even places) and matches (odd places).
+    # html.escape is what Django's escape() runs, without its lazy-string wrapper: sixty calls a page.
     return mark_safe("".join(
-        format_html("<mark>{}</mark>", piece) if index % 2 else escape(piece) for index, piece in enumerate(pieces)
+        f"<mark>{html_escape(piece)}</mark>" if index % 2 else html_escape(piece) for index, piece in enumerate(pieces)
     ))
 
 
