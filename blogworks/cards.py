@@ -212,17 +212,15 @@ def store_cards(card_model, fields_by_post, digest):
     holds the database it gives up at once (the next reader renders them again)."""
     cards = [card_model(kind=kind, post_id=post_id, digest=digest, **fields)
              for (kind, post_id), fields in sorted(fields_by_post.items())]  # one order: no deadlock between readers
-    with unless_busy():
-        card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
-                                       update_fields=["digest", *STORED])
+    unless_busy(lambda: card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
+                                                       update_fields=["digest", *STORED]))
 
 
 def store_field(card_model, card, field, digest):
     """Store one more field of a card, if its row is still there and rendered with `digest` (else it
     was forgotten meanwhile, or rendered anew: the next reader renders the field again). Gives up as
     store_cards does when another writer holds the database."""
-    with unless_busy():
-        card_model.objects.filter(kind=card.kind, post_id=card.pk, digest=digest).update(**{field: getattr(card, field)})
+    unless_busy(lambda: card_model.objects.filter(kind=card.kind, post_id=card.pk, digest=digest).update(**{field: getattr(card, field)}))
 
 
 @contextmanager

@@ -54,13 +54,14 @@ def without_waiting(milliseconds=100):
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [saved])
 
 
-@contextmanager
-def unless_busy():
-    """A bookkeeping write made without_waiting() and given up, silently, when another writer holds
-    the database: the next reader does it again."""
+def unless_busy(write):
+    """Run `write()`, a bookkeeping write, without_waiting(), and give it up, silently, when another
+    writer holds the database: the next reader does it again. (A function, not a context manager:
+    SQLite can refuse at BEGIN, before a `with` body would run, and a context manager cannot skip
+    its body.)"""
     try:
         with without_waiting():
-            yield
+            write()
     except OperationalError as error:
         if not is_busy(error):
             raise
