@@ -56,15 +56,17 @@ def without_waiting(milliseconds=100):
 
 def unless_busy(write):
     """Run `write()`, a bookkeeping write, without_waiting(), and give it up, silently, when another
-    writer holds the database: the next reader does it again. (A function, not a context manager:
-    SQLite can refuse at BEGIN, before a `with` body would run, and a context manager cannot skip
-    its body.)"""
+    writer holds the database: the next reader does it again. True if it was written. (A function,
+    not a context manager: SQLite can refuse at BEGIN, before a `with` body would run, and a context
+    manager cannot skip its body.)"""
     try:
         with without_waiting():
             write()
     except OperationalError as error:
         if not is_busy(error):
             raise
+        return False
+    return True
 
 
 def postgresql_options(options):

@@ -8,7 +8,6 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from django.db import OperationalError
 from django.utils import timezone
 
 from . import database
@@ -36,11 +35,5 @@ class IssuedToken:
         now = timezone.now()
         if self.last_used_at is not None and now - self.last_used_at <= RECORD_USE_EVERY:
             return
-        try:
-            with database.without_waiting():
-                type(self).objects.filter(pk=self.pk).update(last_used_at=now)
-        except OperationalError as error:
-            if not database.is_busy(error):
-                raise
-            return
-        self.last_used_at = now
+        if database.unless_busy(lambda: type(self).objects.filter(pk=self.pk).update(last_used_at=now)):
+            self.last_used_at = now
