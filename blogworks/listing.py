@@ -10,9 +10,10 @@ tag NULL for every post) count without scanning: see tally_count(). Pair tallies
 many non-draft posts each two tags share) count a page combining two tags and give a tag's related
 tags, with the same rule for scheduled posts.
 
-Other lists (archives, search, neighbours) mix kinds with a UNION ALL of (kind, pk, created) rows,
-one SELECT per kind (mixed_posts). Every function takes its models or `{kind: queryset}` as
-arguments; none knows the models by name.
+A permalink's neighbours are a step each way along the store's index (posts_beside), and a page
+past the middle of a listing is read from its oldest end (ListingPaginator). Other lists (archives,
+search) mix kinds with a UNION ALL of (kind, pk, created) rows, one SELECT per kind (mixed_posts).
+Every function takes its models or `{kind: queryset}` as arguments; none knows the models by name.
 """
 
 from collections import Counter, defaultdict
