@@ -88,7 +88,7 @@ from blogworks.importer import import_file
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
-from blogworks.listing import (LISTING_ORDER, ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
+from blogworks.listing import (ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
                                count_pair, counts_scheduled, listing_rows, load_posts, mixed_posts, paired_tag_counts, posts_beside,
                                related_tag_counts, requested_page, store_listing, summed_counts, tally_count, union_all,
                                with_every_tag, with_published_counts)

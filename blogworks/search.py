@@ -391,12 +391,11 @@ def sqlite_newest_rows(filtered, parsed, boundary, more):
 
     A match outside the candidates has a key below every candidate's, so it is older (to the minute:
     the key's precision) than every row returned."""
-    newer, match = {}, fts5_match(parsed)
+    newer = {}
     for kind, queryset in filtered.items():
-        index = index_table(queryset.model)
-        candidates, params = f"SELECT rowid & {ID_MASK} FROM {index} WHERE {index} MATCH %s", [match]
+        candidates, params = index_matches_sql(queryset, parsed)
         if boundary is not None:
-            candidates, params = f"{candidates} AND rowid >= %s", [match, boundary]
+            candidates, params = f"{candidates} AND rowid >= %s", [*params, boundary]
         newer[kind] = queryset.filter(pk__in=RawSQL(candidates, params))
     rows = fetch_rows(mixed_posts(newer)[: SAMPLE_SIZE + 1])
     return rows if len(rows) > SAMPLE_SIZE or not more else None
