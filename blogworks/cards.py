@@ -209,27 +209,29 @@ def apply_converters(steps, column, connection, value):
 
 def store_cards(card_model, fields_by_post, digest):
     """Store freshly rendered cards. A bookkeeping write on a reader's request: when another writer
-    holds the database it gives up at once (the next reader renders them again)."""
+    holds the database it gives up at once (the next reader renders them again). True if stored."""
     cards = [card_model(kind=kind, post_id=post_id, digest=digest, **fields)
              for (kind, post_id), fields in sorted(fields_by_post.items())]  # one order: no deadlock between readers
-    unless_busy(lambda: card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
-                                                       update_fields=["digest", *STORED]))
+    return unless_busy(lambda: card_model.objects.bulk_create(cards, update_conflicts=True, unique_fields=["kind", "post_id"],
+                                                              update_fields=["digest", *STORED]))
 
 
 def store_field(card_model, card, field, digest):
     """Store one more field of a card, if its row is still there and rendered with `digest` (else it
     was forgotten meanwhile, or rendered anew: the next reader renders the field again). Gives up as
-    store_cards does when another writer holds the database."""
-    unless_busy(lambda: card_model.objects.filter(kind=card.kind, post_id=card.pk, digest=digest).update(**{field: getattr(card, field)}))
+    store_cards does when another writer holds the database. True if written."""
+    return unless_busy(lambda: card_model.objects.filter(kind=card.kind, post_id=card.pk, digest=digest).update(**{field: getattr(card, field)}))
 
 
 @contextmanager
 def kept_unless_forgotten(card_model, ids_by_kind):
     """Around reading posts, rendering their cards and storing them: if a write committed meanwhile
-    (the mark changed: see forget()), delete what was stored, which may show the posts before it."""
-    mark = cache.get(FORGOTTEN_KEY)
-    yield
-    if cache.get(FORGOTTEN_KEY) != mark:
+    (the mark changed: see forget()), delete what was stored, which may show the posts before it.
+    The body appends whether it stored: a store given up on a busy database left nothing to delete,
+    and deleting would wait for that writer's lock, failing the reader's page."""
+    mark, stored = cache.get(FORGOTTEN_KEY), []
+    yield stored
+    if any(stored) and cache.get(FORGOTTEN_KEY) != mark:
         delete_cards(card_model, ids_by_kind)
 
 
@@ -242,9 +244,9 @@ def listing_cards(rows, card_model, render, digest, fields=STORED):
     stored = stored_cards(card_model, rows, fields)
     stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
-        with kept_unless_forgotten(card_model, group_ids((row["kind"], row["pk"]) for row in stale)):
+        with kept_unless_forgotten(card_model, group_ids((row["kind"], row["pk"]) for row in stale)) as stored_now:
             fresh, not_out = render(stale)
-            store_cards(card_model, {key: fields for key, fields in fresh.items() if key not in not_out}, digest)
+            stored_now.append(store_cards(card_model, {key: fields for key, fields in fresh.items() if key not in not_out}, digest))
         stored.update({key: (digest, fields) for key, fields in fresh.items()})
     return [Card(row["kind"], row["pk"], row["created"], **stored[row["kind"], row["pk"]][1]) for row in rows]
 
@@ -362,9 +364,9 @@ class CardStore:
             return fill_permalink_slots(card, self.edit_links(user)(card), responses)
         card, = self.cards([row], ("permalink",))
         if not card.permalink:
-            with kept_unless_forgotten(self.card_model, {card.kind: [card.pk]}):
+            with kept_unless_forgotten(self.card_model, {card.kind: [card.pk]}) as stored_now:
                 card.permalink = permalink(*self.load_posts([row]))
-                store_field(self.card_model, card, "permalink", self.digest())
+                stored_now.append(store_field(self.card_model, card, "permalink", self.digest()))
         return fill_permalink_slots(card, self.edit_links(user)(card), responses)
 
     def edit_links(self, user):
