@@ -43,7 +43,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache, partial
+from functools import partial
 
 import django
 from django.conf import settings
@@ -57,7 +57,7 @@ from django.template.loader_tags import IncludeNode
 from django.utils.functional import cached_property
 from django.utils.safestring import SafeString, mark_safe
 
-from .database import unless_busy
+from .database import field_converters, unless_busy
 from .permissions import may_change
 from .signals import links_changed, posts_changed
 from .text import excerpt, highlight, search_text
@@ -186,25 +186,6 @@ def stored_cards(card_model, rows, fields=STORED):
     convert = field_converters(card_model, connection.alias, fields)
     return {(kind, post_id): (digest, {name: convert[name](value) for name, value in zip(fields, values)})
             for kind, post_id, digest, *values in found}
-
-
-@lru_cache(maxsize=None)
-def field_converters(card_model, alias, fields):
-    """{field: value -> value} turning what the database gives into what the ORM would (a date's
-    text on SQLite into an aware datetime), as its compiler does with each column's converters."""
-    connection = connections[alias]
-    convert = {}
-    for name in fields:
-        column = card_model._meta.get_field(name).get_col(card_model._meta.db_table)
-        steps = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-        convert[name] = partial(apply_converters, steps, column, connection)
-    return convert
-
-
-def apply_converters(steps, column, connection, value):
-    for step in steps:
-        value = step(value, column, connection)
-    return value
 
 
 def store_cards(card_model, fields_by_post, digest):

@@ -6,11 +6,15 @@ config.py), then fails with "database is locked". PostgreSQL locks rows and tabl
 waits up to `lock_timeout` (5 s, config.py), then fails with SQLSTATE 55P03. Both are worth trying
 again in a moment (the API answers 503 JSON with Retry-After, pages and the admin a 503 page:
 BusyDatabaseMiddleware), not a server error.
+
+Also here: reading what our own SQL returns as the ORM would (field_converters), for the few
+queries written by hand because compiling the ORM's took longer than running them.
 """
 
 from contextlib import contextmanager
+from functools import lru_cache, partial
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.shortcuts import render
 
 RETRY_AFTER_SECONDS = 5  # what the API tells a caller to wait: about one busy timeout
@@ -67,6 +71,25 @@ def unless_busy(write):
             raise
         return False
     return True
+
+
+@lru_cache(maxsize=None)
+def field_converters(model, alias, fields):
+    """{field: value -> value} turning what the database gives into what the ORM would (a date's
+    text on SQLite into an aware datetime), as its compiler does with each column's converters."""
+    connection = connections[alias]
+    convert = {}
+    for name in fields:
+        column = model._meta.get_field(name).get_col(model._meta.db_table)
+        steps = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        convert[name] = partial(apply_converters, steps, column, connection)
+    return convert
+
+
+def apply_converters(steps, column, connection, value):
+    for step in steps:
+        value = step(value, column, connection)
+    return value
 
 
 def postgresql_options(options):

@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from itertools import combinations, islice
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import connections, models, transaction
-from django.db.models import Case, Count, Exists, F, Max, OuterRef, Value, When
+from django.db.models import Case, Count, F, Max, OuterRef, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.functional import cached_property
+
+from .database import field_converters
 
 
 def union_all(querysets):
@@ -121,7 +124,7 @@ class ListingStore:
     pair_tally: type = None  # none in migrations before 0013
 
 
-LISTING_ORDER = ("-created", "-post_id", "-kind")  # all descending: one backward walk of the index
+LISTING_ORDER = ("created", "post_id", "kind")  # newest first, each descending: one backward walk of the index
 STORE_BATCH = 2000  # posts a query names at once
 
 
@@ -245,10 +248,22 @@ def count_pair(store, tags, now):
     """The published posts carrying both of two tags: their pair's tally, less its scheduled posts
     only while one of the tags' own tallies still counts a scheduled post (counts_scheduled)."""
     first, second = sorted(tag.pk for tag in tags)
-    listed = store.pair_tally.objects.filter(tag_id=first, other_id=second).values_list("listed", flat=True).first() or 0
+    listed = pair_tally(store, first, second)
     if not any(counts_scheduled(getattr(tag, "tally", None), now) for tag in tags):
         return listed
     return listed - shared_posts(store, [first], [second], after=now).get((first, second), 0)
+
+
+def pair_tally(store, first, second):
+    """The pair tally of tags `first` < `second` (0 when they never met). (SQL of our own: the ORM
+    took 0.3 ms to compile this lookup, a tenth of a combined tag page.)"""
+    connection = connections[store.pair_tally.objects.db]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {quote('listed')} FROM {quote(store.pair_tally._meta.db_table)}"
+                       f" WHERE {quote('tag_id')} = %s AND {quote('other_id')} = %s", [first, second])
+        found = cursor.fetchone()
+    return found[0] if found else 0
 
 
 def move_everything(store, everything, change, newest):
@@ -290,19 +305,71 @@ def published_count(store, tally, now):
     return tally.listed - rows.filter(is_draft=False, created__gt=now).count()
 
 
-def with_published_counts(store, tags, now):
-    """A queryset of tags as a list, each given `post_count` as tally_count() would: read from its
-    tally in Python, since tag pages and the API name one to three tags, and compiling that
-    expression took longer than the query."""
-    tags = list(tags.select_related("tally"))
+def with_published_counts(store, names, now):
+    """The tags of these names as a list, each with its `tally` (if any) and given `post_count` as
+    tally_count() would, counted in Python: tag pages and the API name one to three tags."""
+    tags = tags_with_tallies(store, names)
     for tag in tags:
-        tag.post_count = published_count(store, getattr(tag, "tally", None), now)
+        tag.post_count = published_count(store, getattr(tag, "tally", None), now)  # `tag.tally` raises when it has none
     return tags
+
+
+def tags_with_tallies(store, names):
+    """The tags of these names, each with its `tally` (None when nothing ever carried it): one query.
+    (SQL of our own, the instances made by the models' from_db(): compiling the ORM's join took
+    longer than running it, a sixth of a tag page.)"""
+    if not names:
+        return []
+    tally_field = store.tally._meta.get_field("tag")
+    tag_model = tally_field.related_model
+    connection = connections[tag_model.objects.db]
+    quote = connection.ops.quote_name
+    tag_fields = [field.attname for field in tag_model._meta.concrete_fields]
+    columns = [f"tag.{quote(tag_model._meta.get_field(name).column)}" for name in tag_fields]
+    columns += tally_columns(store, "tally", quote)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(columns)} FROM {quote(tag_model._meta.db_table)} AS tag"
+                       f" LEFT JOIN {quote(store.tally._meta.db_table)} AS tally ON tally.{quote(tally_field.column)} = tag.{quote('id')}"
+                       f" WHERE tag.{quote('tag')} IN ({', '.join(['%s'] * len(names))})", list(names))
+        found = cursor.fetchall()
+    as_tag = field_converters(tag_model, connection.alias, tuple(tag_fields))
+    tags = []
+    for row in found:
+        tag = tag_model.from_db(connection.alias, tag_fields, [as_tag[name](value) for name, value in zip(tag_fields, row)])
+        tally_field.remote_field.set_cached_value(tag, tally_from_row(store, row[len(tag_fields):]))  # tag.tally, without a query
+        tags.append(tag)
+    return tags
+
+
+def tally_fields(store):
+    return [field.attname for field in store.tally._meta.concrete_fields]
+
+
+def tally_columns(store, alias, quote):
+    """The Tally model's columns, in tally_fields() order, prefixed with `alias`."""
+    return [f"{alias}.{quote(store.tally._meta.get_field(name).column)}" for name in tally_fields(store)]
+
+
+def tally_from_row(store, values):
+    """A Tally instance of a row's tally columns (tally_columns() order), or None where they are NULL."""
+    if values[0] is None:
+        return None
+    connection = connections[store.tally.objects.db]
+    fields = tally_fields(store)
+    convert = field_converters(store.tally, connection.alias, tuple(fields))
+    return store.tally.from_db(connection.alias, fields, [convert[name](value) for name, value in zip(fields, values)])
 
 
 def count_everything(store, now):
     """How many posts readers may see, from the tally of every post (and its scheduled rows, if any)."""
-    return published_count(store, store.tally.objects.filter(tag=None).first(), now)
+    connection = connections[store.tally.objects.db]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:  # our own SQL: the ORM's took longer to compile than to run
+        cursor.execute(f"SELECT {', '.join(tally_columns(store, 'tally', quote))} FROM {quote(store.tally._meta.db_table)} AS tally"
+                       f" WHERE tally.{quote(store.tally._meta.get_field('tag').column)} IS NULL ORDER BY tally.{quote('id')}"
+                       f" {connection.ops.limit_offset_sql(0, 1)}")
+        found = cursor.fetchone()
+    return published_count(store, found and tally_from_row(store, found), now)
 
 
 def smallest_first(tags):
@@ -362,14 +429,74 @@ def post_to_link(store, kind, pk, created, slug, title):
 
 
 def listing_rows(store, condition, tags=()):
-    """Newest-first (kind, pk, created) rows of the listing matching `condition` (a Q over kind,
-    created and is_draft) and carrying every one of `tags`: the smallest tag's index range, each
-    other tag checked row by row."""
-    first, *others = smallest_first(tags) or [None]
-    rows = store.listed.objects.filter(condition) if first is None else store.listed_tag.objects.filter(condition, tag_id=first)
-    for tag_id in others:
-        rows = rows.filter(Exists(store.listed_tag.objects.filter(tag_id=tag_id, kind=OuterRef("kind"), post_id=OuterRef("post_id"))))
-    return rows.order_by(*LISTING_ORDER).values("kind", "created", pk=F("post_id"))
+    """Newest-first {"kind", "pk", "created"} rows of the listing matching `condition` (a Q over
+    kind, created and is_draft) and carrying every one of `tags` (with `post_count`): ListingRows."""
+    return ListingRows(store, condition, smallest_first(tags))
+
+
+class ListingRows:
+    """Listing rows, sliced, counted and reversed as a queryset of them would be (ListingPaginator,
+    the feeds, the API and the random post ask no more): the smallest tag's index range, each other
+    tag checked row by row, or every post's range without tags. The condition is compiled by the
+    ORM; the query around it is our own, since building and compiling the ORM's (its values, order,
+    an Exists per other tag) took a millisecond of a two-tag page's five, more than running it."""
+
+    def __init__(self, store, condition, tag_ids=(), descending=True, where=None):
+        self.store, self.condition, self.tag_ids, self.descending = store, condition, list(tag_ids), descending
+        self.model = store.listed if not self.tag_ids else store.listed_tag
+        self.connection = connections[self.model.objects.db]
+        self.where = where or self.compiled_where()
+
+    def compiled_where(self):
+        """(sql, params): the condition, the first tag's range and a check for each other tag."""
+        first, *others = self.tag_ids or [None]
+        rows = self.model.objects.filter(self.condition, **({} if first is None else {"tag_id": first}))
+        compiler = rows.query.get_compiler(connection=self.connection)
+        try:
+            sql, params = compiler.compile(rows.query.where)
+        except EmptyResultSet:
+            sql, params = "1 = 0", []
+        except FullResultSet:
+            sql, params = "1 = 1", []
+        quote, table = self.connection.ops.quote_name, self.connection.ops.quote_name(self.model._meta.db_table)
+        also = (f" AND EXISTS (SELECT 1 FROM {table} AS also WHERE also.{quote('tag_id')} = %s"
+                f" AND also.{quote('kind')} = {table}.{quote('kind')} AND also.{quote('post_id')} = {table}.{quote('post_id')})")
+        return f"({sql}){also * len(others)}", [*params, *others]
+
+    def reverse(self):
+        """The same rows oldest first (the same index walked the other way)."""
+        return ListingRows(self.store, self.condition, self.tag_ids, not self.descending, self.where)
+
+    def count(self):
+        sql, params = self.where
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {self.connection.ops.quote_name(self.model._meta.db_table)} WHERE {sql}", params)
+            return cursor.fetchone()[0]
+
+    def sql(self, low=0, high=None):
+        """(sql, params) of the rows from `low` to `high` (kind, post_id, created), in order."""
+        quote, where = self.connection.ops.quote_name, self.where
+        order = ", ".join(f"{quote(column)} {'DESC' if self.descending else 'ASC'}" for column in LISTING_ORDER)
+        return (f"SELECT {quote('kind')}, {quote('post_id')}, {quote('created')} FROM {quote(self.model._meta.db_table)}"
+                f" WHERE {where[0]} ORDER BY {order} {self.connection.ops.limit_offset_sql(low, high)}", where[1])
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            found = self[key : key + 1]
+            if not found:
+                raise IndexError("listing row index out of range")
+            return found[0]
+        if key.step is not None or (key.start or 0) < 0 or (key.stop is not None and key.stop < 0):
+            raise ValueError("a listing is sliced forwards, from a position at or after its start")
+        low, high = key.start or 0, key.stop
+        if high is not None and high <= low:
+            return []
+        sql, params = self.sql(low, high)
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            found = cursor.fetchall()
+        convert = field_converters(self.model, self.connection.alias, ("created",))["created"]
+        return [{"kind": kind, "pk": pk, "created": convert(created)} for kind, pk, created in found]
 
 
 def related_tag_counts(store, condition, tags, sample, limit):
@@ -377,19 +504,19 @@ def related_tag_counts(store, condition, tags, sample, limit):
     smallest of `tags` (matching `condition`) that carry the rest of `tags` too: one query, bounded
     by the sample, not by the tags' size. (SQL of our own: the ORM cannot join a sliced subquery.)"""
     first, *others = smallest_first(tags)
-    sample_rows = store.listed_tag.objects.filter(condition, tag_id=first).order_by(*LISTING_ORDER)
-    sampled, params = sample_rows.values("kind", pk=F("post_id"))[:sample].query.sql_with_params()
-    connection = connections[sample_rows.db]
+    sample_rows = ListingRows(store, condition, [first])
+    sampled, params = sample_rows.sql(0, sample)
+    connection = sample_rows.connection
     quote = connection.ops.quote_name
     listed_tag = quote(store.listed_tag._meta.db_table)
     tag_table = quote(store.listed_tag._meta.get_field("tag").related_model._meta.db_table)
     kind, post_id, tag_id = quote("kind"), quote("post_id"), quote("tag_id")
     carries_the_rest = "".join(f" AND EXISTS (SELECT 1 FROM {listed_tag} AS also WHERE also.{tag_id} = %s"
-                               f" AND also.{kind} = sampled.{kind} AND also.{post_id} = sampled.{quote('pk')})" for _ in others)
+                               f" AND also.{kind} = sampled.{kind} AND also.{post_id} = sampled.{post_id})" for _ in others)
     excluded = ", ".join(["%s"] * (1 + len(others)))
     # Counted by tag id first, names joined after: a third less work than grouping by name.
     counted = (f"SELECT other.{tag_id} AS tag_id, COUNT(*) AS n FROM {listed_tag} AS other"
-               f" JOIN ({sampled}) AS sampled ON other.{kind} = sampled.{kind} AND other.{post_id} = sampled.{quote('pk')}"
+               f" JOIN ({sampled}) AS sampled ON other.{kind} = sampled.{kind} AND other.{post_id} = sampled.{post_id}"
                f" WHERE other.{tag_id} NOT IN ({excluded}){carries_the_rest} GROUP BY other.{tag_id}")
     sql = (f"SELECT tag.{quote('tag')}, counted.n FROM ({counted}) AS counted JOIN {tag_table} AS tag ON tag.{quote('id')} = counted.tag_id"
            f" ORDER BY counted.n DESC, tag.{quote('tag')} LIMIT %s")

@@ -200,3 +200,41 @@ def test_the_migration_counts_the_pairs_of_an_existing_blog(make, blog):
     migration.fill_pair_tallies(apps, None)
     assert PairTally.objects.count() == 3  # python+django, python+orm, django+orm: not the draft's python+secret
     assert_store_right()
+
+
+def test_listing_rows_are_the_published_posts_in_order_however_they_are_read(make):
+    """listing_rows() (home, tag pages, feeds, the API, the random post) in any slice, from either
+    end, counted and indexed, is exactly the published posts carrying the tags, newest first: posts
+    of one moment by id then kind, drafts and scheduled posts left out, for any number of tags."""
+    from django.db.models import Q
+
+    from blogworks.listing import listing_rows
+    from linkblog import PostQuerySet
+
+    kinds = [make.entry, make.blogmark, make.quotation]
+    for number in range(40):
+        tags = [name for name, every in (("python", 2), ("django", 3), ("sqlite", 5)) if number % every == 0]
+        same_moment = at(2020, 1, 1 + number // 4)  # four posts a day share a moment
+        kinds[number % 3](f"Post {number}", tags=tags or ["other"], created=same_moment,
+                          is_draft=number % 7 == 0)
+    make.entry("Scheduled", tags=["python", "django", "sqlite"], created=timezone.now() + timedelta(days=3))
+
+    def expected(names, kinds=None):
+        rows = [(kind, post.pk, post.created) for kind, model in POST_MODELS.items() if kinds is None or kind in kinds
+                for post in model.objects.published().prefetch_related("tags")
+                if set(names) <= {tag.tag for tag in post.tags.all()}]
+        return [{"kind": kind, "pk": pk, "created": created} for kind, pk, created in sorted(rows, key=lambda row: (row[2], row[1], row[0]), reverse=True)]
+
+    for names, kinds in [([], None), ([], ["entry", "quotation"]), (["python"], None), (["python", "django"], None),
+                         (["sqlite", "python", "django"], None), (["python", "sqlite"], ["blogmark"])]:
+        tags = readable_tags().filter(tag__in=names)
+        condition = PostQuerySet.published_filter() & (Q(kind__in=kinds) if kinds else Q())
+        rows, want = listing_rows(LISTING, condition, list(tags)), expected(names, kinds)
+        assert want, names
+        assert rows.count() == len(want)
+        assert rows[0 : len(want) + 5] == want
+        assert rows[2:7] == want[2:7] and rows[len(want) - 1] == want[-1]
+        assert rows.reverse()[0:3] == want[::-1][0:3]
+        assert rows[len(want) : len(want) + 3] == []
+        with pytest.raises(IndexError):
+            rows[len(want)]
