@@ -17,7 +17,7 @@ from functools import partial
 from urllib.parse import urlencode
 
 from django.db import connection, models
-from django.db.models import Q, Value
+from django.db.models import F, Q, Value
 from django.db.models.expressions import RawSQL
 from django.utils.functional import cached_property
 
@@ -390,15 +390,31 @@ def sqlite_newest_rows(filtered, parsed, boundary, more):
     the dates instead (a tag: filter on a common word can).
 
     A match outside the candidates has a key below every candidate's, so it is older (to the minute:
-    the key's precision) than every row returned."""
-    newer = {}
+    the key's precision) than every row returned. The query around each kind's posts is our own
+    (kind_rows_sql): building and compiling the ORM's union of three filtered kinds took 1.2 ms."""
+    parts, params = [], []
     for kind, queryset in filtered.items():
-        candidates, params = index_matches_sql(queryset, parsed)
+        candidates, candidate_params = index_matches_sql(queryset, parsed)
         if boundary is not None:
-            candidates, params = f"{candidates} AND rowid >= %s", [*params, boundary]
-        newer[kind] = queryset.filter(pk__in=RawSQL(candidates, params))
-    rows = fetch_rows(mixed_posts(newer)[: SAMPLE_SIZE + 1])
+            candidates, candidate_params = f"{candidates} AND rowid >= %s", [*candidate_params, boundary]
+        rows, row_params = kind_rows_sql(kind, queryset, candidates, candidate_params)
+        parts.append(rows)
+        params += row_params
+    newest = (f"SELECT kind, pk, created || '' FROM ({' UNION ALL '.join(parts)}"
+              " ORDER BY created DESC, pk DESC, kind DESC LIMIT %s)")  # the listings' order; || '': see fetch_rows
+    with connection.cursor() as cursor:
+        cursor.execute(newest, [*params, SAMPLE_SIZE + 1])
+        rows = [{"kind": kind, "pk": pk, "created": created} for kind, pk, created in cursor.fetchall()]
     return rows if len(rows) > SAMPLE_SIZE or not more else None
+
+
+def kind_rows_sql(kind, queryset, ids, ids_params):
+    """(sql, params): the posts of `queryset` (one kind's, filtered) whose id the subquery `ids`
+    gives, as (kind, pk, created) rows: the ORM compiles only the queryset itself."""
+    posts = queryset.order_by().values(post_pk=F("pk"), post_created=F("created"))  # named, for the SQL around it
+    sql, params = posts.query.sql_with_params()
+    return (f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created FROM ({sql}) AS posts"
+            f" WHERE posts.post_pk IN ({ids})", [kind, *params, *ids_params])
 
 
 def fetch_rows(rows):
