@@ -90,7 +90,7 @@ from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
 from blogworks.listing import (ListingPaginator, ListingStore, MixedPostsPaginator, count_everything, count_mixed_posts,
                                count_pair, counts_scheduled, listing_rows, load_posts, mixed_posts, paired_tag_counts, posts_beside,
-                               related_tag_counts, requested_page, store_listing, summed_counts, tally_count, union_all,
+                               requested_page, store_listing, summed_counts, tags_on_posts, tally_count, union_all,
                                with_every_tag, with_published_counts)
 from blogworks.moderation import Moderated, ModerationAdmin, any_shown_under
 from blogworks.permalinks import Permalinked
@@ -949,7 +949,7 @@ def home(request):
 
 MAX_COMBINED_TAGS = 3
 RELATED_TAGS = 10
-RELATED_SAMPLE = 500  # a combined page's related tags are counted on its newest posts: the cost stays bounded
+RELATED_SAMPLE = 30  # a combined page's related tags are counted on its newest posts (its first page): the cost stays bounded
 
 
 register_converter(TagsConverter, "tags")  # blogworks/addresses.py: its 301s and 400 too
@@ -972,7 +972,7 @@ def tag_page(request, names):
         "names": names,
         "page": page,
         "canonical": canonical_tag_page(names, page),
-        "related": related_tags(tags),
+        "related": related_tags(tags, rows),
     }
     return render(request, "tag.html", context)
 
@@ -1013,16 +1013,16 @@ def canonical_tag_page(names, page):
     return f"{url}?page={page.number}" if page.number > 1 else url
 
 
-def related_tags(tags):
+def related_tags(tags, rows):
     """The tags most often found besides `tags`, most shared first, as [{"tag", "count", "url",
     "combined_url"}]; `combined_url` is the tag page that adds this tag (None past MAX_COMBINED_TAGS).
     One tag: counted over all its posts, from the pair tallies (unless one of its posts is still
-    scheduled); else on the newest RELATED_SAMPLE posts of the smallest tag that carry the others."""
+    scheduled); else on the newest RELATED_SAMPLE of `rows` (the posts carrying all of `tags`)."""
     names = [tag.tag for tag in tags]
     if len(tags) == 1 and not counts_scheduled(getattr(tags[0], "tally", None), timezone.now()):
         ranked = paired_tag_counts(LISTING, tags[0].pk, RELATED_TAGS)
     else:
-        ranked = related_tag_counts(LISTING, PostQuerySet.published_filter(), tags, RELATED_SAMPLE, RELATED_TAGS)
+        ranked = tags_on_posts(LISTING, rows[:RELATED_SAMPLE], [tag.pk for tag in tags], RELATED_TAGS)
     can_combine = len(names) < MAX_COMBINED_TAGS
     return [{"tag": name, "count": count, "url": cached_reverse("tag_page", name),
              "combined_url": cached_reverse("tag_page", "+".join([*names, name])) if can_combine else None}

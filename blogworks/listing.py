@@ -446,6 +446,7 @@ class ListingRows:
         self.model = store.listed if not self.tag_ids else store.listed_tag
         self.connection = connections[self.model.objects.db]
         self.where = where or self.compiled_where()
+        self.read = []  # (low, high, rows) already read: a tag page's related tags count its first page again
 
     def compiled_where(self):
         """(sql, params): the condition, the first tag's range and a check for each other tag."""
@@ -491,37 +492,43 @@ class ListingRows:
         low, high = key.start or 0, key.stop
         if high is not None and high <= low:
             return []
+        for read_low, read_high, rows in self.read:
+            ended = len(rows) < read_high - read_low  # a short read reached the listing's end
+            if read_low <= low and (ended or (high is not None and high <= read_high)):
+                return rows[low - read_low : None if high is None else high - read_low]
         sql, params = self.sql(low, high)
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             found = cursor.fetchall()
         convert = field_converters(self.model, self.connection.alias, ("created",))["created"]
-        return [{"kind": kind, "pk": pk, "created": convert(created)} for kind, pk, created in found]
+        rows = [{"kind": kind, "pk": pk, "created": convert(created)} for kind, pk, created in found]
+        if high is not None:
+            self.read.append((low, high, rows))
+        return rows
 
 
-def related_tag_counts(store, condition, tags, sample, limit):
-    """[(tag name, count)], most shared first, of the other tags on the newest `sample` posts of the
-    smallest of `tags` (matching `condition`) that carry the rest of `tags` too: one query, bounded
-    by the sample, not by the tags' size. (SQL of our own: the ORM cannot join a sliced subquery.)"""
-    first, *others = smallest_first(tags)
-    sample_rows = ListingRows(store, condition, [first])
-    sampled, params = sample_rows.sql(0, sample)
-    connection = sample_rows.connection
+def tags_on_posts(store, rows, excluded, limit):
+    """[(tag name, count)], most found first, then by name, of the tags on the posts of `rows`
+    ({"kind", "pk"}) other than the `excluded` tag ids, at most `limit`: one query over the listing
+    store's (kind, post_id, tag_id) index. (SQL of our own: the ORM cannot group a UNION's rows.)"""
+    ids_by_kind = defaultdict(list)
+    for row in rows:
+        ids_by_kind[row["kind"]].append(row["pk"])
+    if not ids_by_kind:
+        return []
+    connection = connections[store.listed_tag.objects.db]
     quote = connection.ops.quote_name
-    listed_tag = quote(store.listed_tag._meta.db_table)
     tag_table = quote(store.listed_tag._meta.get_field("tag").related_model._meta.db_table)
     kind, post_id, tag_id = quote("kind"), quote("post_id"), quote("tag_id")
-    carries_the_rest = "".join(f" AND EXISTS (SELECT 1 FROM {listed_tag} AS also WHERE also.{tag_id} = %s"
-                               f" AND also.{kind} = sampled.{kind} AND also.{post_id} = sampled.{post_id})" for _ in others)
-    excluded = ", ".join(["%s"] * (1 + len(others)))
+    posts = " OR ".join(f"({kind} = %s AND {post_id} IN ({', '.join(['%s'] * len(ids))}))" for ids in ids_by_kind.values())
+    not_excluded = f" AND {tag_id} NOT IN ({', '.join(['%s'] * len(excluded))})" if excluded else ""
     # Counted by tag id first, names joined after: a third less work than grouping by name.
-    counted = (f"SELECT other.{tag_id} AS tag_id, COUNT(*) AS n FROM {listed_tag} AS other"
-               f" JOIN ({sampled}) AS sampled ON other.{kind} = sampled.{kind} AND other.{post_id} = sampled.{post_id}"
-               f" WHERE other.{tag_id} NOT IN ({excluded}){carries_the_rest} GROUP BY other.{tag_id}")
+    counted = (f"SELECT {tag_id} AS tag_id, COUNT(*) AS n FROM {quote(store.listed_tag._meta.db_table)}"
+               f" WHERE ({posts}){not_excluded} GROUP BY {tag_id}")
     sql = (f"SELECT tag.{quote('tag')}, counted.n FROM ({counted}) AS counted JOIN {tag_table} AS tag ON tag.{quote('id')} = counted.tag_id"
            f" ORDER BY counted.n DESC, tag.{quote('tag')} LIMIT %s")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, first, *others, *others, limit])
+        cursor.execute(sql, [*(value for kind_name, ids in ids_by_kind.items() for value in (kind_name, *ids)), *excluded, limit])
         return [tuple(row) for row in cursor.fetchall()]
 
 
@@ -565,6 +572,9 @@ class ListingPaginator(Paginator):
         if top + self.orphans >= self.count:
             top = self.count
         if bottom <= self.count - top:
-            return self._get_page(self.object_list[bottom:top], number, self)
+            # The last page asks for as many rows as a page can hold: the same rows, and a read that
+            # ends short tells ListingRows where the listing ends (a tag page's related tags ask again).
+            high = bottom + self.per_page + self.orphans if top == self.count else top
+            return self._get_page(self.object_list[bottom:high], number, self)
         from_the_end = self.object_list.reverse()[self.count - top : self.count - bottom]
         return self._get_page(list(from_the_end)[::-1], number, self)

@@ -125,6 +125,21 @@ def test_related_tags_count_every_post_of_the_tag_not_only_the_newest(client, ma
         assert related(client.get("/tags/django+orm/")) == []
 
 
+def test_related_tags_of_a_combination_come_from_its_own_newest_posts_however_rare(client, make):
+    """A combination's related tags are counted on the newest posts carrying all its tags, found
+    however far back they lie among either tag's own posts."""
+    for day in range(1, 4):
+        make.entry(tags=["django", "python", "orm"], created=at(2020, 1, day))
+    make.entry(tags=["django", "python", "sql"], created=at(2019, 1, 1))  # older than the two counted
+    for day in range(1, 11):
+        make.entry(tags=["django"], created=at(2024, 1, day))
+        make.entry(tags=["python"], created=at(2024, 2, day))
+        make.entry(tags=["python", "numpy"], created=at(2024, 3, day))
+    with mock.patch("linkblog.RELATED_SAMPLE", 2):
+        assert related(client.get("/tags/django+python/")) == [("orm", "2")]
+    assert related(client.get("/tags/python+django/")) == [("orm", "3"), ("sql", "1")]
+
+
 def test_a_scheduled_posts_tags_are_not_related_until_its_moment(client, make, time_machine):
     time_machine.move_to(at(2024, 5, 7, 9), tick=False)
     make.entry(tags=["django", "python"], created=at(2024, 5, 1))

@@ -202,7 +202,7 @@ def test_the_migration_counts_the_pairs_of_an_existing_blog(make, blog):
     assert_store_right()
 
 
-def test_listing_rows_are_the_published_posts_in_order_however_they_are_read(make):
+def test_listing_rows_are_the_published_posts_in_order_however_they_are_read(make, django_assert_num_queries):
     """listing_rows() (home, tag pages, feeds, the API, the random post) in any slice, from either
     end, counted and indexed, is exactly the published posts carrying the tags, newest first: posts
     of one moment by id then kind, drafts and scheduled posts left out, for any number of tags."""
@@ -238,3 +238,12 @@ def test_listing_rows_are_the_published_posts_in_order_however_they_are_read(mak
         assert rows[len(want) : len(want) + 3] == []
         with pytest.raises(IndexError):
             rows[len(want)]
+    # A slice inside one already read is not read again (a tag page's related tags count its first page).
+    rows = listing_rows(LISTING, PostQuerySet.published_filter(), [])
+    first_page = rows[0:30]
+    with django_assert_num_queries(0):
+        assert rows[0:10] == first_page[0:10] and rows[5:30] == first_page[5:30]
+    few = listing_rows(LISTING, PostQuerySet.published_filter(), list(readable_tags().filter(tag__in=["python", "sqlite"])))
+    all_of_them = few[0:30]  # fewer than asked for: the read reached the end
+    with django_assert_num_queries(0):
+        assert 0 < len(all_of_them) < 30 and few[0:100] == all_of_them and few[2:50] == all_of_them[2:]
