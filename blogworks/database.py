@@ -7,13 +7,15 @@ waits up to `lock_timeout` (5 s, config.py), then fails with SQLSTATE 55P03. Bot
 again in a moment (the API answers 503 JSON with Retry-After, pages and the admin a 503 page:
 BusyDatabaseMiddleware), not a server error.
 
-Also here: reading what our own SQL returns as the ORM would (field_converters), for the few
-queries written by hand because compiling the ORM's took longer than running them.
+Also here: what the few queries written by hand (because compiling the ORM's took longer than
+running them) borrow from the ORM: a Q compiled for their WHERE (condition_sql), so rules such as
+"published" stay written once, and the rows read as the ORM would (field_converters).
 """
 
 from contextlib import contextmanager
 from functools import lru_cache, partial
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import OperationalError, connection, connections, transaction
 from django.shortcuts import render
 
@@ -71,6 +73,18 @@ def unless_busy(write):
             raise
         return False
     return True
+
+
+def condition_sql(model, condition, connection):
+    """(sql, params): `condition`, a Q over `model`'s own fields, compiled by the ORM for a WHERE
+    clause of our own SQL on `model`'s table (its columns named with the table's name)."""
+    query = model._default_manager.filter(condition).query
+    try:
+        return query.get_compiler(connection=connection).compile(query.where)
+    except EmptyResultSet:  # the condition can match nothing (kind__in=[])
+        return "1 = 0", []
+    except FullResultSet:  # nor narrow anything (an empty Q)
+        return "1 = 1", []
 
 
 @lru_cache(maxsize=None)
