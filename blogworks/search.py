@@ -247,13 +247,22 @@ def sqlite_ranked(kind, queryset, parsed):
     rather than looking the index up once per post, which would grow with the blog.
     """
     index = index_table(queryset.model)
-    weights = ", ".join(str(weight) for weight in SEARCH_WEIGHTS)
     return queryset.extra(
-        select={"rank": f"-bm25({index}, {weights})"},
+        select={"rank": bm25_sql(index)},
         tables=[index],
-        where=[f"{queryset.model._meta.db_table}.id = ({index}.rowid & {ID_MASK})", f"{index} MATCH %s"],
+        where=[index_join_sql(index, f"{queryset.model._meta.db_table}.id"), f"{index} MATCH %s"],
         params=[fts5_match(parsed)],
     )
+
+
+def bm25_sql(index):
+    """A match's rank: FTS5's bm25 with the fields' weights, negated (higher is better, as on PostgreSQL)."""
+    return f"-bm25({index}, {', '.join(str(weight) for weight in SEARCH_WEIGHTS)})"
+
+
+def index_join_sql(index, post_id):
+    """The condition joining a post (its id column `post_id`) to its index row: the id in the row's key."""
+    return f"{post_id} = ({index}.rowid & {ID_MASK})"
 
 
 def fts5_match(parsed):
@@ -402,19 +411,43 @@ def sqlite_newest_rows(filtered, parsed, boundary, more):
         params += row_params
     newest = (f"SELECT kind, pk, created || '' FROM ({' UNION ALL '.join(parts)}"
               " ORDER BY created DESC, pk DESC, kind DESC LIMIT %s)")  # the listings' order; || '': see fetch_rows
-    with connection.cursor() as cursor:
-        cursor.execute(newest, [*params, SAMPLE_SIZE + 1])
-        rows = [{"kind": kind, "pk": pk, "created": created} for kind, pk, created in cursor.fetchall()]
+    rows = read_rows(newest, [*params, SAMPLE_SIZE + 1])
     return rows if len(rows) > SAMPLE_SIZE or not more else None
 
 
 def kind_rows_sql(kind, queryset, ids, ids_params):
     """(sql, params): the posts of `queryset` (one kind's, filtered) whose id the subquery `ids`
-    gives, as (kind, pk, created) rows: the ORM compiles only the queryset itself."""
-    posts = queryset.order_by().values(post_pk=F("pk"), post_created=F("created"))  # named, for the SQL around it
-    sql, params = posts.query.sql_with_params()
-    return (f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created FROM ({sql}) AS posts"
+    gives, as (kind, pk, created) rows."""
+    posts, params = posts_sql(queryset)
+    return (f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created FROM ({posts}) AS posts"
             f" WHERE posts.post_pk IN ({ids})", [kind, *params, *ids_params])
+
+
+def posts_sql(queryset):
+    """(sql, params): the posts of `queryset` as (post_pk, post_created), for our own SQL around it:
+    the ORM compiles only the queryset itself (its filters), not the query the page needs."""
+    return queryset.order_by().values(post_pk=F("pk"), post_created=F("created")).query.sql_with_params()
+
+
+def sqlite_ranked_rows(filtered, parsed):
+    """The search page's rows of every match (at most RANKED_LIMIT of them), best first, as
+    ranked_rows() orders them: sqlite_ranked's join and rank in our own SQL around each kind's
+    posts, for the reason sqlite_newest_rows gives."""
+    parts, params = [], []
+    for kind, queryset in filtered.items():
+        index = index_table(queryset.model)
+        posts, posts_params = posts_sql(queryset)
+        parts.append(f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created, {bm25_sql(index)} AS rank"
+                     f" FROM {index} JOIN ({posts}) AS posts ON {index_join_sql(index, 'posts.post_pk')} WHERE {index} MATCH %s")
+        params += [kind, *posts_params, fts5_match(parsed)]
+    return read_rows(f"SELECT kind, pk, created || '' FROM ({' UNION ALL '.join(parts)} ORDER BY rank DESC, created DESC, pk DESC)", params)
+
+
+def read_rows(sql, params):
+    """The (kind, pk, created, ...) rows of `sql` as dicts."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [{"kind": kind, "pk": pk, "created": created} for kind, pk, created, *_ in cursor.fetchall()]
 
 
 def fetch_rows(rows):
@@ -425,9 +458,7 @@ def fetch_rows(rows):
     sql, params = rows.query.sql_with_params()
     if connection.vendor == "sqlite":
         sql = f"SELECT kind, pk, created || '' FROM ({sql})"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [{"kind": kind, "pk": pk, "created": created} for kind, pk, created, *_ in cursor.fetchall()]
+    return read_rows(sql, params)
 
 
 def utc_year(created):
@@ -629,6 +660,8 @@ class Search:
         if not self.filtered:
             return PageRows([], complete=True, ranked=False)
         if self.index_matches is not None and self.index_matches <= RANKED_LIMIT:
+            if connection.vendor == "sqlite":
+                return PageRows(sqlite_ranked_rows(self.filtered, self.parsed), complete=True, ranked=True)
             return PageRows(fetch_rows(ranked_rows(self.filtered, self.parsed)), complete=True, ranked=True)
         newest = None
         if connection.vendor == "sqlite" and self.parsed.words:
