@@ -58,6 +58,7 @@ from django.utils.functional import cached_property
 from django.utils.safestring import SafeString, mark_safe
 
 from .database import field_converters, unless_busy
+from .listing import group_ids, of_posts_sql, row_ids
 from .permissions import may_change
 from .signals import links_changed, posts_changed
 from .text import excerpt, highlight, search_text
@@ -151,14 +152,6 @@ setting_changed.connect(forget_digests, dispatch_uid="cards-forget-digests")
 # --- Reading cards --------------------------------------------------------------------------------
 
 
-def group_ids(keys):
-    """{kind: [post id, ...]} of (kind, post id) keys."""
-    ids_by_kind = {}
-    for kind, post_id in keys:
-        ids_by_kind.setdefault(kind, []).append(post_id)
-    return ids_by_kind
-
-
 def of_posts(ids_by_kind):
     """The Q of the cards of {kind: [post id, ...]}."""
     wanted = Q()
@@ -171,17 +164,15 @@ def stored_cards(card_model, rows, fields=STORED):
     """{(kind, post_id): (digest, {field: value})} of the stored cards of `rows` (the `fields` of STORED
     asked for): one query for every kind. (SQL of our own: every listing and permalink asks, and the
     ORM took a quarter of a millisecond to compile it, an eighth of a permalink.)"""
-    ids_by_kind = group_ids((row["kind"], row["pk"]) for row in rows)
+    ids_by_kind = row_ids(rows)
     if not ids_by_kind:
         return {}
     connection = connections[card_model.objects.db]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(card_model._meta.get_field(name).column) for name in ("kind", "post_id", "digest", *fields))
-    wanted = " OR ".join(f"({quote('kind')} = %s AND {quote('post_id')} IN ({', '.join(['%s'] * len(ids))}))"
-                         for ids in ids_by_kind.values())
+    wanted, params = of_posts_sql(ids_by_kind, quote)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {quote(card_model._meta.db_table)} WHERE {wanted}",
-                       [value for kind, ids in ids_by_kind.items() for value in (kind, *ids)])
+        cursor.execute(f"SELECT {columns} FROM {quote(card_model._meta.db_table)} WHERE {wanted}", params)
         found = cursor.fetchall()
     convert = field_converters(card_model, connection.alias, fields)
     return {(kind, post_id): (digest, {name: convert[name](value) for name, value in zip(fields, values)})
@@ -225,7 +216,7 @@ def listing_cards(rows, card_model, render, digest, fields=STORED):
     stored = stored_cards(card_model, rows, fields)
     stale = [row for row in rows if stored.get((row["kind"], row["pk"]), ("", None))[0] != digest]
     if stale:
-        with kept_unless_forgotten(card_model, group_ids((row["kind"], row["pk"]) for row in stale)) as stored_now:
+        with kept_unless_forgotten(card_model, row_ids(stale)) as stored_now:
             fresh, not_out = render(stale)
             stored_now.append(store_cards(card_model, {key: fields for key, fields in fresh.items() if key not in not_out}, digest))
         stored.update({key: (digest, fields) for key, fields in fresh.items()})

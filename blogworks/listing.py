@@ -56,13 +56,30 @@ def count_mixed_posts(querysets):
     return ids.count() if ids is not None else 0
 
 
+def group_ids(keys):
+    """{kind: [post id, ...]} of (kind, post id) keys, in their order."""
+    ids_by_kind = {}
+    for kind, post_id in keys:
+        ids_by_kind.setdefault(kind, []).append(post_id)
+    return ids_by_kind
+
+
+def row_ids(rows):
+    """{kind: [pk, ...]} of {"kind", "pk", ...} rows, in their order."""
+    return group_ids((row["kind"], row["pk"]) for row in rows)
+
+
+def of_posts_sql(ids_by_kind, quote):
+    """(sql, params): a WHERE condition on a table's `kind` and `post_id` columns for the posts of
+    {kind: [post id, ...]} (not empty)."""
+    sql = " OR ".join(f"({quote('kind')} = %s AND {quote('post_id')} IN ({', '.join(['%s'] * len(ids))}))" for ids in ids_by_kind.values())
+    return sql, [value for kind, ids in ids_by_kind.items() for value in (kind, *ids)]
+
+
 def load_posts(rows, models_by_kind):
     """The posts behind a page of (kind, pk) rows, in the rows' order: one query per kind, tags prefetched."""
-    ids_by_kind = defaultdict(list)
-    for row in rows:
-        ids_by_kind[row["kind"]].append(row["pk"])
     loaded = {}
-    for kind, ids in ids_by_kind.items():
+    for kind, ids in row_ids(rows).items():
         for post in models_by_kind[kind].objects.filter(pk__in=ids).prefetch_related("tags"):
             loaded[kind, post.pk] = post
     return [loaded[row["kind"], row["pk"]] for row in rows]
@@ -506,16 +523,14 @@ def tags_on_posts(store, rows, excluded, limit):
     """[(tag name, count)], most found first, then by name, of the tags on the posts of `rows`
     ({"kind", "pk"}) other than the `excluded` tag ids, at most `limit`: one query over the listing
     store's (kind, post_id, tag_id) index. (SQL of our own: the ORM cannot group a UNION's rows.)"""
-    ids_by_kind = defaultdict(list)
-    for row in rows:
-        ids_by_kind[row["kind"]].append(row["pk"])
+    ids_by_kind = row_ids(rows)
     if not ids_by_kind:
         return []
     connection = connections[store.listed_tag.objects.db]
     quote = connection.ops.quote_name
     tag_table = quote(store.listed_tag._meta.get_field("tag").related_model._meta.db_table)
-    kind, post_id, tag_id = quote("kind"), quote("post_id"), quote("tag_id")
-    posts = " OR ".join(f"({kind} = %s AND {post_id} IN ({', '.join(['%s'] * len(ids))}))" for ids in ids_by_kind.values())
+    tag_id = quote("tag_id")
+    posts, posts_params = of_posts_sql(ids_by_kind, quote)
     not_excluded = f" AND {tag_id} NOT IN ({', '.join(['%s'] * len(excluded))})" if excluded else ""
     # Counted by tag id first, names joined after: a third less work than grouping by name.
     counted = (f"SELECT {tag_id} AS tag_id, COUNT(*) AS n FROM {quote(store.listed_tag._meta.db_table)}"
@@ -523,7 +538,7 @@ def tags_on_posts(store, rows, excluded, limit):
     sql = (f"SELECT tag.{quote('tag')}, counted.n FROM ({counted}) AS counted JOIN {tag_table} AS tag ON tag.{quote('id')} = counted.tag_id"
            f" ORDER BY counted.n DESC, tag.{quote('tag')} LIMIT %s")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*(value for kind_name, ids in ids_by_kind.items() for value in (kind_name, *ids)), *excluded, limit])
+        cursor.execute(sql, [*posts_params, *excluded, limit])
         return [tuple(row) for row in cursor.fetchall()]
 
 

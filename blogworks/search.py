@@ -10,7 +10,7 @@ The search page reads a bounded number of matches whatever the blog's size (`Sea
 
 import difflib
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 from functools import partial
@@ -21,7 +21,7 @@ from django.db.models import F, Q, Value
 from django.db.models.expressions import RawSQL
 from django.utils.functional import cached_property
 
-from .listing import count_mixed_posts, mixed_posts, union_all, with_every_tag, with_kind
+from .listing import count_mixed_posts, mixed_posts, row_ids, union_all, with_every_tag, with_kind
 from .search_index import ID_MASK, POSTGRES_SEARCH_CONFIG, SEARCH_WEIGHTS, index_table
 
 MAX_QUERY_LENGTH = 500  # longer queries are cut here: nobody types more, and it bounds the SQL
@@ -409,8 +409,7 @@ def sqlite_newest_rows(filtered, parsed, boundary, more):
         rows, row_params = kind_rows_sql(kind, queryset, candidates, candidate_params)
         parts.append(rows)
         params += row_params
-    newest = (f"SELECT kind, pk, created || '' FROM ({' UNION ALL '.join(parts)}"
-              " ORDER BY created DESC, pk DESC, kind DESC LIMIT %s)")  # the listings' order; || '': see fetch_rows
+    newest = f"{' UNION ALL '.join(parts)} ORDER BY created DESC, pk DESC, kind DESC LIMIT %s"  # the listings' order
     rows = read_rows(newest, [*params, SAMPLE_SIZE + 1])
     return rows if len(rows) > SAMPLE_SIZE or not more else None
 
@@ -440,25 +439,24 @@ def sqlite_ranked_rows(filtered, parsed):
         parts.append(f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created, {bm25_sql(index)} AS rank"
                      f" FROM {index} JOIN ({posts}) AS posts ON {index_join_sql(index, 'posts.post_pk')} WHERE {index} MATCH %s")
         params += [kind, *posts_params, fts5_match(parsed)]
-    return read_rows(f"SELECT kind, pk, created || '' FROM ({' UNION ALL '.join(parts)} ORDER BY rank DESC, created DESC, pk DESC)", params)
-
-
-def read_rows(sql, params):
-    """The (kind, pk, created, ...) rows of `sql` as dicts."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [{"kind": kind, "pk": pk, "created": created} for kind, pk, created, *_ in cursor.fetchall()]
+    return read_rows(f"{' UNION ALL '.join(parts)} ORDER BY rank DESC, created DESC, pk DESC", params)
 
 
 def fetch_rows(rows):
-    """A query's (kind, pk, created, ...) rows as dicts, read past the ORM's converters: parsing a
+    """A query's (kind, pk, created, ...) rows as dicts (read_rows)."""
+    return read_rows(*rows.query.sql_with_params())
+
+
+def read_rows(sql, params):
+    """The (kind, pk, created, ...) rows of `sql` as dicts, read past the ORM's converters: parsing a
     thousand dates (SQLite keeps text) cost more than the query. `created` stays as the database
     gives it; on SQLite as its text (`|| ''` leaves the column without the declared type that makes
     Python's sqlite3 parse it), which keeps the query's order as a subquery's ORDER BY does there."""
-    sql, params = rows.query.sql_with_params()
     if connection.vendor == "sqlite":
         sql = f"SELECT kind, pk, created || '' FROM ({sql})"
-    return read_rows(sql, params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [{"kind": kind, "pk": pk, "created": created} for kind, pk, created, *_ in cursor.fetchall()]
 
 
 def utc_year(created):
@@ -554,9 +552,7 @@ def search_facets(rows, parsed, labels, models):
     `labels` names each kind: {"entry": "Entries", ...}."""
     by_kind = Counter(row["kind"] for row in rows)
     by_year = Counter(utc_year(row["created"]) for row in rows)  # UTC, as year: filters
-    ids_by_kind = defaultdict(list)
-    for row in rows:
-        ids_by_kind[row["kind"]].append(row["pk"])
+    ids_by_kind = row_ids(rows)
     return {
         "type": [facet(parsed, "type", kind, label, by_kind[kind]) for kind, label in labels.items() if by_kind[kind]],
         # year:0001, as the search box wants a year (four digits), for the posts of year 1
