@@ -11,12 +11,13 @@ many non-draft posts each two tags share) count a page combining two tags and gi
 tags, with the same rule for scheduled posts.
 
 A permalink's neighbours are a step each way along the store's index (posts_beside), and a page
-past the middle of a listing is read from its oldest end (ListingPaginator). Other lists (archives,
-search) mix kinds with a UNION ALL of (kind, pk, created) rows, one SELECT per kind (mixed_posts).
+past the middle of a listing is read from its oldest end (ListingPaginator). The date archives are
+ranges of the same index, and their months are counted by grouping it (counts_by_month). Search
+mixes kinds with a UNION ALL of (kind, pk, created) rows, one SELECT per kind (mixed_posts).
 Every function takes its models or `{kind: queryset}` as arguments; none knows the models by name.
 """
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from itertools import combinations, islice
@@ -85,14 +86,6 @@ def load_posts(rows, models_by_kind):
     return [loaded[row["kind"], row["pk"]] for row in rows]
 
 
-def summed_counts(querysets):
-    """Add up per-kind (key..., count) rows into one Counter, in one UNION query."""
-    totals = Counter()
-    for *key, count in union_all(querysets) or ():
-        totals[tuple(key)] += count
-    return totals
-
-
 def with_every_tag(posts, names):
     """`posts` narrowed to those carrying every one of the tags named.
 
@@ -105,18 +98,6 @@ def with_every_tag(posts, names):
     links = posts.model.tags.through.objects.filter(tag__tag__in=names).values(post_id)
     matched = links.annotate(matched=Count("tag", distinct=True)).filter(matched=len(names)).values(post_id)
     return posts.filter(pk__in=matched)
-
-
-class MixedPostsPaginator(Paginator):
-    """Pages of mixed_posts(querysets), counted with count_mixed_posts()."""
-
-    def __init__(self, querysets, per_page):
-        super().__init__(mixed_posts(querysets), per_page)
-        self.querysets = querysets
-
-    @cached_property
-    def count(self):
-        return count_mixed_posts(self.querysets)
 
 
 def requested_page(request, paginator):
@@ -558,6 +539,28 @@ def paired_tag_counts(store, tag_id, limit):
     with connection.cursor() as cursor:
         cursor.execute(sql, [tag_id, tag_id, limit])
         return [tuple(row) for row in cursor.fetchall()]
+
+
+class UTCMonth(models.Func):
+    """A datetime column's UTC month as "YYYY-MM", worked out by the database itself: Django's
+    ExtractYear and ExtractMonth call a Python function for every row on SQLite, which took 0.7 s
+    to count an archive of 100,000 posts by month."""
+
+    output_field = models.CharField()
+
+    def as_sqlite(self, compiler, connection, **extra):  # SQLite keeps datetimes as UTC text
+        return self.as_sql(compiler, connection, template="substr(%(expressions)s, 1, 7)", **extra)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM')", **extra)
+
+
+def counts_by_month(store, condition):
+    """[(year, month, count)] of the listing's posts matching `condition` (a Q over kind, created
+    and is_draft) in each UTC month that has any, oldest first: one GROUP BY over the store's index."""
+    months = (store.listed.objects.filter(condition).annotate(month=UTCMonth("created"))
+              .values_list("month").annotate(count=Count("pk")).order_by("month"))
+    return [(int(month[:4]), int(month[5:7]), count) for month, count in months]
 
 
 class ListingPaginator(Paginator):
