@@ -77,11 +77,13 @@ def of_posts_sql(ids_by_kind, quote):
     return sql, [value for kind, ids in ids_by_kind.items() for value in (kind, *ids)]
 
 
-def load_posts(rows, models_by_kind):
-    """The posts behind a page of (kind, pk) rows, in the rows' order: one query per kind, tags prefetched."""
+def load_posts(rows, models_by_kind, only=None):
+    """The posts behind a page of (kind, pk) rows, in the rows' order: one query per kind, tags
+    prefetched; or, with `only` (field names), those fields alone."""
     loaded = {}
     for kind, ids in row_ids(rows).items():
-        for post in models_by_kind[kind].objects.filter(pk__in=ids).prefetch_related("tags"):
+        posts = models_by_kind[kind].objects.filter(pk__in=ids)
+        for post in posts.only(*only) if only else posts.prefetch_related("tags"):
             loaded[kind, post.pk] = post
     return [loaded[row["kind"], row["pk"]] for row in rows]
 

@@ -6,8 +6,11 @@ import xml.etree.ElementTree as ElementTree
 from unittest import mock
 
 import pytest
+from django.conf import settings
 from factories import at
 from reader_helpers import add_posts, assert_queries_do_not_grow, head, post_links, text
+
+import linkblog
 
 pytestmark = pytest.mark.django_db
 
@@ -224,13 +227,25 @@ def test_tag_page_links_to_a_random_post(client, make):
 # --- Sitemap and robots.txt -------------------------------------------------------------------------
 
 
-def sitemap_urls(client):
-    response = client.get("/sitemap.xml")
-    assert response.status_code == 200
+SITEMAP_NAMESPACE = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+
+
+def sitemap_locations(client, url, element):
+    """The <loc>s of the sitemap (or index) at `url`, under its <url>s (or <sitemap>s)."""
+    response = client.get(url)
+    assert response.status_code == 200, url
     assert response["Content-Type"].startswith("application/xml")
-    namespace = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
-    root = ElementTree.fromstring(response.content)
-    return [loc.text for loc in root.findall("s:url/s:loc", namespace)]
+    return [loc.text for loc in ElementTree.fromstring(response.content).findall(f"s:{element}/s:loc", SITEMAP_NAMESPACE)]
+
+
+def sitemap_pages(client):
+    """The sitemap pages /sitemap.xml (an index) lists, as site paths with their query."""
+    return [url.removeprefix(settings.LINKBLOG_BASE_URL) for url in sitemap_locations(client, "/sitemap.xml", "sitemap")]
+
+
+def sitemap_urls(client):
+    """Every URL of every page the sitemap index lists, in order."""
+    return [url for page in sitemap_pages(client) for url in sitemap_locations(client, page, "url")]
 
 
 def test_sitemap_lists_permalinks_tag_pages_and_archives_on_the_base_url(client, make, base_url):
@@ -258,7 +273,25 @@ def test_sitemap_never_lists_drafts_or_their_tags_and_months(client, make, base_
 def test_sitemap_follows_a_base_url_with_a_path(client, make, settings):
     settings.LINKBLOG_BASE_URL = "https://example.com/blog"
     post = make.entry()
+    assert sitemap_locations(client, "/sitemap.xml", "sitemap")[0] == "https://example.com/blog/sitemap-pages.xml"
     assert "https://example.com/blog" + post.get_absolute_url() in sitemap_urls(client)
+
+
+def test_the_sitemap_is_an_index_of_pages_that_list_every_published_post_once(client, make, monkeypatch, base_url):
+    """A blog outgrows one sitemap (50,000 URLs at most, and a list of 100,000 posts took 4.6 s): the
+    index names each page of each section, and the pages together list every published post once."""
+    monkeypatch.setattr(linkblog.SiteSitemap, "limit", 4)
+    posts = add_posts(make, 10, tags=())
+    make.entry("A draft", created=at(2024, 3, 5, hour=2), is_draft=True)
+    pages = sitemap_pages(client)
+    assert [page for page in pages if page.startswith("/sitemap-posts.xml")] == [
+        "/sitemap-posts.xml", "/sitemap-posts.xml?p=2", "/sitemap-posts.xml?p=3"]
+    listed = [url.removeprefix(BASE) for url in sitemap_urls(client) if url.count("/") > 6]  # /2024/Mar/5/slug/
+    assert listed == [post.get_absolute_url() for post in reversed(posts)]  # newest first, drafts never
+    posts_page = client.get("/sitemap-posts.xml?p=2").content.decode()
+    assert posts_page.count("<lastmod>2024-03-05</lastmod>") == 4
+    for missing in ["/sitemap-posts.xml?p=4", "/sitemap-posts.xml?p=abc", "/sitemap-secrets.xml"]:
+        assert client.get(missing).status_code == 404, missing
 
 
 def test_robots_txt_points_to_the_sitemap(client, base_url):

@@ -34,7 +34,7 @@ def test_a_draft_only_tag_has_no_page_feed_combination_or_random_post(client, bl
 
 
 def test_a_draft_only_tag_is_absent_from_the_cloud_the_sitemap_and_related_tags(client, blog):
-    for url in ["/tags/", "/sitemap.xml", "/tags/shared/", "/tags/public/", "/"]:
+    for url in ["/tags/", "/sitemap-tags.xml", "/sitemap-posts.xml", "/tags/shared/", "/tags/public/", "/"]:
         html = client.get(url).content.decode()
         assert "secret" not in html and "unused" not in html, url
 

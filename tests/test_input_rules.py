@@ -243,8 +243,10 @@ def site_links(client):
 
     index = client.get("/archive/").content.decode()
     links = set(re.findall(r'href="(/\d+/[^"]*)"', index))
-    root = ElementTree.fromstring(client.get("/sitemap.xml").content)
-    locations = [loc.text for loc in root.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
+    locations = []
+    for page in ["/sitemap.xml", "/sitemap-pages.xml", "/sitemap-posts.xml"]:  # the index, and its sections' pages
+        root = ElementTree.fromstring(client.get(page).content)
+        locations += [loc.text for loc in root.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
     return links | {location.removeprefix(settings.LINKBLOG_BASE_URL) for location in locations}
 
 

@@ -27,7 +27,7 @@ def clock(time_machine):
     return time_machine
 
 
-READER_PAGES = ["/", "/tags/web/", "/atom/everything/", "/tags/web.atom", "/tags/", "/sitemap.xml",
+READER_PAGES = ["/", "/tags/web/", "/atom/everything/", "/tags/web.atom", "/tags/", "/sitemap-posts.xml", "/sitemap-tags.xml",
                 "/search/?q=scheduled", "/archive/", "/api/items", "/api/tags/web"]
 
 
@@ -41,7 +41,7 @@ def test_a_scheduled_post_appears_everywhere_at_its_moment_and_not_before(client
     assert client.get("/2030/Jun/01/a-scheduled-entry/").status_code == 404
 
     clock.move_to(NOW + timedelta(hours=1, seconds=1), tick=False)
-    for url in READER_PAGES[:3] + ["/sitemap.xml", "/search/?q=scheduled", "/api/items"]:
+    for url in READER_PAGES[:3] + ["/sitemap-posts.xml", "/search/?q=scheduled", "/api/items"]:
         assert "a-scheduled-entry" in html(client.get(url)), url
     assert "/tags/later/" in html(client.get("/tags/"))
     assert client.get("/api/tags/web").json()["post_count"] == 2
@@ -90,7 +90,7 @@ def test_an_edit_sets_updated_and_feeds_and_the_sitemap_use_it(client, make, clo
     feed = html(client.get("/atom/everything/"))
     assert "<updated>2030-06-01T12:00:00+00:00</updated>" in feed
     assert "<published>2030-05-29T12:00:00+00:00</published>" in feed
-    assert "<lastmod>2030-06-01</lastmod>" in html(client.get("/sitemap.xml"))
+    assert "<lastmod>2030-06-01</lastmod>" in html(client.get("/sitemap-posts.xml"))
 
 
 def login(user):
