@@ -1201,6 +1201,18 @@ def tag_feed(request, names):
 # --- Archives: a year's months, a month's and a day's posts, with links to their neighbours --
 
 
+def archive_years(**dates):
+    """The years and months with published posts (within `dates`, lookups on `created`), oldest first,
+    as months_by_year() gives them, each with its archive page's `url`: cached, since the index
+    names every month of twenty years and reverse() was most of its rendering."""
+    years = months_by_year(monthly_counts(**dates))
+    for year in years:
+        year["url"] = cached_reverse("archive_year", year["year"])
+        for month in year["months"]:
+            month["url"] = cached_reverse("archive_month", year["year"], month["name"])
+    return years
+
+
 def monthly_counts(**dates):
     """Published posts per UTC (year, month) as a sorted list of (year, month, count); `dates` are
     lookups on `created` (created__gte=...)."""
@@ -1236,14 +1248,14 @@ def archive_page(request, template, start, end, depth):
 
 @app.route("/archive/", name="archive_index")
 def archive_index(request):
-    years = months_by_year(monthly_counts())[::-1]  # newest year first, as everywhere on the site
+    years = archive_years()[::-1]  # newest year first, as everywhere on the site
     return render(request, "archive_index.html", {"years": years})
 
 
 @app.route("/<int:year>/", name="archive_year")
 def archive_year(request, year):
     start, end = year_range(year)
-    years = months_by_year(monthly_counts(created__gte=start, created__lt=end))
+    years = archive_years(created__gte=start, created__lt=end)
     if not years:
         raise Http404("Nothing was published that year")
     earlier, later = neighbours(start, end, depth=1)
@@ -1347,18 +1359,16 @@ class TagSitemap(SiteSitemap):
 
 
 class PageSitemap(SiteSitemap):
-    """The home page, the tag cloud and the date archives: (url name, args) pairs."""
+    """The home page, the tag cloud and the date archives: their paths."""
 
     def items(self):
-        pages = [("home", []), ("tag_list", []), ("archive_index", [])]
-        for year in months_by_year(monthly_counts()):
-            pages.append(("archive_year", [year["year"]]))
-            pages.extend(("archive_month", [year["year"], month["name"]]) for month in year["months"])
+        pages = [reverse("home"), reverse("tag_list"), reverse("archive_index")]
+        for year in archive_years():
+            pages += [year["url"], *(month["url"] for month in year["months"])]
         return pages
 
-    def location(self, page):
-        name, args = page
-        return reverse(name, args=args)
+    def location(self, path):
+        return path
 
 
 SITEMAPS = {"pages": PageSitemap, "tags": TagSitemap, "posts": PostSitemap}
