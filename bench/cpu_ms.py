@@ -1,5 +1,6 @@
 """
-CPU milliseconds per request of the pages bench/run.py loads (plus an archive month), in one process.
+CPU milliseconds per request of the pages bench/run.py loads, plus the archives and the sitemap
+(pages crawlers walk, never cached for long), in one process.
 
     python bench/cpu_ms.py --database sqlite:////path/posts.sqlite3 [--repeat 30]
 
@@ -47,7 +48,10 @@ def main(argv=None):
     urls, _ = choose_urls()
     urls.pop("ceiling (hello world)")
     newest = linkblog.Entry.objects.published().order_by("-created").first().created
-    urls["archive month"] = f"/{newest.year}/{linkblog.MONTHS[newest.month - 1]}/"
+    month = f"/{newest.year}/{linkblog.MONTHS[newest.month - 1]}/"
+    urls.update({"archive index": "/archive/", "archive year": f"/{newest.year}/", "archive month": month,
+                 "archive day": f"{month}{newest.day}/", "sitemap index": "/sitemap.xml",
+                 "sitemap, a page of posts": "/sitemap-posts.xml", "sitemap, tags": "/sitemap-tags.xml"})
     client = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
     print(json.dumps({name: cpu_ms(client, path, args.repeat) for name, path in urls.items()}, indent=1))
 
