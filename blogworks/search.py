@@ -21,7 +21,7 @@ from django.db.models import F, Q, Value
 from django.db.models.expressions import RawSQL
 from django.utils.functional import cached_property
 
-from .listing import count_mixed_posts, mixed_posts, row_ids, union_all, with_every_tag, with_kind
+from .listing import count_mixed_posts, row_ids, union_all, with_every_tag, with_kind
 from .search_index import ID_MASK, POSTGRES_SEARCH_CONFIG, SEARCH_WEIGHTS, index_table
 
 MAX_QUERY_LENGTH = 500  # longer queries are cut here: nobody types more, and it bounds the SQL
@@ -428,6 +428,23 @@ def posts_sql(queryset):
     return queryset.order_by().values(post_pk=F("pk"), post_created=F("created")).query.sql_with_params()
 
 
+def newest_rows(querysets, limit):
+    """The (kind, pk, created) rows of the `limit` newest posts of `{kind: queryset}`, in the listings'
+    order: each kind's own `limit` newest in a subquery the database stops at its LIMIT (walking the
+    date index, or reading the few matches when they are few: PostgreSQL's planner picks per kind),
+    then the newest of those. Sorting every match of a word in half the posts before the first took
+    PostgreSQL 127 ms at 100,000 posts, this 6 ms; the ORM puts no LIMIT in a UNION's parts on SQLite."""
+    parts, params = [], []
+    for kind, queryset in querysets.items():
+        newest = queryset.order_by("-created", "-pk").values(post_pk=F("pk"), post_created=F("created"))[:limit]
+        posts, posts_params = newest.query.sql_with_params()
+        parts.append(f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created FROM ({posts}) AS posts")
+        params += [kind, *posts_params]
+    if not parts:
+        return []
+    return read_rows(f"{' UNION ALL '.join(parts)} ORDER BY created DESC, pk DESC, kind DESC LIMIT %s", [*params, limit])
+
+
 def sqlite_ranked_rows(filtered, parsed):
     """The search page's rows of every match (at most RANKED_LIMIT of them), best first, as
     ranked_rows() orders them: sqlite_ranked's join and rank in our own SQL around each kind's
@@ -627,14 +644,17 @@ class Search:
     @cached_property
     def index_reading(self):
         """(How many index rows have the words (drafts and filters not applied), counted up to
-        DATE_WALK_FROM + 1 (or the candidates + 1); on SQLite the key of the candidate_count()-th
-        newest of them, else None), in one query; (None, None) without words."""
+        DATE_WALK_FROM + 1 (or the candidates + 1) on SQLite, which chooses its way to the matches
+        by it (sqlite_match), and up to RANKED_LIMIT + 1 on PostgreSQL, whose planner chooses its
+        own (newest_rows); on SQLite the key of the candidate_count()-th newest of them, else None),
+        in one query; (None, None) without words. Counting a word in half the posts to 10,001 took
+        PostgreSQL 51 ms at 100,000 posts."""
         if not self.parsed.words:
             return None, None
         if connection.vendor == "sqlite":
             limit = max(DATE_WALK_FROM, candidate_count())
             return index_match_count(self.filtered, self.parsed, limit, newest=candidate_count())
-        return index_match_count(self.filtered, self.parsed, DATE_WALK_FROM), None
+        return index_match_count(self.filtered, self.parsed, RANKED_LIMIT), None
 
     @property
     def index_matches(self):
@@ -663,7 +683,7 @@ class Search:
         if connection.vendor == "sqlite" and self.parsed.words:
             newest = sqlite_newest_rows(self.filtered, self.parsed, self.index_reading[1], self.index_matches > candidate_count())
         if newest is None:
-            newest = fetch_rows(mixed_posts(self.matching)[: SAMPLE_SIZE + 1])
+            newest = newest_rows(self.matching, SAMPLE_SIZE + 1)
         return PageRows(newest[:SAMPLE_SIZE], complete=len(newest) <= SAMPLE_SIZE, ranked=False)
 
     def facets(self):
