@@ -401,31 +401,40 @@ def sqlite_newest_rows(filtered, parsed, boundary, more):
     A match outside the candidates has a key below every candidate's, so it is older (to the minute:
     the key's precision) than every row returned. The query around each kind's posts is our own
     (kind_rows_sql): building and compiling the ORM's union of three filtered kinds took 1.2 ms."""
-    parts, params = [], []
+    parts = []
     for kind, queryset in filtered.items():
         candidates, candidate_params = index_matches_sql(queryset, parsed)
         if boundary is not None:
             candidates, candidate_params = f"{candidates} AND rowid >= %s", [*candidate_params, boundary]
-        rows, row_params = kind_rows_sql(kind, queryset, candidates, candidate_params)
-        parts.append(rows)
-        params += row_params
-    newest = f"{' UNION ALL '.join(parts)} ORDER BY created DESC, pk DESC, kind DESC LIMIT %s"  # the listings' order
-    rows = read_rows(newest, [*params, SAMPLE_SIZE + 1])
+        parts.append(kind_rows_sql(kind, queryset, ids=(candidates, candidate_params)))
+    rows = read_newest(parts, SAMPLE_SIZE + 1)
     return rows if len(rows) > SAMPLE_SIZE or not more else None
 
 
-def kind_rows_sql(kind, queryset, ids, ids_params):
-    """(sql, params): the posts of `queryset` (one kind's, filtered) whose id the subquery `ids`
-    gives, as (kind, pk, created) rows."""
-    posts, params = posts_sql(queryset)
-    return (f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created FROM ({posts}) AS posts"
-            f" WHERE posts.post_pk IN ({ids})", [kind, *params, *ids_params])
+def kind_rows_sql(kind, queryset, ids=None, newest=None):
+    """(sql, params): the posts of `queryset` (one kind's, filtered) as (kind, pk, created) rows:
+    those whose id the subquery `ids` ((sql, params)) gives, or its `newest` newest, or all."""
+    posts, params = posts_sql(queryset, newest)
+    sql, params = f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created FROM ({posts}) AS posts", [kind, *params]
+    return (f"{sql} WHERE posts.post_pk IN ({ids[0]})", [*params, *ids[1]]) if ids else (sql, params)
 
 
-def posts_sql(queryset):
+def posts_sql(queryset, newest=None):
     """(sql, params): the posts of `queryset` as (post_pk, post_created), for our own SQL around it:
-    the ORM compiles only the queryset itself (its filters), not the query the page needs."""
-    return queryset.order_by().values(post_pk=F("pk"), post_created=F("created")).query.sql_with_params()
+    the ORM compiles only the queryset itself (its filters), not the query the page needs. With
+    `newest`, only its `newest` newest: a LIMIT the database stops at, walking the date index."""
+    posts = queryset.values(post_pk=F("pk"), post_created=F("created"))
+    posts = posts.order_by("-created", "-pk")[:newest] if newest else posts.order_by()
+    return posts.query.sql_with_params()
+
+
+def read_newest(parts, limit):
+    """The `limit` newest rows, in the listings' order, of the (kind, pk, created) rows of `parts`
+    ([(sql, params)], kind_rows_sql's), joined with UNION ALL."""
+    if not parts:
+        return []
+    sql = f"{' UNION ALL '.join(sql for sql, _ in parts)} ORDER BY created DESC, pk DESC, kind DESC LIMIT %s"
+    return read_rows(sql, [*(param for _, params in parts for param in params), limit])
 
 
 def newest_rows(querysets, limit):
@@ -434,15 +443,7 @@ def newest_rows(querysets, limit):
     date index, or reading the few matches when they are few: PostgreSQL's planner picks per kind),
     then the newest of those. Sorting every match of a word in half the posts before the first took
     PostgreSQL 127 ms at 100,000 posts, this 6 ms; the ORM puts no LIMIT in a UNION's parts on SQLite."""
-    parts, params = [], []
-    for kind, queryset in querysets.items():
-        newest = queryset.order_by("-created", "-pk").values(post_pk=F("pk"), post_created=F("created"))[:limit]
-        posts, posts_params = newest.query.sql_with_params()
-        parts.append(f"SELECT %s AS kind, posts.post_pk AS pk, posts.post_created AS created FROM ({posts}) AS posts")
-        params += [kind, *posts_params]
-    if not parts:
-        return []
-    return read_rows(f"{' UNION ALL '.join(parts)} ORDER BY created DESC, pk DESC, kind DESC LIMIT %s", [*params, limit])
+    return read_newest([kind_rows_sql(kind, queryset, newest=limit) for kind, queryset in querysets.items()], limit)
 
 
 def sqlite_ranked_rows(filtered, parsed):
