@@ -745,13 +745,19 @@ def published_posts(**filters):
     return {kind: model.objects.published().filter(**filters) for kind, model in POST_MODELS.items()}
 
 
+def published_in_listing(dates=Q()):
+    """The listing store's condition (a Q over kind, created and is_draft) for the published posts
+    within `dates` (a Q on `created`). `dates` first: of two upper bounds on `created` (a period's
+    end, and now), SQLite walks the index from the first one written, and from now down to 2008
+    took 7 ms at 100,000 posts."""
+    return dates & PostQuerySet.published_filter()
+
+
 def published_listing(kinds=None, tags=(), dates=Q()):
     """Newest-first (kind, pk, created) rows of the published posts (of `kinds`, all by default)
     carrying every one of `tags` (Tag objects with `post_count`, as readable_tags() gives them),
     within `dates` (a Q on `created`)."""
-    # `dates` first: of two upper bounds on `created` (a period's end, and now), SQLite walks the
-    # index from the first one written, and from now down to 2008 took 7 ms at 100,000 posts.
-    condition = dates & PostQuerySet.published_filter() & (Q(kind__in=kinds) if kinds is not None else Q())
+    condition = published_in_listing(dates) & (Q(kind__in=kinds) if kinds is not None else Q())
     return listing_rows(LISTING, condition, tags)
 
 
@@ -1205,18 +1211,12 @@ def archive_years(**dates):
     """The years and months with published posts (within `dates`, lookups on `created`), oldest first,
     as months_by_year() gives them, each with its archive page's `url`: cached, since the index
     names every month of twenty years and reverse() was most of its rendering."""
-    years = months_by_year(monthly_counts(**dates))
+    years = months_by_year(counts_by_month(LISTING, published_in_listing(Q(**dates))))
     for year in years:
         year["url"] = cached_reverse("archive_year", year["year"])
         for month in year["months"]:
             month["url"] = cached_reverse("archive_month", year["year"], month["name"])
     return years
-
-
-def monthly_counts(**dates):
-    """Published posts per UTC (year, month) as a sorted list of (year, month, count); `dates` are
-    lookups on `created` (created__gte=...)."""
-    return counts_by_month(LISTING, Q(**dates) & PostQuerySet.published_filter())  # dates first: published_listing() says why
 
 
 ARCHIVE_PAGES = ("archive_year", "archive_month", "archive_day")

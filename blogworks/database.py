@@ -9,7 +9,7 @@ BusyDatabaseMiddleware), not a server error.
 
 Also here: what the few queries written by hand (because compiling the ORM's took longer than
 running them) borrow from the ORM: a Q compiled for their WHERE (condition_sql), so rules such as
-"published" stay written once, and the rows read as the ORM would (field_converters).
+"published" stay written once, and the rows read as the ORM would (field_converters, from_row).
 """
 
 from contextlib import contextmanager
@@ -98,6 +98,13 @@ def field_converters(model, alias, fields):
         steps = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
         convert[name] = partial(apply_converters, steps, column, connection)
     return convert
+
+
+def from_row(model, alias, fields, values):
+    """A `model` instance of a row's `values` for its `fields` (attnames), converted as the ORM would
+    convert them and made by the model's from_db(), as a queryset would make it."""
+    convert = field_converters(model, alias, tuple(fields))
+    return model.from_db(alias, fields, [convert[name](value) for name, value in zip(fields, values)])
 
 
 def apply_converters(steps, column, connection, value):

@@ -29,7 +29,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.functional import cached_property
 
-from .database import condition_sql, field_converters
+from .database import condition_sql, field_converters, from_row
 
 
 def union_all(querysets):
@@ -331,10 +331,9 @@ def tags_with_tallies(store, names):
                        f" LEFT JOIN {quote(store.tally._meta.db_table)} AS tally ON tally.{quote(tally_field.column)} = tag.{quote('id')}"
                        f" WHERE tag.{quote('tag')} IN ({', '.join(['%s'] * len(names))})", list(names))
         found = cursor.fetchall()
-    as_tag = field_converters(tag_model, connection.alias, tuple(tag_fields))
     tags = []
     for row in found:
-        tag = tag_model.from_db(connection.alias, tag_fields, [as_tag[name](value) for name, value in zip(tag_fields, row)])
+        tag = from_row(tag_model, connection.alias, tag_fields, row[:len(tag_fields)])
         tally_field.remote_field.set_cached_value(tag, tally_from_row(store, row[len(tag_fields):]))  # tag.tally, without a query
         tags.append(tag)
     return tags
@@ -353,10 +352,7 @@ def tally_from_row(store, values):
     """A Tally instance of a row's tally columns (tally_columns() order), or None where they are NULL."""
     if values[0] is None:
         return None
-    connection = connections[store.tally.objects.db]
-    fields = tally_fields(store)
-    convert = field_converters(store.tally, connection.alias, tuple(fields))
-    return store.tally.from_db(connection.alias, fields, [convert[name](value) for name, value in zip(fields, values)])
+    return from_row(store.tally, store.tally.objects.db, tally_fields(store), values)
 
 
 def count_everything(store, now):
