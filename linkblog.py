@@ -13,9 +13,10 @@ Read it top to bottom; each section starts with a `# --- Name` line:
                     what it knows (fields, label, search fields, import keys, feed) once, here;
                     what every post does comes from mixins (blogworks/permalinks.py, postcontent.py,
                     linkstore.py, syndication.py); API tokens (blogworks/tokens.py); the listing
-                    store listings read (Listed, ListedTag, Tally), kept in step by the signal
-                    handlers (blogworks/upkeep.py); the fediverse's: the actor's key, followers,
-                    replies, mentions (their lookups: blogworks/moderation.py)
+                    store listings and archives read (Listed, ListedTag, Tally, MonthTally,
+                    PairTally), kept in step by the signal handlers (blogworks/upkeep.py); the
+                    fediverse's: the actor's key, followers, replies, mentions (their lookups:
+                    blogworks/moderation.py)
     Admin           where the author writes (its shared pieces: blogworks/writing.py, linkadmin.py,
                     moderation.py)
     Pages           home, the tag page (and combinations), permalinks, template filters (the tags URL
@@ -47,7 +48,7 @@ import os
 import random
 import re
 import sys
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import date, datetime, timedelta, timezone as dt_timezone
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
@@ -88,9 +89,10 @@ from blogworks.importer import import_file
 from blogworks.linkadmin import HistoryInline
 from blogworks.linkcheck import OUTCOMES
 from blogworks.linkstore import LinkHolder, StoredUrl
-from blogworks.listing import (ListingPaginator, ListingStore, count_everything, count_pair, counts_by_month, counts_scheduled,
-                               listing_rows, load_posts, mixed_posts, paired_tag_counts, posts_beside, requested_page, store_listing,
-                               tags_on_posts, tally_count, union_all, with_every_tag, with_published_counts)
+from blogworks.listing import (ListingPaginator, ListingStore, count_everything, count_pair, counts_scheduled,
+                               listing_rows, load_posts, mixed_posts, paired_tag_counts, posts_beside, published_by_month,
+                               requested_page, store_listing, tags_on_posts, tally_count, union_all, with_every_tag,
+                               with_published_counts)
 from blogworks.moderation import Moderated, ModerationAdmin, any_shown_under
 from blogworks.permalinks import Permalinked
 from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
@@ -683,6 +685,16 @@ class Tally(models.Model):
     newest = models.DateTimeField(null=True)
 
 
+class MonthTally(models.Model):
+    """A UTC month's non-draft posts (scheduled ones included) and the newest one's date: the date
+    archives count their months from it (blogworks/listing.py published_by_month), not from the
+    rows, which took 30 ms at 100,000 posts."""
+
+    month = models.DateField(unique=True)  # its first day
+    listed = models.IntegerField(default=0)
+    newest = models.DateTimeField()
+
+
 class PairTally(models.Model):
     """How many non-draft posts (scheduled ones included) carry both `tag` and `other` (tag.pk <
     other.pk): a page combining two tags is counted without walking either (blogworks/listing.py)."""
@@ -711,7 +723,7 @@ def load_with_links(rows):
 
 
 POST_MODELS = {model.kind: model for model in (Entry, Blogmark, Quotation)}
-LISTING = ListingStore(POST_MODELS, Listed, ListedTag, Tally, PairTally)
+LISTING = ListingStore(POST_MODELS, Listed, ListedTag, Tally, PairTally, MonthTally)
 SEARCH_INDEX = [IndexedKind.of(model) for model in POST_MODELS.values()]
 
 
@@ -745,19 +757,13 @@ def published_posts(**filters):
     return {kind: model.objects.published().filter(**filters) for kind, model in POST_MODELS.items()}
 
 
-def published_in_listing(dates=Q()):
-    """The listing store's condition (a Q over kind, created and is_draft) for the published posts
-    within `dates` (a Q on `created`). `dates` first: of two upper bounds on `created` (a period's
-    end, and now), SQLite walks the index from the first one written, and from now down to 2008
-    took 7 ms at 100,000 posts."""
-    return dates & PostQuerySet.published_filter()
-
-
 def published_listing(kinds=None, tags=(), dates=Q()):
     """Newest-first (kind, pk, created) rows of the published posts (of `kinds`, all by default)
     carrying every one of `tags` (Tag objects with `post_count`, as readable_tags() gives them),
-    within `dates` (a Q on `created`)."""
-    condition = published_in_listing(dates) & (Q(kind__in=kinds) if kinds is not None else Q())
+    within `dates` (a Q on `created`). `dates` come first in the condition: of two upper bounds on
+    `created` (a period's end, and now), SQLite walks the index from the first one written, and
+    from now down to 2008 took 7 ms at 100,000 posts."""
+    condition = dates & PostQuerySet.published_filter() & (Q(kind__in=kinds) if kinds is not None else Q())
     return listing_rows(LISTING, condition, tags)
 
 
@@ -1207,15 +1213,16 @@ def tag_feed(request, names):
 # --- Archives: a year's months, a month's and a day's posts, with links to their neighbours --
 
 
-def archive_years(**dates):
-    """The years and months with published posts (within `dates`, lookups on `created`), oldest first,
-    as months_by_year() gives them, each with its archive page's `url`: cached, since the index
-    names every month of twenty years and reverse() was most of its rendering."""
-    years = months_by_year(counts_by_month(LISTING, published_in_listing(Q(**dates))))
-    for year in years:
-        year["url"] = cached_reverse("archive_year", year["year"])
-        for month in year["months"]:
-            month["url"] = cached_reverse("archive_month", year["year"], month["name"])
+def archive_years(year=None):
+    """The years and months with published posts (of one `year`, or all), oldest first, as
+    months_by_year() gives them, each with its archive page's `url`: cached, since the index names
+    every month of twenty years and reverse() was most of its rendering."""
+    first, last = (date(year, 1, 1), date(year, 12, 1)) if year is not None else (None, None)
+    years = months_by_year(published_by_month(LISTING, timezone.now(), first, last))
+    for row in years:
+        row["url"] = cached_reverse("archive_year", row["year"])
+        for month in row["months"]:
+            month["url"] = cached_reverse("archive_month", row["year"], month["name"])
     return years
 
 
@@ -1255,7 +1262,7 @@ def archive_index(request):
 @app.route("/<int:year>/", name="archive_year")
 def archive_year(request, year):
     start, end = year_range(year)
-    years = archive_years(created__gte=start, created__lt=end)
+    years = archive_years(year)
     if not years:
         raise Http404("Nothing was published that year")
     earlier, later = neighbours(start, end, depth=1)

@@ -8,18 +8,20 @@ at any size. A scheduled post is a row dated later: readers' filter (created <= 
 moment without a write. Per-tag tallies (`tally`: a tag's non-draft rows and the newest one's date;
 tag NULL for every post) count without scanning: see tally_count(). Pair tallies (`pair_tally`: how
 many non-draft posts each two tags share) count a page combining two tags and give a tag's related
-tags, with the same rule for scheduled posts.
+tags, and month tallies (`month_tally`: each UTC month's non-draft rows and the newest one's date)
+count the date archives' months, each with the same rule for scheduled posts.
 
 A permalink's neighbours are a step each way along the store's index (posts_beside), and a page
-past the middle of a listing is read from its oldest end (ListingPaginator). The date archives are
-ranges of the same index, and their months are counted by grouping it (counts_by_month). Search
-mixes kinds with a UNION ALL of (kind, pk, created) rows, one SELECT per kind (mixed_posts).
+past the middle of a listing is read from its oldest end (ListingPaginator). The date archives'
+pages are ranges of the same index, and their months are counted from the month tallies
+(published_by_month). Search mixes kinds with a UNION ALL of (kind, pk, created) rows, one SELECT
+per kind (mixed_posts).
 Every function takes its models or `{kind: queryset}` as arguments; none knows the models by name.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import date, datetime, timezone as dt_timezone
 from itertools import combinations, islice
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
@@ -121,6 +123,7 @@ class ListingStore:
     listed_tag: type
     tally: type
     pair_tally: type = None  # none in migrations before 0013
+    month_tally: type = None  # none in migrations before 0019
 
 
 LISTING_ORDER = ("created", "post_id", "kind")  # newest first, each descending: one backward walk of the index
@@ -135,31 +138,44 @@ def batches(items, size=STORE_BATCH):
 
 def store_listing(store, ids_by_kind):
     """Rewrite the listing rows of these posts ({kind: pks}) from the posts themselves (a deleted
-    post's rows just go), then recount the tallies of every tag they had or have now.
+    post's rows just go), then recount the tallies of every tag and month they had or have now.
 
     Writers take turns on the tally of every post (a row lock; SQLite has one writer anyway): two
     PostgreSQL transactions rewriting the same post would clash on its row, and each would recount a
     tag without the other's uncommitted rows, one stale count overwriting the other."""
     with transaction.atomic():
         everything = store.tally.objects.select_for_update().filter(tag=None).first()
-        touched, pairs, change, newest = set(), set(), 0, []
+        touched, pairs, months, change, newest = set(), set(), set(), 0, []
         for kind, ids in ids_by_kind.items():
             for batch in batches(set(ids)):
-                tags, batch_pairs, batch_change, batch_newest = rewrite_rows(store, kind, batch)
-                touched, pairs, change, newest = touched | tags, pairs | batch_pairs, change + batch_change, newest + [batch_newest]
+                rewritten = rewrite_rows(store, kind, batch)
+                touched, pairs, months = touched | rewritten.tags, pairs | rewritten.pairs, months | rewritten.months
+                change, newest = change + rewritten.change, newest + [rewritten.newest]
         refresh_tallies(store, touched)
         refresh_pair_tallies(store, pairs)
+        refresh_month_tallies(store, months)
         move_everything(store, everything, change, newest)
+
+
+@dataclass
+class Rewritten:
+    """What rewriting some posts' listing rows touched: the tags and pairs of tags they had or have,
+    the UTC months (dates of their first day) their non-draft rows were or are in, how many more
+    non-draft rows they have now, and the newest one's date."""
+
+    tags: set
+    pairs: set
+    months: set
+    change: int
+    newest: datetime | None
 
 
 def rewrite_rows(store, kind, ids):
     """Replace the rows of one kind's posts `ids`, copied by the database (INSERT ... SELECT: no row
-    passes through Python); returns the ids of the tags they had or have, how many more non-draft
-    rows they have now, and the newest one's date; and the pairs of tags they had or have together."""
+    passes through Python), and say what that touched (Rewritten)."""
     model, mine = store.models[kind], {"kind": kind, "post_id__in": ids}
     tag_rows_of_mine = lambda: list(store.listed_tag.objects.filter(**mine).values_list("post_id", "tag_id"))
-    old_rows = tag_rows_of_mine()
-    listed_before = store.listed.objects.filter(**mine, is_draft=False).count()
+    old_rows, old_months = tag_rows_of_mine(), listed_by_month(store, mine)
     store.listed.objects.filter(**mine).delete()
     store.listed_tag.objects.filter(**mine).delete()
     posts = model.objects.filter(pk__in=ids).order_by().values("pk", "created", "is_draft", kind_=Value(kind))
@@ -167,10 +183,22 @@ def rewrite_rows(store, kind, ids):
     links = (model.tags.through.objects.filter(**{f"{kind}_id__in": ids}).order_by()
              .values("tag_id", f"{kind}__pk", f"{kind}__created", f"{kind}__is_draft", kind_=Value(kind)))
     insert_from(store.listed_tag, ["tag_id", "post_id", "created", "is_draft", "kind"], links)
-    now_listed = store.listed.objects.filter(**mine, is_draft=False).aggregate(n=Count("*"), newest=Max("created"))
-    new_rows = tag_rows_of_mine()
-    tags = {tag_id for _, tag_id in old_rows + new_rows}
-    return tags, tag_pairs(old_rows) | tag_pairs(new_rows), now_listed["n"] - listed_before, now_listed["newest"]
+    new_rows, new_months = tag_rows_of_mine(), listed_by_month(store, mine)
+    return Rewritten(
+        tags={tag_id for _, tag_id in old_rows + new_rows},
+        pairs=tag_pairs(old_rows) | tag_pairs(new_rows),
+        months=set(old_months) | set(new_months),
+        change=sum(listed for listed, _ in new_months.values()) - sum(listed for listed, _ in old_months.values()),
+        newest=max((newest for _, newest in new_months.values()), default=None),
+    )
+
+
+def listed_by_month(store, condition):
+    """{first day of a UTC month: (non-draft rows, the newest one's date)} of the listing rows
+    matching `condition` (lookups), in one GROUP BY."""
+    months = (store.listed.objects.filter(**condition, is_draft=False).annotate(month=UTCMonth("created"))
+              .values_list("month").annotate(listed=Count("pk"), newest=Max("created")).order_by())
+    return {month_start(month): (listed, newest) for month, listed, newest in months}
 
 
 def insert_from(model, columns, rows):
@@ -222,6 +250,20 @@ def refresh_pair_tallies(store, pairs):
         tallies = [store.pair_tally(tag_id=first, other_id=second, listed=listed) for (first, second), listed in counted.items()]
         store.pair_tally.objects.bulk_create(tallies, batch_size=STORE_BATCH, update_conflicts=True,
                                              unique_fields=["tag", "other"], update_fields=["listed"])
+
+
+def refresh_month_tallies(store, months):
+    """Recount the non-draft rows of these UTC months (dates of their first day) and the newest
+    one's date: one GROUP BY over the index range from the first month to the last. Every month in
+    that range is recounted, asked for or not, and one left without rows goes."""
+    if store.month_tally is None or not months:
+        return
+    first, last = min(months), max(months)
+    counted = listed_by_month(store, {**month_bounds(last), "created__gte": month_moment(first)})
+    store.month_tally.objects.filter(month__gte=first, month__lte=last).exclude(month__in=counted).delete()
+    tallies = [store.month_tally(month=month, listed=listed, newest=newest) for month, (listed, newest) in counted.items()]
+    store.month_tally.objects.bulk_create(tallies, batch_size=STORE_BATCH, update_conflicts=True,
+                                          unique_fields=["month"], update_fields=["listed", "newest"])
 
 
 def shared_posts(store, firsts, seconds, after=None):
@@ -554,12 +596,39 @@ class UTCMonth(models.Func):
         return self.as_sql(compiler, connection, template="date_trunc('month', %(expressions)s AT TIME ZONE 'UTC')", **extra)
 
 
-def counts_by_month(store, condition):
-    """[(year, month, count)] of the listing's posts matching `condition` (a Q over kind, created
-    and is_draft) in each UTC month that has any, oldest first: one GROUP BY over the store's index."""
-    months = (store.listed.objects.filter(condition).annotate(month=UTCMonth("created"))
-              .values_list("month").annotate(count=Count("pk")).order_by("month"))
-    return [(int(str(month)[:4]), int(str(month)[5:7]), count) for month, count in months]
+def month_start(month):
+    """The first day of the month UTCMonth gives: SQLite's "YYYY-MM" text, or PostgreSQL's timestamp."""
+    return date(int(str(month)[:4]), int(str(month)[5:7]), 1)
+
+
+def month_moment(month):
+    """The first moment (UTC) of the month whose first day is `month`."""
+    return datetime(month.year, month.month, 1, tzinfo=dt_timezone.utc)
+
+
+def month_bounds(month):
+    """Lookups on `created` for the UTC month whose first day is `month` (December 9999 has no next)."""
+    if month.year == date.max.year and month.month == 12:
+        return {"created__gte": month_moment(month)}
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return {"created__gte": month_moment(month), "created__lt": month_moment(following)}
+
+
+def published_by_month(store, now, first=None, last=None):
+    """[(year, month, published posts)] of every UTC month with published posts, from the first of
+    the month `first` to the month `last` (dates; None: no bound), oldest first: read from the month
+    tallies, whatever the blog's size. A month whose newest post is still scheduled subtracts its
+    scheduled rows, as tally_count() does for a tag (an index range of future dates)."""
+    tallies = store.month_tally.objects.order_by("month")
+    tallies = tallies.filter(month__gte=first) if first else tallies
+    tallies = tallies.filter(month__lte=last) if last else tallies
+    months = []
+    for month, listed, newest in tallies.values_list("month", "listed", "newest"):
+        if newest > now:
+            listed -= store.listed.objects.filter(is_draft=False, created__gt=now, **month_bounds(month)).count()
+        if listed:
+            months.append((month.year, month.month, listed))
+    return months
 
 
 class ListingPaginator(Paginator):

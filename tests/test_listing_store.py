@@ -10,7 +10,7 @@ import io
 import json
 from collections import Counter
 from itertools import combinations
-from datetime import timedelta
+from datetime import timedelta, timezone as dt_timezone
 from unittest import mock
 
 import pytest
@@ -18,9 +18,9 @@ from django.apps import apps
 from django.core.management import call_command
 from django.utils import timezone
 
-from blogworks.listing import count_everything, count_pair
+from blogworks.listing import count_everything, count_pair, published_by_month
 from factories import at
-from linkblog import (LISTING, POST_MODELS, ApiToken, Entry, Listed, ListedTag, PairTally, Tag, Tally, export,
+from linkblog import (LISTING, POST_MODELS, ApiToken, Entry, Listed, ListedTag, MonthTally, PairTally, Tag, Tally, export,
                       import_posts, readable_tags)
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +63,19 @@ def assert_store_right():
     pairs = {(pair.tag_id, pair.other_id) for pair in PairTally.objects.all()} | set(shared_truth())
     shared = {pair: count_pair(LISTING, [tags[pk] for pk in pair], timezone.now()) for pair in pairs}
     assert +Counter(shared) == shared_truth()
+    assert_months_right(rows)
+
+
+def assert_months_right(rows):
+    """The month tallies hold each UTC month's non-draft rows and newest date, and the archives'
+    counts of published posts per month are what the posts say."""
+    now, month = timezone.now(), lambda created: created.astimezone(dt_timezone.utc).date().replace(day=1)
+    listed = [created for _, _, created, is_draft in rows if not is_draft]
+    tallies = {m: (sum(1 for created in listed if month(created) == m), max(created for created in listed if month(created) == m))
+               for m in {month(created) for created in listed}}
+    assert {tally.month: (tally.listed, tally.newest) for tally in MonthTally.objects.all()} == tallies
+    published = Counter((month(created).year, month(created).month) for created in listed if created <= now)
+    assert published_by_month(LISTING, now) == sorted((year, number, count) for (year, number), count in published.items())
 
 
 @pytest.fixture
@@ -110,6 +123,19 @@ def test_tags_added_and_removed_from_either_side(make, blog):
     assert_store_right()
     Tag.objects.get(tag="python").delete()
     assert_store_right()
+
+
+def test_a_post_scheduled_for_a_later_month_counts_in_the_archives_at_its_moment(make, blog, client):
+    moment = timezone.now() + timedelta(days=45)
+    make.entry("Next month", tags=["python"], created=moment)
+    make.entry("Tomorrow", tags=["python"], created=timezone.now() + timedelta(days=1))
+    make.entry("The last month there is", tags=["python"], created=at(9999, 12, 30))
+    assert_store_right()
+    label = moment.astimezone(dt_timezone.utc).strftime("%b")
+    assert f'/{moment.year}/{label}/"' not in client.get("/archive/").content.decode()
+    with mock.patch("django.utils.timezone.now", return_value=moment + timedelta(seconds=1)):
+        assert_store_right()
+        assert f'/{moment.year}/{label}/"' in client.get("/archive/").content.decode()
 
 
 def test_a_scheduled_post_counts_at_its_moment_without_a_write(make, blog, client):
@@ -190,6 +216,14 @@ def test_the_migration_fills_the_store_of_an_existing_blog(make, blog):
         model.objects.all().delete()
     migration = importlib.import_module("migrations.0011_listing_store")
     migration.fill_listing(apps, None)
+    assert_store_right()
+
+
+def test_the_migration_counts_the_months_of_an_existing_blog(make, blog):
+    make.blogmark("Years earlier", tags=["python"], created=at(2009, 7, 31))
+    MonthTally.objects.all().delete()
+    migration = importlib.import_module("migrations.0019_monthtally")
+    migration.fill_month_tallies(apps, None)
     assert_store_right()
 
 

@@ -108,6 +108,6 @@ DUMP_OPTIONS = [
     "--exclude", "contenttypes", "--exclude", "auth.permission", "--exclude", "sessions",
     # Derived from the posts, and rebuilt as they load (README says why).
     "--exclude", "linkblog.listed", "--exclude", "linkblog.listedtag", "--exclude", "linkblog.tally",
-    "--exclude", "linkblog.pairtally", "--exclude", "linkblog.postcard",
+    "--exclude", "linkblog.pairtally", "--exclude", "linkblog.monthtally", "--exclude", "linkblog.postcard",
     "--indent", "1",
 ]
