@@ -331,7 +331,7 @@ def tally_count(listed_tag, now, prefix="tally__"):
 
 
 def counts_scheduled(tally, now):
-    """Whether a Tally row (or None) still counts a post readers may not see yet."""
+    """Whether a Tally row (or None, or a month tally's) still counts a post readers may not see yet."""
     return tally is not None and tally.newest is not None and tally.newest > now
 
 
@@ -617,17 +617,19 @@ def month_bounds(month):
 def published_by_month(store, now, first=None, last=None):
     """[(year, month, published posts)] of every UTC month with published posts, from the first of
     the month `first` to the month `last` (dates; None: no bound), oldest first: read from the month
-    tallies, whatever the blog's size. A month whose newest post is still scheduled subtracts its
-    scheduled rows, as tally_count() does for a tag (an index range of future dates)."""
+    tallies, whatever the blog's size. A month whose newest post is still scheduled (counts_scheduled)
+    subtracts its scheduled rows, as published_count() does for a tag (an index range of future
+    dates). Read as named rows: model instances cost a millisecond more for twenty years of months."""
     tallies = store.month_tally.objects.order_by("month")
     tallies = tallies.filter(month__gte=first) if first else tallies
     tallies = tallies.filter(month__lte=last) if last else tallies
     months = []
-    for month, listed, newest in tallies.values_list("month", "listed", "newest"):
-        if newest > now:
-            listed -= store.listed.objects.filter(is_draft=False, created__gt=now, **month_bounds(month)).count()
+    for tally in tallies.values_list("month", "listed", "newest", named=True):
+        listed = tally.listed
+        if counts_scheduled(tally, now):
+            listed -= store.listed.objects.filter(is_draft=False, created__gt=now, **month_bounds(tally.month)).count()
         if listed:
-            months.append((month.year, month.month, listed))
+            months.append((tally.month.year, tally.month.month, listed))
     return months
 
 
