@@ -389,8 +389,8 @@ def candidate_count():
 
 def newest_key_sql(filtered, parsed, position):
     """(sql, params) for the index key of the `position`-th newest match over the kinds searched
-    (drafts and filters but tags not applied; NULL when there are fewer). FTS5 stops each kind's read at the
-    LIMIT, whatever the blog's size."""
+    (drafts and filters but tags not applied; NULL when there are fewer). FTS5 stops each kind's
+    read at the LIMIT, whatever the blog's size."""
     parts = [f"SELECT * FROM (SELECT rowid AS key FROM {index} WHERE {index} MATCH %s ORDER BY rowid DESC LIMIT %s)"
              for index in (index_table(queryset.model) for queryset in filtered.values())]
     params = [param for _ in parts for param in (fts5_match(parsed), position)]
@@ -654,8 +654,8 @@ class Search:
         applied), counted up to DATE_WALK_FROM + 1 (or the candidates + 1) on SQLite, which chooses
         its way to the matches by it (sqlite_match), and up to RANKED_LIMIT + 1 on PostgreSQL, whose
         planner chooses its own (newest_rows); on SQLite the key of the candidate_count()-th newest
-        of them, else None), in one query; (None, None) without words. Counting a word in half the posts to 10,001 took
-        PostgreSQL 51 ms at 100,000 posts."""
+        of them, else None), in one query; (None, None) without words. Counting a word in half the
+        posts to 10,001 took PostgreSQL 51 ms at 100,000 posts."""
         if not self.parsed.words:
             return None, None
         if connection.vendor == "sqlite":
