@@ -11,6 +11,7 @@ the blogmarks as a bookmarks file. Exporters take the models as arguments.
 
 import codecs
 import heapq
+import html
 import io
 import json
 import math
@@ -22,6 +23,7 @@ from urllib.request import Request, urlopen
 
 import feedparser
 from django.template.loader import get_template
+from django.utils.html import strip_tags
 
 from .text import sanitize_html
 
@@ -116,9 +118,9 @@ def declared_charset(data):
 def unix_time(value):
     """A browser's ADD_DATE (seconds since 1970; some write milli- or microseconds) as a UTC datetime."""
     seconds = float(value)
-    if not math.isfinite(seconds):  # "inf" would be divided down forever, "nan" is no time at all
+    if not math.isfinite(seconds) or abs(seconds) >= 1e17:  # past microseconds up to the year 5138
         raise ValueError(f"not a number of seconds: {value}")
-    while abs(seconds) > 1e11:
+    while abs(seconds) > 1e11:  # milli- or microseconds: as seconds, 1e11 would be the year 5138
         seconds /= 1000
     return datetime(1970, 1, 1, tzinfo=dt_timezone.utc) + timedelta(seconds=seconds)
 
@@ -195,14 +197,25 @@ class NetscapeBookmarks(HTMLParser):
         tags = (attributes.get("tags") or "").split(",")
         if self.folders_as_tags:
             tags += [name for name in folders if name]
-        record = {"type": "blogmark", "link_url": url, "link_title": title or url, "commentary": note,
-                  "tags": tags, "is_draft": attributes.get("private") == "1"}
+        record = carried({"type": "blogmark", "link_url": url, "link_title": title or url, "commentary": note, "tags": tags})
+        if "private" in attributes:
+            record["is_draft"] = attributes["private"] == "1"
         if attributes.get("add_date"):
             try:
                 record["created"] = unix_time(attributes["add_date"])
             except (ValueError, OverflowError):
                 return BadRecord(f"has an ADD_DATE that is not a date: “{attributes['add_date'][:40]}”")
         return record
+
+
+def carried(record):
+    """A bookmark's record without the note and tags it does not have: another service's empty
+    note says nothing, and must not wipe the commentary or tags of a blogmark already on the blog."""
+    if not record["tags"] or not any(name.strip() for name in record["tags"]):
+        del record["tags"]
+    if not record["commentary"]:
+        del record["commentary"]
+    return record
 
 
 def is_web_url(url):
@@ -239,8 +252,10 @@ def pinboard_record(item):
     tags = str(item.get("tags") or "").split()
     if item.get("toread") == "yes":
         tags.append("toread")
-    record = {"type": "blogmark", "link_url": url.strip(), "link_title": item.get("description") or url.strip(),
-              "commentary": item.get("extended") or "", "tags": tags, "is_draft": item.get("shared") == "no"}
+    record = carried({"type": "blogmark", "link_url": url.strip(), "link_title": item.get("description") or url.strip(),
+                      "commentary": item.get("extended") or "", "tags": tags})
+    if "shared" in item:
+        record["is_draft"] = item["shared"] == "no"
     if item.get("time"):
         record["created"] = item["time"]
     return record
@@ -262,13 +277,21 @@ def feed_record(item):
     commentary = item.get("summary") or ""
     if item.get("content"):
         commentary = item.content[0].get("value") or commentary
-    record = {"type": "blogmark", "link_url": url, "link_title": " ".join((item.get("title") or url).split()),
-              "commentary": sanitize_html(commentary),
-              "tags": [tag.get("term") or "" for tag in item.get("tags") or []]}
+    record = carried({"type": "blogmark", "link_url": url, "link_title": " ".join((feed_title(item) or url).split()),
+                      "commentary": sanitize_html(commentary), "tags": [tag.get("term") or "" for tag in item.get("tags") or []]})
     moment = item.get("published_parsed") or item.get("updated_parsed")
     if moment:
         record["created"] = datetime(*moment[:6], tzinfo=dt_timezone.utc)
     return record
+
+
+def feed_title(item):
+    """An item's title as text: feedparser gives an Atom `type="html"` title, or an RSS title with
+    escaped markup, as HTML (`AT&amp;T`), which a link title would show as it is."""
+    title = item.get("title") or ""
+    if "html" in (item.get("title_detail") or {}).get("type", ""):
+        title = html.unescape(strip_tags(title))
+    return title
 
 
 def open_feed_url(url):

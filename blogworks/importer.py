@@ -49,7 +49,8 @@ class Incoming:
     where: str
     fields: dict
     slug: str = ""
-    created: datetime | None = None
+    created: datetime | None = None  # the import's time when the file gives none (created_given False)
+    created_given: bool = False
     tags: list | None = None
     is_draft: bool | None = None
     left_out_tags: list = field(default_factory=list)  # other services' tags that cannot become slugs
@@ -91,10 +92,10 @@ class ImportReport:
 # Validating: one record of the file against the model's rules
 
 
-def clean_record(record, report, now, models, tag_model, foreign_tags=False):
+def clean_record(record, report, now, models, tag_model, foreign=False):
     """A tag as (name, description), or an Incoming post; BadRecord says what is wrong.
 
-    `models` are the kinds of post by name. With `foreign_tags` (bookmarks, Pinboard, feeds) tags are
+    `models` are the kinds of post by name. With `foreign` (bookmarks, Pinboard, feeds) tags are
     other services' names, made into slugs."""
     kind = record.get("type")
     if kind is None:
@@ -103,7 +104,7 @@ def clean_record(record, report, now, models, tag_model, foreign_tags=False):
         report.unknown_keys.update(key for key in record if key not in TAG_KEYS)
         name = clean_tag_name(record.get("tag"), tag_model)
         return name, clean_text(record, "description", tag_model, required=False)
-    if kind not in models:
+    if not isinstance(kind, str) or kind not in models:  # a list or an object is no type either
         expected = ", ".join(["tag", *models])
         raise BadRecord(f"has an unknown type {json.dumps(kind)[:40]} (expected {expected})")
     model = models[kind]
@@ -114,16 +115,15 @@ def clean_record(record, report, now, models, tag_model, foreign_tags=False):
         if name in record or required:
             post.fields[name] = clean_text(record, name, model, required=required)
     post.slug = clean_slug(record.get("slug"))
-    post.created = clean_created(record["created"], model.LAST_DAY) if record.get("created") is not None else None
+    post.created_given = record.get("created") is not None
+    post.created = clean_created(record["created"], model.LAST_DAY) if post.created_given else now
     if "tags" in record:
-        post.tags, post.left_out_tags = (slugified_tags(record["tags"]) if foreign_tags
+        post.tags, post.left_out_tags = (slugified_tags(record["tags"]) if foreign
                                          else (clean_tags(record["tags"], tag_model), []))
     if "is_draft" in record:
         if not isinstance(record["is_draft"], bool):
             raise BadRecord("has an is_draft that is not true or false")
         post.is_draft = record["is_draft"]
-    if post.created is None:
-        post.created = now
     return post
 
 
@@ -176,7 +176,9 @@ def clean_created(value, last_day):
             raise BadRecord(f"has a created date that is not ISO 8601: “{value[:40]}”")
     try:
         moment = moment.replace(tzinfo=dt_timezone.utc) if moment.tzinfo is None else moment.astimezone(dt_timezone.utc)
-    except OverflowError:
+    except OverflowError:  # past either end of datetime's range once in UTC
+        if moment.year == 1:
+            raise BadRecord(f"has a created date before the year 1 in UTC: “{value}”")
         moment = last_day
     if moment >= last_day:
         raise BadRecord(f"has a created date past the end of 9999-12-30 UTC (a post needs a day after it): “{value}”")
@@ -281,7 +283,7 @@ class PreparedPosts:
 class Importer:
     """Reads records, validates them, and writes them in bulk inside ONE transaction."""
 
-    def __init__(self, models, tag_model, skip_bad=False, dry_run=False, foreign_tags=False, render_map=map,
+    def __init__(self, models, tag_model, skip_bad=False, dry_run=False, foreign=False, render_map=map,
                  authorize=None, after_writing=None):
         self.models, self.tag_model = models, tag_model
         # Called once, before the commit, with {kind: pks} of every post written: bulk writes send no
@@ -289,7 +291,9 @@ class Importer:
         self.after_writing = after_writing
         self.written = defaultdict(set)
         self.authorize = authorize  # called with the report before committing: raising rolls it all back
-        self.skip_bad, self.foreign_tags = skip_bad, foreign_tags
+        # `foreign`: the file comes from another service (bookmarks, Pinboard, a feed), whose tags are
+        # made into slugs and whose private flag decides only a new blogmark's draft state.
+        self.skip_bad, self.foreign = skip_bad, foreign
         self.report = ImportReport(dry_run=dry_run, kinds=("tag", *models))
         _renderers.update(renderers_of(models))
         self.render_map = render_map  # map, or a pool's map that renders in other processes
@@ -348,7 +352,7 @@ class Importer:
         if isinstance(record, BadRecord):
             raise record
         refuse_lone_surrogates(record)
-        return clean_record(record, self.report, self.now, self.models, self.tag_model, self.foreign_tags)
+        return clean_record(record, self.report, self.now, self.models, self.tag_model, self.foreign)
 
     def refuse(self, where, record, problem):
         kind = record.get("type") if isinstance(record, dict) else None
@@ -489,20 +493,24 @@ class Importer:
     def rendered_fields(model):
         return [field.name for field in model._meta.concrete_fields if not field.editable and not field.primary_key]
 
-    @staticmethod
-    def apply_changes(model_post, post):
-        """Copy the record's values onto the post; True when any differed."""
-        values = dict(post.fields)
-        if post.slug:  # matched by its day and slug: the time of day may change too
+    def apply_changes(self, model_post, post):
+        """Copy the record's values onto the post; True when any differed. Changed content dates the
+        edit (`updated`), as a save in the admin or the API does (StoredContent.note_edit).
+
+        Another service's file never publishes a draft nor hides a post: a private or shared flag
+        there says nothing about what the author decided here."""
+        content = {name: value for name, value in post.fields.items() if getattr(model_post, name) != value}
+        values = dict(content)
+        if post.slug and post.created_given:  # matched by its day and slug: the time of day may change too
             values["created"] = post.created
-        if post.is_draft is not None:
+        if post.is_draft is not None and not self.foreign:
             values["is_draft"] = post.is_draft
-        changed = False
+        values = {name: value for name, value in values.items() if getattr(model_post, name) != value}
         for name, value in values.items():
-            if getattr(model_post, name) != value:
-                setattr(model_post, name, value)
-                changed = True
-        return changed
+            setattr(model_post, name, value)
+        if content:
+            model_post.updated = self.now
+        return bool(values)
 
 
 _renderers = {}  # kind -> its model's rendered(): set in this process, and in each rendering process
@@ -619,7 +627,7 @@ def import_file(stream, models, tag_model, format=None, skip_bad=False, dry_run=
         "feed": lambda: read_feed(stream, progress),
     }
     try:
-        importer = Importer(models, tag_model, skip_bad=skip_bad, dry_run=dry_run, foreign_tags=format != "ndjson",
+        importer = Importer(models, tag_model, skip_bad=skip_bad, dry_run=dry_run, foreign=format != "ndjson",
                             render_map=render_map, authorize=authorize, after_writing=after_writing)
         return importer.run(readers[format]())
     finally:

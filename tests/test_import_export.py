@@ -97,6 +97,34 @@ def test_a_changed_record_updates_its_post_and_leaves_the_others_alone():
     assert Blogmark.objects.count() == 2
 
 
+def test_an_imported_change_dates_the_edit_as_a_save_does(client):
+    import_path("blog.ndjson")
+    blogmark = Blogmark.objects.get(slug="nanodjango")
+    assert blogmark.updated is None
+    record = json.loads((DATA / "blog.ndjson").read_text().splitlines()[4])
+    import_bytes(ndjson({**record, "tags": ["django", "python"]}))  # only its tags: not an edit of its content
+    assert Blogmark.objects.get(slug="nanodjango").updated is None
+    import_bytes(ndjson({**record, "commentary": "Rewritten."}))
+    edited = Blogmark.objects.get(slug="nanodjango")
+    assert edited.updated is not None and edited.updated > edited.created
+    assert f"<updated>{edited.updated.isoformat()}" in client.get("/atom/everything/").content.decode()
+    import_bytes(ndjson({**record, "commentary": "Rewritten."}))  # the same again: unchanged, the date stays
+    assert Blogmark.objects.get(slug="nanodjango").updated == edited.updated
+
+
+def test_a_record_without_a_date_imported_twice_keeps_its_first_date(monkeypatch):
+    from django.utils import timezone as django_timezone
+
+    data = ndjson({"type": "entry", "slug": "no-date", "title": "No date", "body": "B."})
+    first = django_timezone.now().replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(django_timezone, "now", lambda: first)
+    import_bytes(data)
+    monkeypatch.setattr(django_timezone, "now", lambda: first.replace(hour=11))  # later the same day
+    report = import_bytes(data)
+    assert counts(report) == {"entry": (0, 0, 1, 0)}
+    assert Entry.objects.get().created == first
+
+
 def test_missing_optional_keys_take_defaults_and_unknown_keys_are_counted():
     report = import_bytes(ndjson(
         {"type": "blogmark", "slug": "minimal", "link_url": "https://example.com/", "link_title": "Minimal",
@@ -184,6 +212,19 @@ def test_records_of_the_wrong_shape_are_refused_with_a_reason():
     assert messages[2] == "has tags that are not a list"
     assert messages[3] == "has a tag that is not a slug (letters, digits, - and _): “not a slug!”"
     assert messages[5] == "has a bad title: Ensure this value has at most 255 characters (it has 300)."
+
+
+def test_a_type_that_is_a_list_or_an_object_is_a_bad_record_not_a_crash():
+    report = import_bytes(ndjson({"type": ["entry"], "title": "T", "body": "B"}, {"type": {"a": 1}, "title": "T", "body": "B"},
+                                 {"type": "entry", "title": "Good", "body": "B"}), skip_bad=True)
+    assert [(where, message[:30]) for where, message in report.skipped] == [
+        ("line 1", 'has an unknown type ["entry"] '), ("line 2", 'has an unknown type {"a": 1} (')]
+    assert list(Entry.objects.values_list("title", flat=True)) == ["Good"]
+
+
+def test_a_date_before_the_year_1_in_utc_is_refused_as_such():
+    report = import_bytes(ndjson({"type": "entry", "title": "T", "body": "B", "created": "0001-01-01T00:00:00+01:00"}))
+    assert report.problems == [("line 1", "has a created date before the year 1 in UTC: “0001-01-01T00:00:00+01:00”")]
 
 
 def test_dates_far_in_the_future_and_before_1970_are_kept_exactly(client):
@@ -280,6 +321,49 @@ def test_reimporting_bookmarks_finds_each_link_again():
     report = import_path("bookmarks-firefox.html")
     assert counts(report)["blogmark"] == (0, 0, 7, 2)
     assert everything() == before
+
+
+def test_bookmarks_of_links_blogged_already_never_wipe_notes_tags_or_drafts():
+    """A browser's bookmarks carry no note, tags or private flag: importing them over blogmarks that
+    have some must leave those as they are, and never publish a draft."""
+    written = Blogmark.objects.create(link_url="https://example.com/written", link_title="Written", commentary="My words.")
+    written.tags.add(Tag.objects.create(tag="kept"))
+    draft = Blogmark.objects.create(link_url="https://example.com/draft", link_title="Draft", is_draft=True)
+    bookmarks = b"""<!DOCTYPE NETSCAPE-Bookmark-file-1>
+<DL><p>
+<DT><A HREF="https://example.com/written" ADD_DATE="1700000000">Written</A>
+<DT><A HREF="https://example.com/draft" ADD_DATE="1700000000">Draft, retitled</A>
+<DT><A HREF="https://example.com/new" ADD_DATE="1700000000">New</A>
+</DL>"""
+    report = import_bytes(bookmarks, format="netscape")
+    assert counts(report)["blogmark"] == (1, 1, 1, 0)
+    written.refresh_from_db(), draft.refresh_from_db()
+    assert (written.commentary, list(written.tags.values_list("tag", flat=True))) == ("My words.", ["kept"])
+    assert draft.is_draft and draft.link_title == "Draft, retitled"
+    assert not Blogmark.objects.get(link_url="https://example.com/new").is_draft
+    pinboard = [{"href": "https://example.com/draft", "description": "Draft, retitled", "extended": "", "tags": "",
+                 "shared": "yes", "time": "2024-01-01T00:00:00Z"}]
+    import_bytes(json.dumps(pinboard).encode(), format="pinboard")
+    assert Blogmark.objects.get(link_url="https://example.com/draft").is_draft  # shared there, still a draft here
+
+
+def test_a_feed_title_written_as_html_is_read_as_text():
+    feed = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>F</title><id>urn:f</id><updated>2024-01-01T00:00:00Z</updated>
+<entry><title type="html">&lt;b&gt;Bold&lt;/b&gt; &amp;amp; title</title><link href="https://example.com/b"/><id>urn:b</id><updated>2024-01-01T00:00:00Z</updated></entry>
+<entry><title>Plain &amp; text</title><link href="https://example.com/p"/><id>urn:p</id><updated>2024-01-01T00:00:00Z</updated></entry>
+</feed>"""
+    import_bytes(feed, format="feed")
+    assert dict(Blogmark.objects.values_list("link_url", "link_title")) == {
+        "https://example.com/b": "Bold & title", "https://example.com/p": "Plain & text"}
+
+
+def test_a_bookmark_date_too_big_for_any_unit_is_refused():
+    bookmarks = b"""<!DOCTYPE NETSCAPE-Bookmark-file-1><DL><p>
+<DT><A HREF="https://example.com/huge" ADD_DATE="1e300">Huge</A>
+</DL>"""
+    report = import_bytes(bookmarks, format="netscape")
+    assert report.problems == [("line 2", "has an ADD_DATE that is not a date: “1e300”")]
 
 
 def test_bookmark_folders_become_tags_on_request():
