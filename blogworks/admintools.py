@@ -29,7 +29,7 @@ class ImportForm(forms.Form):
 
 class ExportForm(forms.Form):
     format = forms.ChoiceField(choices=[("ndjson", "linkblog NDJSON (everything)"), ("netscape", "Browser bookmarks (blogmarks)")])
-    drafts = forms.BooleanField(required=False, initial=True, label="Include drafts")
+    drafts = forms.BooleanField(required=False, initial=True, label="Include drafts and scheduled posts")
 
 
 def tools_for(user, tool_needs):

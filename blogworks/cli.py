@@ -10,6 +10,7 @@ the commands of those names, handed what they need of linkblog.py.
 import argparse
 import io
 import os
+import re
 import signal
 import sys
 from concurrent.futures.process import BrokenProcessPool
@@ -118,8 +119,18 @@ def command_error(name, error):
         message = f"database error: {error} (is the database migrated? nanodjango manage linkblog.py migrate)"
     else:
         message = str(error)
-    print(f"linkblog {name}: {' '.join(message.split())}", file=sys.stderr)
+    print(f"linkblog {name}: {for_terminal(' '.join(message.split()))}", file=sys.stderr)
     return 1
+
+
+# Control characters (and the ones that reorder text) a file may hold: printed as they are, they
+# would move the cursor, recolour or retitle the terminal, or hide part of the message.
+TERMINAL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def for_terminal(text):
+    """`text` with its control characters written as escapes (`\\x1b`), so a message stays one plain line."""
+    return TERMINAL_CONTROLS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def run_import(options, import_posts, post_models):
@@ -139,6 +150,8 @@ def run_import(options, import_posts, post_models):
         return command_error("import", "a rendering process died (out of memory?), nothing was written")
     except KeyboardInterrupt:
         return command_error("import", "interrupted, nothing was written")
+    report.problems = [(where, for_terminal(message)) for where, message in report.problems]
+    report.skipped = [(where, for_terminal(message)) for where, message in report.skipped]
     context = {"report": report, "source": options.file}
     print(render_to_string("import_problems.txt", context), end="", file=sys.stderr)
     if report.failed:
@@ -224,7 +237,7 @@ def export_arguments():
     parser = argparse.ArgumentParser(prog="python linkblog.py export", description="Export the blog.")
     parser.add_argument("file", metavar="FILE", nargs="?", help="where to write (standard output when not given)")
     parser.add_argument("--format", choices=formats.EXPORT_FORMATS, default="ndjson")
-    parser.add_argument("--no-drafts", action="store_true", help="leave drafts out")
+    parser.add_argument("--no-drafts", action="store_true", help="only what readers see now: drafts and scheduled posts left out")
     return parser
 
 

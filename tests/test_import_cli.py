@@ -71,6 +71,19 @@ def test_a_bad_file_is_refused_with_the_line_and_nothing_is_written(database):
     assert run(database, "export").stdout == b""
 
 
+def test_control_characters_from_a_file_reach_the_terminal_escaped(database, tmp_path):
+    hostile = tmp_path / "hostile.ndjson"
+    hostile.write_text('{"type": "entry", "slug": "x\\u001b[31mRED", "title": "t", "body": "b"}\n'
+                       '{"type": "entry", "title": "t2", "body": "b", "created": "\\u001b]0;pwned\\u0007\\u202e"}\n')
+    result = run(database, "import", str(hostile))
+    assert_clean_failure(
+        result,
+        "linkblog import: line 1: has a slug with characters other than letters, digits, - and _: “x\\x1b[31mRED”",
+        "linkblog import: line 2: has a created date that is not ISO 8601: “\\x1b]0;pwned\\x07\\u202e”",
+    )
+    assert b"\x1b" not in result.stderr and b"\x07" not in result.stderr
+
+
 def test_skip_bad_imports_the_rest_and_lists_every_skipped_line(database):
     result = run(database, "import", "--skip-bad", str(DATA / "missing-field.ndjson"))
     assert result.returncode == 0
