@@ -61,7 +61,7 @@ from .database import field_converters, unless_busy
 from .listing import group_ids, of_posts_sql, row_ids
 from .permissions import may_change
 from .signals import links_changed, posts_changed
-from .text import excerpt, highlight, search_text
+from .text import NOT_IN_XML, excerpt, highlight, search_text
 
 EDIT_SLOT = mark_safe("<!--edit-->")  # where a card's Edit link goes; never shown as it is
 TITLE_SLOT = mark_safe("<!--title-->")  # where a search result's highlighted title goes
@@ -136,6 +136,7 @@ def current_digest(template_names, shapes=""):
     parts = sorted(template_sources(template_names).items())
     parts += [(name, repr(getattr(settings, name, None))) for name in CARD_SETTINGS]
     parts.append(("django", django.get_version()))  # its filters and feed writer shape cards too
+    parts.append(("not in xml", NOT_IN_XML.pattern))  # what an Atom entry leaves out
     parts.append(("shapes", shapes))
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()
     _digests[key] = digest

@@ -147,9 +147,10 @@ def first_words(html, count=8):
     return " ".join(words[:count]).rstrip(",.;:") + ("…" if len(words) > count else "")
 
 
-# XML 1.0 cannot carry C0 controls other than tab, newline and carriage return: Django's feed writer
-# raises on them. Posts may hold them (pasted from a PDF, an old export); the site shows such posts.
-NOT_IN_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# XML 1.0 cannot carry C0 controls other than tab, newline and carriage return (Django's feed writer
+# raises on them), nor U+FFFE and U+FFFF (a feed reader refuses the whole feed). Posts may hold them
+# (pasted from a PDF, an old export); the site shows such posts.
+NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def xml_text(value):

@@ -234,6 +234,38 @@ def test_feed_queries_do_not_grow_with_posts(client, make, django_assert_max_num
     )
 
 
+def test_noncharacters_in_a_post_or_a_search_leave_every_feed_well_formed(client, make):
+    """U+FFFE and U+FFFF pass the models' rules (text may hold them), but XML 1.0 cannot: a feed
+    holding one is refused whole by feed readers, and by an XML parser here."""
+    from xml.etree import ElementTree
+
+    make.blogmark("Pasted \uffff title", created=at(2024, 1, 2), tags=["pasted"])
+    make.entry("Fine", body="Text \ufffe here.", created=at(2024, 1, 1))
+    for url in ["/atom/everything/", "/atom/links/", "/atom/entries/", "/tags/pasted.atom", "/search.atom?q=pasted",
+                "/search.atom?q=%EF%BF%BE"]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        ElementTree.fromstring(response.content)  # raises on a character XML cannot carry
+
+
+def test_entries_stored_by_code_that_let_noncharacters_through_are_rendered_again(client, make, monkeypatch):
+    """An upgrade from code whose feeds kept U+FFFF: the Atom entries it stored must not outlive it."""
+    import re
+    from xml.etree import ElementTree
+
+    from blogworks import cards, text
+    from blogworks.serving import forget_cached_pages
+
+    make.blogmark("Pasted \uffff title", created=at(2024, 1, 2))
+    old = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+    monkeypatch.setattr(text, "NOT_IN_XML", old), monkeypatch.setattr(cards, "NOT_IN_XML", old)
+    cards.forget_digests()
+    assert "\uffff" in client.get("/atom/everything/").content.decode()  # stored as the old code wrote it
+    monkeypatch.undo()
+    cards.forget_digests(), forget_cached_pages()  # a deploy starts a fresh page cache (serve-production)
+    ElementTree.fromstring(client.get("/atom/everything/").content)
+
+
 def test_control_characters_in_old_posts_are_dropped_from_feeds_not_a_500(client, make):
     """XML 1.0 cannot carry C0 control characters (a vertical tab pasted from a PDF, a form feed in
     an old export). The site shows such a post; its feeds must still parse, without those characters."""
