@@ -1025,11 +1025,12 @@ def canonical_tag_page(names, page):
 def related_tags(tags, rows):
     """The tags most often found besides `tags`, most shared first, as [{"tag", "count", "url",
     "combined_url"}]; `combined_url` is the tag page that adds this tag (None past MAX_COMBINED_TAGS).
-    One tag: counted over all its posts, from the pair tallies (unless one of its posts is still
-    scheduled); else on the newest RELATED_SAMPLE of `rows` (the posts carrying all of `tags`)."""
-    names = [tag.tag for tag in tags]
-    if len(tags) == 1 and not counts_scheduled(getattr(tags[0], "tally", None), timezone.now()):
-        ranked = paired_tag_counts(LISTING, tags[0].pk, RELATED_TAGS)
+    One tag: counted over all its published posts, from the pair tallies (less its scheduled posts'
+    pairs while it has some); else on the newest RELATED_SAMPLE of `rows` (the posts carrying all of `tags`)."""
+    names, now = [tag.tag for tag in tags], timezone.now()
+    if len(tags) == 1:
+        scheduled = counts_scheduled(getattr(tags[0], "tally", None), now)
+        ranked = paired_tag_counts(LISTING, tags[0].pk, RELATED_TAGS, scheduled_after=now if scheduled else None)
     else:
         ranked = tags_on_posts(LISTING, rows[:RELATED_SAMPLE], [tag.pk for tag in tags], RELATED_TAGS)
     can_combine = len(names) < MAX_COMBINED_TAGS

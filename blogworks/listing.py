@@ -563,22 +563,42 @@ def tags_on_posts(store, rows, excluded, limit):
         return [tuple(row) for row in cursor.fetchall()]
 
 
-def paired_tag_counts(store, tag_id, limit):
+def paired_tag_counts(store, tag_id, limit, scheduled_after=None):
     """[(tag name, posts shared)] of the tags found most often with one tag, most first, from the pair
-    tallies: exact, and bounded by how many tags it meets, not by its posts. They count scheduled
-    posts too: ask only when none of the tag's posts is scheduled (counts_scheduled of its tally)."""
+    tallies: exact, and bounded by how many tags it meets, not by its posts. The tallies count
+    scheduled posts too: with `scheduled_after` (now, when the tag's tally counts_scheduled), the
+    pairs of the tag's posts dated after it are taken off (scheduled_pairs). Each tag they name can
+    only fall, so the true first `limit` are among the tallies' first `limit` + that many."""
+    unseen = scheduled_pairs(store, tag_id, scheduled_after) if scheduled_after is not None else {}
     connection = connections[store.pair_tally.objects.db]
     quote = connection.ops.quote_name
     pairs = quote(store.pair_tally._meta.db_table)
     tag_table = quote(store.pair_tally._meta.get_field("tag").related_model._meta.db_table)
     tag, other, listed = quote("tag_id"), quote("other_id"), quote("listed")
-    sql = (f"SELECT name.{quote('tag')}, paired.n FROM (SELECT {other} AS id, {listed} AS n FROM {pairs} WHERE {tag} = %s"
+    sql = (f"SELECT paired.id, name.{quote('tag')}, paired.n FROM (SELECT {other} AS id, {listed} AS n FROM {pairs} WHERE {tag} = %s"
            f" UNION ALL SELECT {tag}, {listed} FROM {pairs} WHERE {other} = %s) AS paired"
            f" JOIN {tag_table} AS name ON name.{quote('id')} = paired.id WHERE paired.n > 0"
            f" ORDER BY paired.n DESC, name.{quote('tag')} LIMIT %s")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tag_id, tag_id, limit])
-        return [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(sql, [tag_id, tag_id, limit + len(unseen)])
+        counted = [(name, n - unseen.get(other_id, 0)) for other_id, name, n in cursor.fetchall()]
+    if unseen:  # a stable sort: ties keep the database's order by name
+        counted = sorted((pair for pair in counted if pair[1] > 0), key=lambda pair: -pair[1])
+    return counted[:limit]
+
+
+def scheduled_pairs(store, tag_id, now):
+    """{other tag id: posts dated after `now` (not drafts) carrying it and tag `tag_id`}: what the
+    pair tallies count that readers cannot see yet. A range of the tag's listing rows (its scheduled
+    posts: a handful) and each one's tags."""
+    connection = connections[store.listed_tag.objects.db]
+    quote = connection.ops.quote_name
+    table, tag, kind, post_id = (quote(store.listed_tag._meta.db_table), quote("tag_id"), quote("kind"), quote("post_id"))
+    sql = (f"SELECT b.{tag}, COUNT(*) FROM {table} AS a JOIN {table} AS b ON b.{kind} = a.{kind} AND b.{post_id} = a.{post_id}"
+           f" AND b.{tag} <> a.{tag} WHERE a.{tag} = %s AND a.{quote('created')} > %s AND NOT a.{quote('is_draft')} GROUP BY b.{tag}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tag_id, connection.ops.adapt_datetimefield_value(now)])
+        return dict(cursor.fetchall())
 
 
 class UTCMonth(models.Func):

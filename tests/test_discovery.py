@@ -152,6 +152,28 @@ def test_a_scheduled_posts_tags_are_not_related_until_its_moment(client, make, t
     assert related(client.get("/tags/django/")) == [("launch", "1"), ("python", "1")]
 
 
+def test_while_a_post_is_scheduled_related_tags_still_count_every_published_post(client, make, time_machine):
+    time_machine.move_to(at(2024, 5, 7, 9), tick=False)
+    make.entry(tags=["django", "python"], created=at(2020, 1, 1))
+    for day in range(1, 4):
+        make.entry(tags=["django", "orm"], created=at(2024, 1, day))
+    make.entry(tags=["django", "launch", "orm"], created=at(2024, 5, 8))  # scheduled
+    with mock.patch("linkblog.RELATED_SAMPLE", 2):  # not a sample of the newest posts
+        assert related(client.get("/tags/django/")) == [("orm", "3"), ("python", "1")]
+        time_machine.move_to(at(2024, 5, 8, 13), tick=False)
+        assert related(client.get("/tags/django/")) == [("orm", "4"), ("launch", "1"), ("python", "1")]
+
+
+def test_scheduled_posts_cannot_push_a_tag_into_the_first_ten(client, make, time_machine):
+    time_machine.move_to(at(2024, 5, 7, 9), tick=False)
+    for number in range(10):
+        make.entry(tags=["hub", f"spoke-{number:02}"]), make.entry(tags=["hub", f"spoke-{number:02}"])
+    make.entry(tags=["hub", "spoke-10"])
+    for hour in range(3):  # the pair tallies count spoke-10 four times, readers see it once
+        make.entry(tags=["hub", "spoke-10"], created=at(2024, 5, 8, hour))
+    assert [name for name, _ in related(client.get("/tags/hub/"))] == [f"spoke-{number:02}" for number in range(10)]
+
+
 def test_related_tags_are_at_most_ten(client, make):
     for number in range(12):
         make.entry(tags=["hub", f"spoke-{number:02}"] + [f"spoke-{n:02}" for n in range(number)])
