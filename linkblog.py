@@ -81,7 +81,7 @@ from nanodjango import Django, defer
 from pydantic import Discriminator, Field, StrictBool, StringConstraints, Tag as Variant, TypeAdapter
 
 from blogworks import activitypub, cards, cli, config, feeds, formats, linkadmin, linkstore, rules, tagging, text, webmention, writing
-from blogworks.addresses import TagsConverter, TooManyTags, canonical_month_redirect, lowercase_tags, permanent_redirect, too_many_tags_is_400
+from blogworks.addresses import TagsConverter, TooManyTags, canonical_date_redirect, lowercase_tags, permanent_redirect, too_many_tags_is_400
 from blogworks.admintools import ExportForm, ImportForm, admin_page, export_download, import_needs, permission_refused, run_import, tools_for
 from blogworks.convert import ConvertPlugin
 from blogworks.dates import MONTHS, day_range, month_range, months_by_year, year_range
@@ -1061,7 +1061,7 @@ def adjacent_posts(post):
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/<slug:slug>/", name="permalink")
-@canonical_month_redirect
+@canonical_date_redirect
 def permalink(request, year, month, day, slug):
     start, end = day_range(year, month, day)
     post = find_post(start, end, slug, request.user)
@@ -1261,6 +1261,7 @@ def archive_index(request):
 
 
 @app.route("/<int:year>/", name="archive_year")
+@canonical_date_redirect
 def archive_year(request, year):
     start, end = year_range(year)
     years = archive_years(year)
@@ -1271,14 +1272,14 @@ def archive_year(request, year):
 
 
 @app.route("/<int:year>/<str:month>/", name="archive_month")
-@canonical_month_redirect
+@canonical_date_redirect
 def archive_month(request, year, month):
     start, end = month_range(year, month)
     return archive_page(request, "archive_month.html", start, end, depth=2)
 
 
 @app.route("/<int:year>/<str:month>/<int:day>/", name="archive_day")
-@canonical_month_redirect
+@canonical_date_redirect
 def archive_day(request, year, month, day):
     start, end = day_range(year, month, day)
     return archive_page(request, "archive_day.html", start, end, depth=3)
@@ -1312,6 +1313,7 @@ def tag_list(request):
 
 @app.route("/random/<tags:names>/", name="random_post")
 @never_cache
+@lowercase_tags
 @too_many_tags_is_400
 def random_post(request, names):
     """A 302 to a random published post with this tag (or all of these tags)."""

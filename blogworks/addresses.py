@@ -53,17 +53,24 @@ def lowercase_tags(view):
     return view_with_lowercase_tags
 
 
-def canonical_month_redirect(view):
-    """A 301 from `/2008/jan/` (or /2008/january/, /2008/01/) to `/2008/Jan/`; other months go on to the view's 404."""
+def canonical_date_redirect(view):
+    """A 301 from a date as people type it to the address the site writes: `/2008/jan/` (or
+    /2008/january/, /2008/01/) to `/2008/Jan/`, and `/02008/` or `/2008/Jan/09/` to the numbers
+    without their leading zeros, which the URL patterns accept; an unknown month goes on to the
+    view's 404."""
 
     @wraps(view)
-    def view_with_month_redirect(request, month, **kwargs):
-        canonical = canonical_month(month)
-        if canonical and canonical != month:
-            return permanent_redirect(request, request.resolver_match.url_name, month=canonical, **kwargs)
-        return view(request, month=month, **kwargs)
+    def view_with_canonical_date(request, **kwargs):
+        month = kwargs.get("month")
+        if month is not None:
+            kwargs["month"] = canonical_month(month) or month
+        if kwargs.get("month") != month or "/0" in request.path:  # "/0": a number with a leading zero (or 0 itself)
+            canonical = reverse(request.resolver_match.url_name, kwargs=kwargs)
+            if canonical != request.path:
+                return permanent_redirect(request, request.resolver_match.url_name, **kwargs)
+        return view(request, **kwargs)
 
-    return view_with_month_redirect
+    return view_with_canonical_date
 
 
 def permanent_redirect(request, url_name, **kwargs):

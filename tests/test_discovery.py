@@ -234,6 +234,12 @@ def test_random_works_for_combined_tags(client, make):
         assert client.get("/random/django+python/")["Location"] == both.get_absolute_url()
 
 
+def test_random_with_a_tag_in_capitals_redirects_to_its_lower_case_address(client, make):
+    make.entry(tags=["django"])
+    response = client.get("/random/Django/")
+    assert (response.status_code, response["Location"]) == (301, "/random/django/")
+
+
 def test_random_without_a_published_post_is_404(client, make):
     make.entry(tags=["drafty"], is_draft=True)
     assert client.get("/random/drafty/").status_code == 404

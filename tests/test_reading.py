@@ -220,6 +220,10 @@ def test_every_permalink_has_a_heading_and_a_distinct_title(client, make):
         ("/2008/01/", "/2008/Jan/"),
         ("/2008/jan/5/", "/2008/Jan/5/"),
         ("/2008/jan/5/old-post/", "/2008/Jan/5/old-post/"),
+        ("/02008/", "/2008/"),
+        ("/2008/Jan/05/", "/2008/Jan/5/"),
+        ("/2008/01/05/", "/2008/Jan/5/"),
+        ("/02008/Jan/05/old-post/", "/2008/Jan/5/old-post/"),
     ],
 )
 def test_addresses_people_type_redirect_to_the_canonical_ones(client, make, typed, canonical):
