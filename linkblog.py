@@ -95,7 +95,7 @@ from blogworks.listing import (ListingPaginator, ListingStore, count_everything,
                                with_published_counts)
 from blogworks.moderation import Moderated, ModerationAdmin, any_shown_under
 from blogworks.permalinks import Permalinked
-from blogworks.permissions import may_change, missing_permissions, needs_permissions, permission_name
+from blogworks.permissions import may_change, may_view, missing_permissions, needs_permissions
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind
@@ -400,6 +400,12 @@ class Blogmark(Post):
 
     class Meta(Post.Meta):  # each kind names its Meta: nanodjango would otherwise replace the inherited one
         pass
+
+    @staticmethod
+    def of_link(posts, url):
+        """The blogmarks among `posts` of `url` as it was typed or pasted: stored as a browser sends it
+        (web_url), or as it is (a link stored before that rule keeps matching)."""
+        return posts.filter(link_url__in={url, rules.stored_web_url(url) or url})
 
 
 class Quotation(Post):
@@ -1046,7 +1052,7 @@ def find_post(start, end, slug, user=None):
     of its kind (Django's view permission). A slug is unique on its day across kinds, so the order of
     the lookups only decides how many a permalink takes: blogmarks, most of a link blog, come first."""
     for model in (Blogmark, Entry, Quotation):
-        published_only = user is None or not user.has_perm(permission_name("view", model))
+        published_only = not may_view(user, model)
         post = model.objects.on_day(start, end, slug, published_only)  # its tags are in its stored card
         if post:
             return post
@@ -1720,10 +1726,10 @@ class PostFilters(Schema):
 
 
 class BlogmarkFilters(PostFilters):
-    link_url: str = Field("", max_length=1000, description="Only blogmarks of exactly this URL: is it blogged already?")
+    link_url: str = Field("", max_length=1000, description="Only blogmarks of this URL, as typed or stored: is it blogged already?")
 
     def narrow(self, posts):
-        return posts.filter(link_url=self.link_url) if self.link_url else posts
+        return Blogmark.of_link(posts, self.link_url) if self.link_url else posts
 
 
 class ItemFilters(PostFilters):
@@ -2038,15 +2044,18 @@ def admin_bookmarklet(request):
 
 @app.route("admin/linkblog/blog-this/", name="admin_blog_this")
 @staff_member_required
+@needs_permissions(BOOKMARKLET_NEEDS, permission_refused)
 def admin_blog_this(request):
     """What the bookmarklet opens: a blogmark of the page, a quotation of the selected text, and a
-    warning (with links) when the page's address is blogged already."""
+    warning (with links) when the page's address is blogged already (drafts only for those who may
+    see them). The address is linked only when it is a web link."""
     url, title, selection = (request.GET.get(name, "")[:5000] for name in ("url", "title", "selection"))
     add_blogmark = reverse("admin:linkblog_blogmark_add") + "?" + urlencode({"link_url": url, "link_title": title[:255], "commentary": selection})
     add_quotation = reverse("admin:linkblog_quotation_add") + "?" + urlencode({"quotation": selection, "source": title[:255], "source_url": url})
-    blogged = Blogmark.objects.filter(link_url=url).order_by("-created")[:5] if url else []
+    posts = Blogmark.objects.all() if may_view(request.user, Blogmark) else Blogmark.objects.published()
+    blogged = Blogmark.of_link(posts, url).order_by("-created")[:5] if url else []
     return admin_page(request, "admin/linkblog/blog_this.html", title="Blog this", url=url, page_title=title, selection=selection,
-                      add_blogmark=add_blogmark, add_quotation=add_quotation, blogged=blogged)
+                      web_link=rules.stored_web_url(url), add_blogmark=add_blogmark, add_quotation=add_quotation, blogged=blogged)
 
 
 @app.route("admin/linkblog/preview/", name="admin_markdown_preview")

@@ -34,7 +34,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, 
 
 from . import database, rules
 from .listing import listing_rows
-from .permissions import permission_name
+from .permissions import may_view, permission_name
 
 NO_NUL_PATTERN = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text
 TAG_PATTERN = rf"^{rules.TAG_NAME_PATTERN}$"
@@ -94,8 +94,7 @@ def require_permission(request, action, model):
 
 
 def may_see_drafts(request, model):
-    user = caller(request)
-    return user is not None and user.has_perm(permission_name("view", model))
+    return may_view(caller(request), model)
 
 
 # Errors: one JSON shape for every 4xx.

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from . import text
-from .permissions import missing_permissions, permission_name
+from .permissions import may_view, missing_permissions
 from .signals import links_changed, posts_changed
 
 
@@ -79,7 +79,7 @@ def posts_holding(links, post_link_model, post_models, user=None):
     given: drafts' titles stay with those allowed to see them). One query for the rows, one per kind."""
     rows = post_link_model.objects.filter(link__in=links).order_by("kind", "post_id")
     if user is not None:
-        rows = rows.filter(kind__in=[kind for kind, model in post_models.items() if user.has_perm(permission_name("view", model))])
+        rows = rows.filter(kind__in=[kind for kind, model in post_models.items() if may_view(user, model)])
     rows = list(rows)
     ids_by_kind = {}
     for row in rows:

@@ -4,6 +4,7 @@
 Models come in as arguments (this package never imports linkblog).
 - `permission_name(action, model)`: Django's name for it, "linkblog.add_entry";
 - `missing_permissions(user, wanted)`: which of some (action, model) pairs a user lacks;
+- `may_view(user, model)`: whether a user (perhaps anonymous) may see drafts and scheduled posts;
 - `may_change(user, model)`: whether a user (perhaps anonymous) may change one (edit links);
 - `needs_permissions(wanted, refuse)`: a view decorator answering `refuse(request, missing)` to the others.
 """
@@ -20,6 +21,13 @@ def missing_permissions(user, wanted):
     """The names of the (action, model) permissions in `wanted` that `user` lacks."""
     names = [permission_name(action, model) for action, model in wanted]
     return [name for name in names if not user.has_perm(name)]
+
+
+def may_view(user, model):
+    """Whether `user` (perhaps anonymous) may see drafts and scheduled posts of `model`: its view
+    permission, or its change permission, which Django's admin lets imply view (one rule everywhere)."""
+    return getattr(user, "is_authenticated", False) and any(
+        user.has_perm(permission_name(action, model)) for action in ("view", "change"))
 
 
 def may_change(user, model):

@@ -75,6 +75,15 @@ def web_url(value):
     return urlunsplit((parts.scheme, netloc, quote_part(parts.path), quote_part(parts.query), quote_part(parts.fragment)))
 
 
+def stored_web_url(value):
+    """`value` as a link is stored (web_url), or None when it cannot be a web link: for finding a link
+    as people type or paste it."""
+    try:
+        return web_url(value)
+    except ValidationError:
+        return None
+
+
 def web_netloc(parts):
     """A URL's user, host and port as a browser sends them (IDNA for a non-ASCII host), or None if
     its host cannot be one."""

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from blogworks.rules import web_url
 from linkblog import Blogmark, Entry, Tag
 
 pytestmark = pytest.mark.django_db
@@ -99,6 +100,14 @@ def test_an_export_downloads_with_or_without_drafts(admin_client):
     bookmarks = admin_client.get("/admin/linkblog/export/?format=netscape&drafts=on")
     assert b"".join(bookmarks.streaming_content).startswith(b"<!DOCTYPE NETSCAPE-Bookmark-file-1>")
     assert admin_client.get("/admin/linkblog/export/?format=csv").status_code == 400
+
+
+def test_blog_this_finds_a_link_as_it_was_typed_and_links_only_web_addresses(admin_client, make):
+    make.blogmark("Books", link_url=web_url("https://bücher.example/a page?q=ä"))  # stored as a browser sends it
+    html = admin_client.get("/admin/linkblog/blog-this/", {"url": "https://bücher.example/a page?q=ä"}).content.decode()
+    assert "Already blogged" in html and "Books" in html
+    html = admin_client.get("/admin/linkblog/blog-this/", {"url": "javascript:alert(document.domain)"}).content.decode()
+    assert 'href="javascript:' not in html and "<p>javascript:alert(document.domain)</p>" in html
 
 
 # --- The bookmarklet, in Chromium ---------------------------------------------------------------

@@ -121,8 +121,22 @@ def test_a_dry_run_is_refused_the_same_way(client, django_user_model):
 def test_the_bookmarklet_needs_add_blogmark(client, django_user_model):
     logged_in(client, staff(django_user_model, "add_entry"))
     assert client.get("/admin/linkblog/bookmarklet/").status_code == 403
+    assert client.get("/admin/linkblog/blog-this/", {"url": "https://example.com/"}).status_code == 403
     logged_in(client, staff(django_user_model, "add_blogmark", name="linker"))
     assert client.get("/admin/linkblog/bookmarklet/").status_code == 200
+    assert client.get("/admin/linkblog/blog-this/", {"url": "https://example.com/"}).status_code == 200
+
+
+def test_blog_this_names_a_draft_blogmarked_already_only_to_those_who_may_see_drafts(client, django_user_model, make):
+    make.blogmark("Secret draft title", link_url="https://example.com/a", is_draft=True)
+    make.blogmark("Public title", link_url="https://example.com/a", created=at(2024, 1, 1))
+    logged_in(client, staff(django_user_model, "add_blogmark"))
+    html = client.get("/admin/linkblog/blog-this/", {"url": "https://example.com/a"}).content.decode()
+    assert "Public title" in html and "Secret draft title" not in html
+    for permission in ("view_blogmark", "change_blogmark"):  # change implies view, as in Django's admin
+        logged_in(client, staff(django_user_model, "add_blogmark", permission, name=permission))
+        html = client.get("/admin/linkblog/blog-this/", {"url": "https://example.com/a"}).content.decode()
+        assert "Secret draft title" in html, permission
 
 
 # Draft permalinks
@@ -138,6 +152,19 @@ def test_a_draft_permalink_needs_the_view_permission_of_its_kind(client, django_
     logged_in(client, staff(django_user_model, "view_entry", name="writer"))
     response = client.get(entry.get_absolute_url())
     assert response.status_code == 200 and '<span class="draft">Draft</span>' in response.content.decode()
+    logged_in(client, staff(django_user_model, "change_entry", name="editor-only"))  # change implies view
+    assert client.get(entry.get_absolute_url()).status_code == 200
+
+
+def test_who_may_change_a_draft_in_the_admin_may_change_it_through_the_api(client, django_user_model, make):
+    draft = make.entry("Unfinished", is_draft=True)
+    editor = staff(django_user_model, "change_entry")
+    assert logged_in(client, editor).get(f"/admin/linkblog/entry/{draft.pk}/change/").status_code == 200
+    response = api_post(client, editor, f"/api/entries/{draft.pk}", {"title": "Finished"}, method="patch")
+    assert response.status_code == 200, response.content
+    assert Entry.objects.get(pk=draft.pk).title == "Finished"
+    outsider = staff(django_user_model, "add_entry", name="outsider")
+    assert api_post(client, outsider, f"/api/entries/{draft.pk}", {"title": "Mine"}, method="patch").status_code == 403
 
 
 # New tags

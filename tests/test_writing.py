@@ -9,6 +9,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from factories import at
 
+from blogworks.rules import web_url
 from linkblog import Entry, Tag
 
 pytestmark = pytest.mark.django_db
@@ -38,14 +39,14 @@ def test_a_scheduled_post_appears_everywhere_at_its_moment_and_not_before(client
         page = html(client.get(url))
         assert "A scheduled entry" not in page and "/later/" not in page, url
     assert client.get("/api/tags/web").json()["post_count"] == 1
-    assert client.get("/2030/Jun/01/a-scheduled-entry/").status_code == 404
+    assert client.get("/2030/Jun/1/a-scheduled-entry/").status_code == 404
 
     clock.move_to(NOW + timedelta(hours=1, seconds=1), tick=False)
     for url in READER_PAGES[:3] + ["/sitemap-posts.xml", "/search/?q=scheduled", "/api/items"]:
         assert "a-scheduled-entry" in html(client.get(url)), url
     assert "/tags/later/" in html(client.get("/tags/"))
     assert client.get("/api/tags/web").json()["post_count"] == 2
-    assert client.get("/2030/Jun/01/a-scheduled-entry/").status_code == 200
+    assert client.get("/2030/Jun/1/a-scheduled-entry/").status_code == 200
 
 
 def test_the_page_cache_does_not_outlive_the_next_scheduled_post(client, make, clock):
@@ -269,6 +270,10 @@ def test_the_api_says_whether_a_url_is_blogged(client, make):
     assert found["count"] == 1 and found["items"][0]["id"] == post.pk
     assert client.get("/api/blogmarks", {"link_url": "https://example.com/secret"}).json()["count"] == 0
     assert client.get("/api/blogmarks", {"link_url": "x" * 1001}).status_code == 422
+    typed = make.blogmark("Typed", link_url=web_url("https://bücher.example/a page?q=ä"))  # stored as every way in stores it
+    assert typed.link_url == "https://xn--bcher-kva.example/a%20page?q=%C3%A4"
+    for url in ("https://bücher.example/a page?q=ä", typed.link_url):  # as typed or pasted, and as stored
+        assert [item["id"] for item in client.get("/api/blogmarks", {"link_url": url}).json()["items"]] == [typed.pk], url
 
 
 def test_without_javascript_tags_are_added_by_name_in_a_plain_box(admin_client, make, django_user_model):
