@@ -815,6 +815,14 @@ class TagAdmin(admin.ModelAdmin):
     def post_count(self, tag):
         return tag.post_count
 
+    def save_model(self, request, tag, form, change):
+        """A name changed here leaves the old one redirecting to it, as the API's rename does."""
+        if change and "tag" in form.changed_data:
+            new_name, tag.tag = tag.tag, form.initial["tag"]
+            tagging.rename(tag, new_name, TagRedirect)  # saves the description too
+        else:
+            super().save_model(request, tag, form, change)
+
     def get_search_results(self, request, queryset, search_term):
         """The autocomplete ranks names (blogworks.writing.ranked_tags); the list searches descriptions too."""
         if request.resolver_match and request.resolver_match.url_name == "autocomplete" and search_term.strip():

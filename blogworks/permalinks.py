@@ -59,6 +59,13 @@ class Permalinked:
         self.refuse_a_taken_permalink()
         self.fill_in_defaults()
 
+    def validate_constraints(self, exclude=None):
+        # clean() makes an empty slug; when it refused the post first (its date), the slug is still
+        # empty, and "has_slug is violated" would only confuse the real error.
+        if not self.slug:
+            exclude = {*(exclude or ()), "slug"}
+        super().validate_constraints(exclude)
+
     def refuse_a_taken_permalink(self):
         """A post's URL is its day and slug, whatever its kind: two posts of any kinds cannot share it."""
         if not self.slug:

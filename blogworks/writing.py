@@ -24,6 +24,7 @@ from django.db import models
 from django.db.models import Case, Count, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
 from .permissions import permission_name
@@ -59,13 +60,19 @@ def split_new_tags(values):
     return ids, names
 
 
+def is_tag_id(value):
+    """Whether a submitted value can be a tag's id: a number the database can hold (a bigger one
+    makes SQLite raise instead of finding nothing)."""
+    return value.isdigit() and int(value) < 2**63
+
+
 class TagsAutocomplete(AutocompleteSelectMultiple):
     """The admin's tag autocomplete, which also shows new tags typed by name (after a form error)."""
 
     def optgroups(self, name, value, attrs=None):
         ids, names = split_new_tags(value)
-        # Django looks every value up as a tag id: one that is no number (the form refused it) would be a 500.
-        groups = super().optgroups(name, [pk for pk in ids if pk.isdigit()], attrs)
+        # Django looks every value up as a tag id: one that is no id (the form refused it) would be a 500.
+        groups = super().optgroups(name, [pk for pk in ids if is_tag_id(pk)], attrs)
         options = groups[0][1]
         for new_name in names:
             value = NEW_TAG_PREFIX + new_name
@@ -92,6 +99,9 @@ class TagsField(forms.ModelMultipleChoiceField):
 
     def clean(self, value):
         ids, names = split_new_tags(value)
+        for pk in ids:
+            if not is_tag_id(pk):
+                raise ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": pk})
         chosen = list(super().clean(ids)) if ids else []
         for name in names:
             name = self.clean_name(name)
@@ -268,6 +278,19 @@ class PostAdmin(admin.ModelAdmin):
     def wants_field_search(self, search_term):
         """Whether `search_fields` could hold what the index does not (their search reads every row)."""
         return True
+
+    def get_changeform_initial_data(self, request):
+        """What a link (the bookmarklet's, say) fills in, less a `created` that is no date and time:
+        Django hands the text to the date widget, which cannot split it (a 500)."""
+        initial = super().get_changeform_initial_data(request)
+        if "created" in initial:
+            try:
+                initial["created"] = parse_datetime(initial["created"])
+            except ValueError:  # the shape of one, but no such day or time
+                initial["created"] = None
+            if initial["created"] is None:
+                del initial["created"]
+        return initial
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

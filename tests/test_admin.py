@@ -5,7 +5,7 @@ import re
 import pytest
 from factories import at
 
-from linkblog import Blogmark, Entry
+from linkblog import Blogmark, Entry, Tag
 
 pytestmark = pytest.mark.django_db
 
@@ -125,4 +125,30 @@ def test_a_date_whose_day_has_no_end_is_a_form_error_not_a_crash(admin_client):
     )
     assert response.status_code == 200
     assert "day must end before the year 10000" in response.content.decode()
+    assert "has_slug" not in response.content.decode()  # the one real error, not a constraint's echo of it
     assert not Entry.objects.exists()
+
+
+def test_odd_values_in_a_form_or_its_address_are_form_errors_not_crashes(admin_client, make):
+    make.tag("web")
+    too_big = "99999999999999999999"  # a tag id no database integer holds
+    response = admin_client.post("/admin/linkblog/entry/add/", {"title": "T", "slug": "", "body": "b", "created_0": "2024-06-01",
+                                                                 "created_1": "12:00:00", "tags": [too_big]})
+    assert response.status_code == 200 and "is not a valid value" in response.content.decode()
+    assert admin_client.get(f"/admin/linkblog/entry/add/?tags={too_big}").status_code == 200
+    for created in ("garbage", "2024-13-45T10:00:00"):  # a link that pre-fills the form
+        response = admin_client.get(f"/admin/linkblog/blogmark/add/?created={created}&link_title=T")
+        assert response.status_code == 200 and 'value="T"' in response.content.decode(), created
+    response = admin_client.get("/admin/linkblog/blogmark/add/?created=2024-06-01T10:30:00")
+    assert 'value="2024-06-01"' in response.content.decode()
+
+
+def test_renaming_a_tag_in_the_admin_leaves_its_old_address_redirecting(admin_client, client, make):
+    make.entry("Tagged", tags=["js"])
+    tag = Tag.objects.get(tag="js")
+    response = admin_client.post(f"/admin/linkblog/tag/{tag.pk}/change/", {"tag": "javascript", "description": "The language."})
+    assert response.status_code == 302
+    assert Tag.objects.get(pk=tag.pk).description == "The language."
+    moved = client.get("/tags/js/")
+    assert (moved.status_code, moved["Location"]) == (301, "/tags/javascript/")
+    assert "Tagged" in client.get("/tags/javascript/").content.decode()
