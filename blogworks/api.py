@@ -237,9 +237,16 @@ def drop_default(field_schema):
     field_schema.pop("default", None)
 
 
+def tag_name_as_stored(value):
+    """A tag name trimmed and lower-cased before it is checked, as Tag.clean_name does for the admin
+    and the importer: " Django " and "\u212aelvin" (a Kelvin sign) are accepted the same way everywhere."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 TagName = Annotated[
     str,
-    StringConstraints(pattern=TAG_PATTERN, min_length=1, max_length=64, to_lower=True),
+    BeforeValidator(tag_name_as_stored),
+    StringConstraints(pattern=TAG_PATTERN, min_length=1, max_length=64),
     Field(description="A tag: letters, digits, hyphens and underscores; stored lower case.", examples=["django"]),
 ]
 When = Annotated[datetime, BeforeValidator(rfc3339_text), AfterValidator(as_utc)]

@@ -119,6 +119,15 @@ def test_what_one_path_refuses_every_path_refuses(writer, path, kind, name, valu
         assert said[0][0] == "line 1" and name in said[0][1]
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("typed, name", [(" Django ", "django"), ("\u212aelvin", "kelvin"), ("Web_Dev", "web_dev")])
+def test_a_tag_name_is_trimmed_and_lower_cased_the_same_on_every_path(writer, path, typed, name):
+    """"\u212a" is the Kelvin sign, whose lower case is an ASCII k."""
+    accepted, said = writer(path, "entry", add_tags=typed) if path == "admin" else writer(path, "entry", tags=[typed])
+    assert accepted, said
+    assert list(Entry.objects.get().tags.values_list("tag", flat=True)) == [name]
+
+
 @pytest.mark.parametrize("path", ["api", "import"])  # a browser's form cannot send a lone surrogate
 @pytest.mark.parametrize("name", ["title", "body"])
 def test_a_lone_surrogate_is_refused_by_every_path_that_can_carry_one(writer, path, name):
