@@ -9,7 +9,9 @@ search excerpts with the searched words marked.
 """
 
 import re
+import signal
 import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from html import escape as html_escape, unescape
 from html.parser import HTMLParser
@@ -50,9 +52,55 @@ def markdown_converter():
     return markdown_converters.converter.reset()
 
 
+# Python-Markdown is quadratic or worse on some shapes of text: thousands of unmatched `[`, of quotes
+# or emphasis markers in one paragraph, of one-line headings or rules in a row; a 200,000-character
+# body of them took from a minute to hours, and a few (`1. ` or `a\n: b\n` repeated) overflow the
+# stack. No real post comes near: past RENDER_SECONDS (or on that overflow) a text is shown as plain
+# paragraphs instead, its Markdown kept as written.
+RENDER_SECONDS = 2.0
+
+
+class RenderTooSlow(Exception):
+    """Raised inside a render that has run past RENDER_SECONDS."""
+
+
+@contextmanager
+def time_limit(seconds):
+    """RenderTooSlow in this thread once `seconds` have passed, where a signal can deliver it: the main
+    thread of a process (gunicorn's sync workers, the import's rendering processes, the command
+    line), and only when no other timer is running there. Elsewhere (a threaded development
+    server) there is no limit."""
+    if threading.current_thread() is not threading.main_thread() or signal.getitimer(signal.ITIMER_REAL)[0]:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise RenderTooSlow()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def render_markdown(text):
-    """Markdown to HTML that is safe to show: no scripts, event handlers or javascript: URLs."""
-    return sanitize_html(markdown_converter().convert(text or ""))
+    """Markdown to HTML that is safe to show: no scripts, event handlers or javascript: URLs. A text
+    too costly to render (see RENDER_SECONDS) comes out as plain paragraphs."""
+    try:
+        with time_limit(RENDER_SECONDS):
+            html = markdown_converter().convert(text or "")
+    except (RenderTooSlow, RecursionError):
+        markdown_converters.__dict__.pop("converter", None)  # stopped halfway: the next render starts afresh
+        html = plain_paragraphs(text)
+    return sanitize_html(html)
+
+
+def plain_paragraphs(text):
+    """`text` as HTML paragraphs of its characters as typed (split at blank lines), no markup."""
+    return "".join(f"<p>{html_escape(part.strip(), quote=False)}</p>" for part in re.split(r"\n\s*\n", text) if part.strip())
 
 
 def sanitize_html(html):
