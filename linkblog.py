@@ -1057,8 +1057,9 @@ def related_tags(tags, rows):
 
 def find_post(start, end, slug, user=None):
     """The post with this slug on this day, of any kind. A draft only for a user who may view drafts
-    of its kind (Django's view permission). A slug is unique on its day across kinds, so the order of
-    the lookups only decides how many a permalink takes: blogmarks, most of a link blog, come first."""
+    of its kind (may_view: its view or change permission). A slug is unique on its day across kinds,
+    so the order of the lookups only decides how many a permalink takes: blogmarks, most of a link
+    blog, come first."""
     for model in (Blogmark, Entry, Quotation):
         published_only = not may_view(user, model)
         post = model.objects.on_day(start, end, slug, published_only)  # its tags are in its stored card
