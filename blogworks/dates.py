@@ -57,7 +57,11 @@ def year_range(year):
 
 def month_range(year, month):
     """The UTC start and end of a month named in a URL ("Jan"...), or 404."""
-    number = month_number(month)
+    return month_span(year, month_number(month))
+
+
+def month_span(year, number):
+    """The UTC start and end of month `number` (1 to 12) of `year`."""
     return utc_datetime(year, number), period_end(year + number // 12, number % 12 + 1)
 
 

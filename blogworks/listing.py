@@ -32,6 +32,7 @@ from django.http import Http404
 from django.utils.functional import cached_property
 
 from .database import condition_sql, field_converters, from_row
+from .dates import month_span
 
 
 def union_all(querysets):
@@ -259,7 +260,8 @@ def refresh_month_tallies(store, months):
     if store.month_tally is None or not months:
         return
     first, last = min(months), max(months)
-    counted = listed_by_month(store, {**month_bounds(last), "created__gte": month_moment(first)})
+    (start, _), (_, end) = month_span(first.year, first.month), month_span(last.year, last.month)
+    counted = listed_by_month(store, {"created__gte": start, "created__lt": end})
     store.month_tally.objects.filter(month__gte=first, month__lte=last).exclude(month__in=counted).delete()
     tallies = [store.month_tally(month=month, listed=listed, newest=newest) for month, (listed, newest) in counted.items()]
     store.month_tally.objects.bulk_create(tallies, batch_size=STORE_BATCH, update_conflicts=True,
@@ -621,17 +623,10 @@ def month_start(month):
     return date(int(str(month)[:4]), int(str(month)[5:7]), 1)
 
 
-def month_moment(month):
-    """The first moment (UTC) of the month whose first day is `month`."""
-    return datetime(month.year, month.month, 1, tzinfo=dt_timezone.utc)
-
-
 def month_bounds(month):
-    """Lookups on `created` for the UTC month whose first day is `month` (December 9999 has no next)."""
-    if month.year == date.max.year and month.month == 12:
-        return {"created__gte": month_moment(month)}
-    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    return {"created__gte": month_moment(month), "created__lt": month_moment(following)}
+    """Lookups on `created` for the UTC month whose first day is `month` (its span: dates.month_span)."""
+    start, end = month_span(month.year, month.month)
+    return {"created__gte": start, "created__lt": end}
 
 
 def published_by_month(store, now, first=None, last=None):
