@@ -211,7 +211,7 @@ class NetscapeBookmarks(HTMLParser):
 def carried(record):
     """A bookmark's record without the note and tags it does not have: another service's empty
     note says nothing, and must not wipe the commentary or tags of a blogmark already on the blog."""
-    if not record["tags"] or not any(name.strip() for name in record["tags"]):
+    if not any(name.strip() for name in record["tags"]):
         del record["tags"]
     if not record["commentary"]:
         del record["commentary"]

@@ -499,18 +499,17 @@ class Importer:
 
         Another service's file never publishes a draft nor hides a post: a private or shared flag
         there says nothing about what the author decided here."""
-        content = {name: value for name, value in post.fields.items() if getattr(model_post, name) != value}
-        values = dict(content)
+        values = dict(post.fields)
         if post.slug and post.created_given:  # matched by its day and slug: the time of day may change too
             values["created"] = post.created
         if post.is_draft is not None and not self.foreign:
             values["is_draft"] = post.is_draft
-        values = {name: value for name, value in values.items() if getattr(model_post, name) != value}
-        for name, value in values.items():
+        changed = {name: value for name, value in values.items() if getattr(model_post, name) != value}
+        for name, value in changed.items():
             setattr(model_post, name, value)
-        if content:
+        if changed.keys() & post.fields.keys():  # its content, not only its date or draft state
             model_post.updated = self.now
-        return bool(values)
+        return bool(changed)
 
 
 _renderers = {}  # kind -> its model's rendered(): set in this process, and in each rendering process

@@ -285,11 +285,11 @@ class PostAdmin(admin.ModelAdmin):
         initial = super().get_changeform_initial_data(request)
         if "created" in initial:
             try:
-                initial["created"] = parse_datetime(initial["created"])
+                created = parse_datetime(initial.pop("created"))
             except ValueError:  # the shape of one, but no such day or time
-                initial["created"] = None
-            if initial["created"] is None:
-                del initial["created"]
+                created = None
+            if created is not None:
+                initial["created"] = created
         return initial
 
     def get_fields(self, request, obj=None):
