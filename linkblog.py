@@ -95,7 +95,7 @@ from blogworks.listing import (ListingPaginator, ListingStore, count_everything,
                                with_published_counts)
 from blogworks.moderation import Moderated, ModerationAdmin, any_shown_under
 from blogworks.permalinks import Permalinked
-from blogworks.permissions import may_change, may_view, missing_permissions, needs_permissions
+from blogworks.permissions import may_change, may_view, missing_permissions, needs_permissions, posts_visible_to
 from blogworks.ratelimit import rate_limited
 from blogworks.search import MAX_QUERY_LENGTH, Search
 from blogworks.search_index import IndexedKind
@@ -240,7 +240,7 @@ class Tag(models.Model):
         """The tag `value` names (trimmed, lower case), or a ValidationError saying what is wrong."""
         if not isinstance(value, str) or not value.strip():
             raise ValidationError("empty or not text")
-        name, max_length = value.strip().lower(), cls._meta.get_field("tag").max_length
+        name, max_length = rules.tag_name_as_stored(value), cls._meta.get_field("tag").max_length
         if len(name) > max_length:
             raise ValidationError(f"longer than {max_length} characters: “{name[:40]}…”")
         if not re.fullmatch(cls.NAME_PATTERN, name):
@@ -248,10 +248,10 @@ class Tag(models.Model):
         return name
 
     def clean(self):
-        self.tag = self.tag.strip().lower()  # before the uniqueness check, so "Django" clashes with "django"
+        self.tag = rules.tag_name_as_stored(self.tag)  # before the uniqueness check, so "Django" clashes with "django"
 
     def save(self, *args, **kwargs):
-        self.tag = self.tag.strip().lower()
+        self.tag = rules.tag_name_as_stored(self.tag)
         self.description_html = text.render_markdown(self.description)
         super().save(*args, **kwargs)
 
@@ -2061,8 +2061,7 @@ def admin_blog_this(request):
     url, title, selection = (request.GET.get(name, "")[:5000] for name in ("url", "title", "selection"))
     add_blogmark = reverse("admin:linkblog_blogmark_add") + "?" + urlencode({"link_url": url, "link_title": title[:255], "commentary": selection})
     add_quotation = reverse("admin:linkblog_quotation_add") + "?" + urlencode({"quotation": selection, "source": title[:255], "source_url": url})
-    posts = Blogmark.objects.all() if may_view(request.user, Blogmark) else Blogmark.objects.published()
-    blogged = Blogmark.of_link(posts, url).order_by("-created")[:5] if url else []
+    blogged = Blogmark.of_link(posts_visible_to(request.user, Blogmark), url).order_by("-created")[:5] if url else []
     return admin_page(request, "admin/linkblog/blog_this.html", title="Blog this", url=url, page_title=title, selection=selection,
                       web_link=rules.stored_web_url(url), add_blogmark=add_blogmark, add_quotation=add_quotation, blogged=blogged)
 

@@ -34,7 +34,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, 
 
 from . import database, rules
 from .listing import listing_rows
-from .permissions import may_view, permission_name
+from .permissions import may_view, permission_name, posts_visible_to
 
 NO_NUL_PATTERN = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters in text
 TAG_PATTERN = rf"^{rules.TAG_NAME_PATTERN}$"
@@ -237,15 +237,10 @@ def drop_default(field_schema):
     field_schema.pop("default", None)
 
 
-def tag_name_as_stored(value):
-    """A tag name trimmed and lower-cased before it is checked, as Tag.clean_name does for the admin
-    and the importer: " Django " and "\u212aelvin" (a Kelvin sign) are accepted the same way everywhere."""
-    return value.strip().lower() if isinstance(value, str) else value
-
-
 TagName = Annotated[
     str,
-    BeforeValidator(tag_name_as_stored),
+    # Trimmed and lower-cased before the pattern, as the admin and the importer take a name.
+    BeforeValidator(lambda value: rules.tag_name_as_stored(value) if isinstance(value, str) else value),
     StringConstraints(pattern=TAG_PATTERN, min_length=1, max_length=64),
     Field(description="A tag: letters, digits, hyphens and underscores; stored lower case.", examples=["django"]),
 ]
@@ -343,7 +338,7 @@ def stored_items_page(found):
 
 def visible_posts(request, model):
     """All posts of a kind for a caller allowed to see drafts, published ones for everyone else."""
-    return model.objects.all() if may_see_drafts(request, model) else model.objects.published()
+    return posts_visible_to(caller(request), model)
 
 
 def listed_items(request, kinds, filters, listing, tags_by_name, count_tagged, count_published, published_filter):

@@ -5,6 +5,7 @@ Models come in as arguments (this package never imports linkblog).
 - `permission_name(action, model)`: Django's name for it, "linkblog.add_entry";
 - `missing_permissions(user, wanted)`: which of some (action, model) pairs a user lacks;
 - `may_view(user, model)`: whether a user (perhaps anonymous) may see drafts and scheduled posts;
+  `posts_visible_to(user, model)`: the posts they may see;
 - `may_change(user, model)`: whether a user (perhaps anonymous) may change one (edit links);
 - `needs_permissions(wanted, refuse)`: a view decorator answering `refuse(request, missing)` to the others.
 """
@@ -28,6 +29,12 @@ def may_view(user, model):
     permission, or its change permission, which Django's admin lets imply view (one rule everywhere)."""
     return getattr(user, "is_authenticated", False) and any(
         user.has_perm(permission_name(action, model)) for action in ("view", "change"))
+
+
+def posts_visible_to(user, model):
+    """The posts of `model` that `user` (perhaps anonymous) may see: all of them, drafts and scheduled
+    ones too, for those who may_view them; the published ones for everyone else."""
+    return model.objects.all() if may_view(user, model) else model.objects.published()
 
 
 def may_change(user, model):

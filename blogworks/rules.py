@@ -34,6 +34,12 @@ URL_SAFE = "!$&'()*+,-./:;=?@_~#[]|^"
 PERCENT_NOT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
+def tag_name_as_stored(name):
+    """A tag name as it is stored and checked, whichever way it came in: trimmed and lower case
+    (" Django " is django; "\u212aelvin", with a Kelvin sign, is kelvin)."""
+    return name.strip().lower()
+
+
 def validate_text(value):
     """Text every database stores and every file carries: no NUL (PostgreSQL refuses it), no lone
     surrogate (not Unicode, so not UTF-8)."""
